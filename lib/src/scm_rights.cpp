@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The only file in libfdbroker that touches cmsghdr.
+#include <fdbroker/error.hpp>
+#include <fdbroker/scm_rights.hpp>
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "sys.hpp"
+
+namespace fdbroker {
+
+namespace {
+
+// Ancillary buffer big enough for the kernel's maximum, aligned for cmsghdr.
+// Sized once so that neither side allocates per message.
+union control_buffer {
+  char bytes[CMSG_SPACE(sizeof(int) * max_fds_per_message)];
+  cmsghdr align;
+};
+
+int msg_flags_for(io_flags flags) noexcept {
+  return has(flags, io_flags::dontwait) ? MSG_DONTWAIT : 0;
+}
+
+bool is_stream_socket(int sock) noexcept {
+  int type = 0;
+  socklen_t len = sizeof type;
+  return ::getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+}
+
+}  // namespace
+
+result<std::size_t> try_sendfds(int sock, const void* data, std::size_t size, const int* fds,
+                                std::size_t nfds, io_flags flags) noexcept {
+  if (nfds > max_fds_per_message) return errno_code(E2BIG);
+  // The kernel's stream sendmsg loops over payload bytes only, so descriptors
+  // sent with an empty payload would vanish without an error.
+  if (nfds > 0 && size == 0 && is_stream_socket(sock)) return errno_code(EINVAL);
+
+  iovec iov{const_cast<void*>(data), size};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+
+  control_buffer control;
+  if (nfds > 0) {
+    msg.msg_control = control.bytes;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    std::memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
+  }
+
+  int msg_flags = MSG_NOSIGNAL | msg_flags_for(flags);
+  for (;;) {
+    ssize_t sent = detail::sys::calls.sendmsg(sock, &msg, msg_flags);
+    if (sent >= 0) return static_cast<std::size_t>(sent);
+    if (errno != EINTR || has(flags, io_flags::no_retry_eintr)) return errno_code(errno);
+  }
+}
+
+std::size_t sendfds(int sock, std::string_view payload, const std::vector<int>& fds,
+                    io_flags flags) {
+  return try_sendfds(sock, payload.data(), payload.size(), fds.data(), fds.size(), flags)
+      .value_or_throw("sendfds");
+}
+
+result<recv_info> try_recvfds_into(int sock, void* buf, std::size_t bufsize,
+                                   std::vector<unique_fd>& ret_fds, std::size_t maxfds,
+                                   io_flags flags) noexcept {
+  if (maxfds > max_fds_per_message) return errno_code(EINVAL);
+
+  iovec iov{buf, bufsize};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  control_buffer control;
+  if (maxfds > 0) {
+    msg.msg_control = control.bytes;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * maxfds);
+  }
+
+  ssize_t got;
+  int msg_flags = MSG_CMSG_CLOEXEC | msg_flags_for(flags);
+  for (;;) {
+    got = detail::sys::calls.recvmsg(sock, &msg, msg_flags);
+    if (got >= 0) break;
+    if (errno != EINTR || has(flags, io_flags::no_retry_eintr)) return errno_code(errno);
+  }
+
+  // WARNING: from here on, every descriptor the kernel installed in our table must
+  // end up owned by a unique_fd before anything can fail, or it leaks. So count
+  // first, then wrap all of them into `arrived`, and only then decide.
+  std::size_t count = 0;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      count += (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    }
+  }
+  std::vector<unique_fd> arrived;
+  try {
+    arrived.reserve(count);
+  } catch (const std::bad_alloc&) {
+    // Cannot own them in a vector: close them straight from the cmsg instead.
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < n; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        unique_fd{fd};
+      }
+    }
+    return errno_code(ENOMEM);
+  }
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < n; ++i) {
+      int fd;
+      // CMSG_DATA need not be int-aligned for every index: copy, don't cast.
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      arrived.emplace_back(fd);  // cannot throw: capacity reserved above
+    }
+  }
+
+  recv_info info;
+  info.size = static_cast<std::size_t>(got);
+  info.payload_truncated = (msg.msg_flags & MSG_TRUNC) != 0;
+  if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+    if (!has(flags, io_flags::accept_truncated_fds)) return errno_code(EMSGSIZE);  // closes `arrived`
+    info.fds_truncated = true;
+  }
+  try {
+    ret_fds.reserve(ret_fds.size() + arrived.size());
+  } catch (const std::bad_alloc&) {
+    return errno_code(ENOMEM);
+  }
+  for (auto& fd : arrived) ret_fds.push_back(std::move(fd));
+  return info;
+}
+
+result<received_message> try_recvfds(int sock, std::size_t bufsize, std::size_t maxfds,
+                                     io_flags flags) noexcept {
+  try {
+    received_message message;
+    message.payload.resize(bufsize);
+    auto info = try_recvfds_into(sock, message.payload.data(), bufsize, message.fds, maxfds, flags);
+    if (!info) return info.error();
+    message.payload.resize(info->size);
+    message.payload_truncated = info->payload_truncated;
+    message.fds_truncated = info->fds_truncated;
+    return message;
+  } catch (const std::bad_alloc&) {
+    return errno_code(ENOMEM);
+  }
+}
+
+received_message recvfds(int sock, std::size_t bufsize, std::size_t maxfds, io_flags flags) {
+  return try_recvfds(sock, bufsize, maxfds, flags).value_or_throw("recvfds");
+}
+
+}  // namespace fdbroker
