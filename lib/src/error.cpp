@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include <cerrno>
+
 namespace fdbroker {
 
 namespace {
@@ -21,6 +23,11 @@ const char* errno_name(int err) noexcept {
 }
 
 int errno_from_name(std::string_view name) noexcept {
+  // strerrorname_np() gives one name per value; accept the other Linux spellings
+  // of shared values too, as peers written for other systems may use them.
+  if (name == "EWOULDBLOCK") return EWOULDBLOCK;
+  if (name == "EDEADLOCK") return EDEADLOCK;
+  if (name == "ENOTSUP") return ENOTSUP;
   for (int err = 1; err < max_errno; ++err) {
     const char* candidate = ::strerrorname_np(err);
     if (candidate != nullptr && name == candidate) return err;

@@ -20,7 +20,8 @@ inline std::error_code errno_code(int err) noexcept { return {err, std::system_c
 // The symbolic name of an errno value ("ENOENT"), or nullptr if unknown.
 FDBROKER_API const char* errno_name(int err) noexcept;
 
-// The errno value for a symbolic name ("ENOENT" -> 2), or 0 if unknown.
+// The errno value for a symbolic name ("ENOENT" -> 2), or 0 if unknown. The
+// aliases EWOULDBLOCK, EDEADLOCK and ENOTSUP are accepted too.
 FDBROKER_API int errno_from_name(std::string_view name) noexcept;
 
 }  // namespace fdbroker

@@ -34,7 +34,9 @@ struct credentials {
 FDBROKER_API credentials peer_credentials(int sock);
 
 // The peer's supplementary groups (SO_PEERGROUPS, Linux 4.13+), as recorded at
-// connect() time. Errors: EBADF, ENOTSOCK, ENOPROTOOPT (kernel too old), ENOMEM.
+// connect() time. Errors: EBADF, ENOTSOCK, ENOTCONN (no peer, as above),
+// ENOPROTOOPT (kernel too old), ENOMEM.
 [[nodiscard]] FDBROKER_API result<std::vector<gid_t>> try_peer_groups(int sock) noexcept;
+FDBROKER_API std::vector<gid_t> peer_groups(int sock);
 
 }  // namespace fdbroker

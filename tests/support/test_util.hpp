@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Helpers for tests over real kernel objects: fd counting, pipes whose EOF proves
+// that every copy of a write end was closed, file identity and temp socket paths.
+#pragma once
+
+#include <fdbroker/unique_fd.hpp>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <system_error>
+
+#include <gtest/gtest.h>
+
+namespace fdbroker::test {
+
+// The number of descriptors open in this process (/proc/self/fd), not counting
+// the one used to read the directory.
+inline std::size_t open_fd_count() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) throw std::system_error(errno, std::system_category(), "opendir");
+  std::size_t count = 0;
+  while (const dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] != '.') ++count;
+  }
+  ::closedir(dir);
+  return count - 1;
+}
+
+struct Pipe {
+  unique_fd read;
+  unique_fd write;
+};
+
+// A close-on-exec pipe. Pass `write` somewhere, close every copy you hold, and
+// reaches_eof(read) proves whether all other copies were closed too.
+inline Pipe pipe_pair() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) < 0) throw std::system_error(errno, std::system_category(), "pipe2");
+  return Pipe{unique_fd(fds[0]), unique_fd(fds[1])};
+}
+
+// True when `read_fd` (a pipe's read end with nothing buffered) reports EOF within
+// `timeout_ms`, i.e. every write end is closed. Closing is synchronous on Linux, so
+// the timeout only bounds how long a failing test waits.
+inline ::testing::AssertionResult reaches_eof(int read_fd, int timeout_ms = 2000) {
+  pollfd pfd{read_fd, POLLIN, 0};
+  int ready = ::poll(&pfd, 1, timeout_ms);
+  if (ready < 0) return ::testing::AssertionFailure() << "poll: " << std::strerror(errno);
+  if (ready == 0) return ::testing::AssertionFailure() << "fd " << read_fd << ": a write end is still open";
+  char byte;
+  ssize_t got = ::read(read_fd, &byte, 1);
+  if (got == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "fd " << read_fd << ": read returned " << got
+                                       << " instead of EOF";
+}
+
+// Whether the pipe's write end is still open somewhere: no EOF right now.
+inline bool write_end_open(int read_fd) {
+  pollfd pfd{read_fd, POLLIN, 0};
+  return ::poll(&pfd, 1, 0) == 0;
+}
+
+// Two descriptors refer to the same file when st_dev and st_ino agree.
+inline ::testing::AssertionResult same_file(int a, int b) {
+  struct stat sa {}, sb {};
+  if (::fstat(a, &sa) < 0) return ::testing::AssertionFailure() << "fstat(" << a << ") failed";
+  if (::fstat(b, &sb) < 0) return ::testing::AssertionFailure() << "fstat(" << b << ") failed";
+  if (sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "fd " << a << " is ino " << sa.st_ino << ", fd " << b
+                                       << " is ino " << sb.st_ino;
+}
+
+inline bool is_open(int fd) { return ::fcntl(fd, F_GETFD) >= 0; }
+
+inline bool is_cloexec(int fd) {
+  int flags = ::fcntl(fd, F_GETFD);
+  return flags >= 0 && (flags & FD_CLOEXEC) != 0;
+}
+
+// True when nothing at all is queued on `sock` (not even an empty message).
+inline bool nothing_queued(int sock) {
+  char byte;
+  return ::recv(sock, &byte, 1, MSG_DONTWAIT | MSG_PEEK) < 0 && errno == EAGAIN;
+}
+
+// `size` pseudo-random bytes, NULs included; the seed makes failures reproducible.
+inline std::string random_bytes(std::size_t size, std::uint32_t seed = 42) {
+  std::mt19937 gen(seed);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::string out(size, '\0');
+  for (auto& c : out) c = static_cast<char>(byte(gen));
+  return out;
+}
+
+// A private directory under $TMPDIR (or /tmp), removed with its contents on
+// destruction; short enough for sockaddr_un paths.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = ::getenv("TMPDIR");
+    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/fdbroker-test-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr)
+      throw std::system_error(errno, std::system_category(), "mkdtemp");
+    path_ = pattern;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    if (DIR* dir = ::opendir(path_.c_str())) {
+      while (const dirent* entry = ::readdir(dir)) {
+        std::string name = entry->d_name;
+        if (name != "." && name != "..") ::unlink((path_ + "/" + name).c_str());
+      }
+      ::closedir(dir);
+    }
+    ::rmdir(path_.c_str());
+  }
+
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+  // A path for an AF_UNIX socket (or any file) inside this directory.
+  [[nodiscard]] std::string socket_path(const std::string& name = "sock") const {
+    return path_ + "/" + name;
+  }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace fdbroker::test
