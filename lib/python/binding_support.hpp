@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// What every part of the _fdbroker extension shares: the error contract
+// (std::system_error -> OSError), turning Python objects into fds, and the loop that
+// runs a blocking call without the GIL while honouring signals (PEP 475) and
+// socket timeouts. The scm_rights functions use it today; fdbroker.Client will too.
+#pragma once
+
+#include <fdbroker/result.hpp>
+
+#include <pybind11/pybind11.h>
+
+#include <cerrno>
+#include <chrono>
+#include <optional>
+#include <system_error>
+#include <utility>
+
+namespace fdbroker::python {
+
+namespace py = pybind11;
+
+// Registers, once per module, the translator that turns a std::system_error escaping
+// any bound function into OSError(errno, what()). Python's OSError constructor then
+// picks the subclass from the errno: EAGAIN -> BlockingIOError, ENOENT ->
+// FileNotFoundError, EPERM -> PermissionError, EPIPE -> BrokenPipeError, ...
+void register_error_translator();
+
+// Throws std::system_error for `err`, which the translator above turns into OSError.
+[[noreturn]] void throw_os_error(int err, const char* what);
+
+// The descriptor behind a Python object, borrowed for the call: an int is taken as is
+// (a negative or closed one reaches the kernel, which answers EBADF, so callers see one
+// errno for "not an open fd"); anything else must have a fileno() returning an int.
+// Raises TypeError otherwise, OverflowError if it does not fit an int.
+int fd_of(py::handle obj);
+
+// The timeout of a socket.socket-like object (obj.gettimeout()), if it has a positive
+// one; nullopt for ints, objects without gettimeout(), None and 0.
+std::optional<std::chrono::duration<double>> socket_timeout(py::handle obj);
+
+// Raises any exception a Python signal handler raised (PyErr_CheckSignals); returns
+// if the handlers ran quietly. Call with the GIL held.
+void run_signal_handlers();
+
+// Waits, without the GIL, until `fd` is ready for `events` (POLLIN/POLLOUT) or the
+// deadline passes, in which case it raises TimeoutError("timed out") as socket does.
+// EINTR runs the signal handlers and waits again for the time that remains.
+void wait_ready(int fd, short events, std::chrono::steady_clock::time_point deadline);
+
+// Runs `attempt` (a callable returning result<T>, called without the GIL and with
+// io_flags::no_retry_eintr) until it gives something other than EINTR or EAGAIN:
+//  - EINTR: re-acquire the GIL, run the signal handlers (an exception one raises
+//    propagates and ends the call), retry. This is PEP 475.
+//  - EAGAIN, if the call may block (!dontwait) and `owner` is a socket object with a
+//    timeout: wait for readiness (`events`) up to that timeout, then retry; raise
+//    TimeoutError when it runs out. Python sockets with a timeout are non-blocking
+//    underneath, so without this their timeout would surface as BlockingIOError.
+//    Otherwise EAGAIN is returned (and raised as BlockingIOError by the caller).
+// `attempt` must leave its outputs untouched when it fails, so that retrying is safe.
+template <class Attempt>
+auto call_blocking(py::handle owner, int fd, short events, bool dontwait, Attempt&& attempt)
+    -> decltype(attempt()) {
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  for (;;) {
+    auto outcome = [&] {
+      py::gil_scoped_release nogil;
+      return attempt();
+    }();
+    if (outcome.ok()) return outcome;
+    const int err = outcome.error().value();
+    if (err == EINTR) {
+      run_signal_handlers();
+      continue;
+    }
+    if ((err == EAGAIN || err == EWOULDBLOCK) && !dontwait) {
+      if (!deadline) {
+        auto timeout = socket_timeout(owner);
+        if (!timeout) return outcome;
+        deadline = std::chrono::steady_clock::now() +
+                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(*timeout);
+      }
+      wait_ready(fd, events, *deadline);
+      continue;
+    }
+    return outcome;
+  }
+}
+
+}  // namespace fdbroker::python

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "fd_passing.hpp"
+
+#include <fdbroker/error.hpp>
+#include <fdbroker/scm_rights.hpp>
+#include <fdbroker/unique_fd.hpp>
+
+#include <poll.h>
+
+#include <system_error>
+#include <vector>
+
+#include "binding_support.hpp"
+
+namespace fdbroker::python {
+
+namespace {
+
+// Set once at import by add_recv_result_type(); the module keeps the type alive.
+PyTypeObject* recv_result_type = nullptr;
+
+PyStructSequence_Field recv_result_fields[] = {
+    {"msg", "the payload bytes (b'' at end of stream)"},
+    {"fds", "the received file descriptors, new and owned by the caller, close-on-exec"},
+    {"msg_truncated",
+     "True if a SOCK_DGRAM/SOCK_SEQPACKET message was longer than the buffer (MSG_TRUNC): "
+     "the rest of it is lost"},
+    {"fds_truncated",
+     "True if descriptors were dropped by the kernel (MSG_CTRUNC); only seen with "
+     "accept_truncated=True, otherwise the call raises EMSGSIZE"},
+    {nullptr, nullptr}};
+
+PyStructSequence_Desc recv_result_desc = {
+    "fdbroker.RecvResult",
+    "RecvResult(msg, fds): what recvfds() received.\n\n"
+    "A tuple of two, so `msg, fds = recvfds(...)` works; msg_truncated and fds_truncated\n"
+    "are extra attributes, as with os.stat_result. The fds belong to the caller.",
+    recv_result_fields, 2};
+
+// A contiguous read-only view of a bytes-like object, released on scope exit.
+class byte_view {
+ public:
+  explicit byte_view(py::handle obj) {
+    if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+  }
+  byte_view(const byte_view&) = delete;
+  byte_view& operator=(const byte_view&) = delete;
+  ~byte_view() { PyBuffer_Release(&view_); }
+  [[nodiscard]] const void* data() const noexcept { return view_.buf; }
+  [[nodiscard]] std::size_t size() const noexcept { return static_cast<std::size_t>(view_.len); }
+
+ private:
+  Py_buffer view_{};
+};
+
+std::vector<int> fds_of(py::handle items) {
+  std::vector<int> fds;
+  if (items.is_none()) return fds;
+  py::object seq = py::reinterpret_steal<py::object>(
+      PySequence_Fast(items.ptr(), "fds must be an iterable of file descriptors"));
+  if (!seq) throw py::error_already_set();
+  fds.reserve(static_cast<std::size_t>(PySequence_Fast_GET_SIZE(seq.ptr())));
+  // fileno() is Python code that could change a list under us: re-read the size and
+  // hold each item while converting it.
+  for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq.ptr()); ++i) {
+    py::object item = py::reinterpret_borrow<py::object>(PySequence_Fast_GET_ITEM(seq.ptr(), i));
+    fds.push_back(fd_of(item));
+  }
+  return fds;
+}
+
+py::object steal_or_throw(PyObject* obj) {
+  if (obj == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(obj);
+}
+
+}  // namespace
+
+void add_recv_result_type(py::module_& m) {
+  PyTypeObject* type = PyStructSequence_NewType(&recv_result_desc);
+  if (type == nullptr) throw py::error_already_set();
+  recv_result_type = type;
+  // The module holds the reference from here on; recv_result_type borrows it.
+  m.add_object("RecvResult", py::reinterpret_steal<py::object>(reinterpret_cast<PyObject*>(type)));
+}
+
+std::size_t send_message(py::handle sock, py::handle payload, py::handle fds, bool dontwait) {
+  const int fd = fd_of(sock);
+  const byte_view bytes(payload);
+  const std::vector<int> to_send = fds_of(fds);
+  const io_flags flags =
+      io_flags::no_retry_eintr | (dontwait ? io_flags::dontwait : io_flags::none);
+  auto sent = call_blocking(sock, fd, POLLOUT, dontwait, [&] {
+    return try_sendfds(fd, bytes.data(), bytes.size(), to_send.data(), to_send.size(), flags);
+  });
+  if (!sent) throw std::system_error(sent.error(), "sendfds");
+  return *sent;
+}
+
+py::object receive_message(py::handle sock, Py_ssize_t bufsize, Py_ssize_t numfds,
+                           bool accept_truncated, bool dontwait, fd_sequence kind) {
+  if (bufsize < 0) throw py::value_error("negative buffer size in recvfds");
+  if (numfds < 0) throw py::value_error("negative numfds in recvfds");
+  const int fd = fd_of(sock);
+  io_flags flags = io_flags::no_retry_eintr;
+  if (dontwait) flags = flags | io_flags::dontwait;
+  if (accept_truncated) flags = flags | io_flags::accept_truncated_fds;
+
+  // The kernel writes straight into a new bytes object: nobody else can see it yet,
+  // so filling it without the GIL is safe.
+  py::object payload = steal_or_throw(PyBytes_FromStringAndSize(nullptr, bufsize));
+  char* buffer = PyBytes_AS_STRING(payload.ptr());
+  std::vector<unique_fd> fds;
+  auto info = call_blocking(sock, fd, POLLIN, dontwait, [&] {
+    return try_recvfds_into(fd, buffer, static_cast<std::size_t>(bufsize), fds,
+                            static_cast<std::size_t>(numfds), flags);
+  });
+  if (!info) throw std::system_error(info.error(), "recvfds");
+
+  // From here `fds` owns what arrived: any exception below closes all of it.
+  const auto size = static_cast<Py_ssize_t>(info->size);
+  if (size != bufsize) {
+    PyObject* resized = payload.release().ptr();
+    if (_PyBytes_Resize(&resized, size) != 0) throw py::error_already_set();
+    payload = py::reinterpret_steal<py::object>(resized);
+  }
+  const auto count = static_cast<Py_ssize_t>(fds.size());
+  py::object fd_numbers =
+      steal_or_throw(kind == fd_sequence::list ? PyList_New(count) : PyTuple_New(count));
+  for (Py_ssize_t i = 0; i < count; ++i) {
+    PyObject* number = PyLong_FromLong(fds[static_cast<std::size_t>(i)].get());
+    if (number == nullptr) throw py::error_already_set();
+    if (kind == fd_sequence::list) {
+      PyList_SET_ITEM(fd_numbers.ptr(), i, number);
+    } else {
+      PyTuple_SET_ITEM(fd_numbers.ptr(), i, number);
+    }
+  }
+  py::object result = steal_or_throw(PyStructSequence_New(recv_result_type));
+  PyStructSequence_SetItem(result.ptr(), 0, payload.release().ptr());
+  PyStructSequence_SetItem(result.ptr(), 1, fd_numbers.release().ptr());
+  PyStructSequence_SetItem(result.ptr(), 2, py::bool_(info->payload_truncated).release().ptr());
+  PyStructSequence_SetItem(result.ptr(), 3, py::bool_(info->fds_truncated).release().ptr());
+
+  // Nothing can fail any more: the caller owns the descriptors now.
+  for (auto& received : fds) static_cast<void>(received.release());
+  return result;
+}
+
+}  // namespace fdbroker::python
