@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The yardstick fdbrokerd is measured against: the least a broker-shaped server can
+// do per `get`. One thread, one level-triggered epoll, a non-blocking SOCK_SEQPACKET
+// listener; per readable connection one recvmsg() and one sendmsg() of a fixed JSON
+// reply (about the size of fdbrokerd's `get` reply) with one stored fd attached as
+// SCM_RIGHTS. No JSON parsing, no id echo, no access control, no logging, no allocation
+// after start. Whatever fdbrokerd costs beyond this is the price of being a broker.
+//
+// Usage: baseline_server --socket PATH [--fd-path FILE]
+// Runs until SIGTERM/SIGINT (default action: the kernel cleans up; the socket file is
+// left for the caller's temporary directory to remove).
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace {
+
+// Shaped like fdbrokerd's reply to {"op":"get","name":"bench","id":k} for an entry
+// holding /dev/null, so that both servers copy about the same bytes per reply.
+constexpr std::string_view fixed_reply =
+    R"({"id":1,"ok":true,"name":"bench","generation":1,"meta":{},"owner":{"uid":0},)"
+    R"("fds":[{"kind":"file","path":"/dev/null","access":"rw"}]})";
+
+// Larger than any request the load generator sends; a longer request is truncated
+// (MSG_TRUNC) and still answered: the baseline does not look at requests.
+constexpr std::size_t request_buffer_size = 4096;
+
+[[noreturn]] void die(const char* what) {
+  std::fprintf(stderr, "baseline_server: %s: %s\n", what, std::strerror(errno));
+  std::exit(EXIT_FAILURE);
+}
+
+int listen_on(const std::string& path) {
+  int sock = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (sock < 0) die("socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    errno = ENAMETOOLONG;
+    die("socket path");
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ::unlink(path.c_str());  // a stale socket file from an earlier run
+  if (::bind(sock, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) < 0) die("bind");
+  if (::listen(sock, SOMAXCONN) < 0) die("listen");
+  return sock;
+}
+
+// Sends the fixed reply with `stored_fd` attached. The kernel duplicates the fd into
+// the peer; ours stays open for the next reply, exactly as a broker's `get` does.
+bool send_reply(int conn, int stored_fd) {
+  iovec iov{const_cast<char*>(fixed_reply.data()), fixed_reply.size()};
+  union {
+    char bytes[CMSG_SPACE(sizeof(int))];
+    cmsghdr align;
+  } control{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.bytes;
+  msg.msg_controllen = sizeof(control.bytes);
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cmsg), &stored_fd, sizeof(int));
+  ssize_t sent;
+  do {
+    sent = ::sendmsg(conn, &msg, MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  return sent == static_cast<ssize_t>(fixed_reply.size());
+}
+
+// One recvmsg per readiness event: with level-triggered epoll a second queued request
+// wakes us again, and skipping the read-until-EAGAIN saves a syscall per request when
+// (as here) each client has one request in flight. Returns false to drop the client.
+bool serve_one(int conn, int stored_fd) {
+  char request[request_buffer_size];
+  iovec iov{request, sizeof(request)};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  // No control buffer: if a client attaches fds, the kernel closes them for us
+  // (MSG_CTRUNC), so nothing leaks.
+  ssize_t got;
+  do {
+    got = ::recvmsg(conn, &msg, 0);
+  } while (got < 0 && errno == EINTR);
+  if (got < 0) return errno == EAGAIN;
+  if (got == 0) return false;  // peer closed
+  // A minimal server: a full send buffer (a client that does not read) drops it.
+  return send_reply(conn, stored_fd);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string socket_path;
+  std::string fd_path = "/dev/null";
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--socket" && i + 1 < argc) {
+      socket_path = argv[++i];
+    } else if (arg == "--fd-path" && i + 1 < argc) {
+      fd_path = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: baseline_server --socket PATH [--fd-path FILE]\n");
+      return 100;
+    }
+  }
+  if (socket_path.empty()) {
+    std::fprintf(stderr, "usage: baseline_server --socket PATH [--fd-path FILE]\n");
+    return 100;
+  }
+
+  int stored_fd = ::open(fd_path.c_str(), O_RDWR | O_CLOEXEC);
+  if (stored_fd < 0) die("open stored fd");
+  int listener = listen_on(socket_path);
+  int epoll = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll < 0) die("epoll_create1");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = listener;
+  if (::epoll_ctl(epoll, EPOLL_CTL_ADD, listener, &ev) < 0) die("epoll_ctl listener");
+
+  constexpr int max_events = 256;
+  epoll_event events[max_events];
+  for (;;) {
+    int n = ::epoll_wait(epoll, events, max_events, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      die("epoll_wait");
+    }
+    for (int i = 0; i < n; ++i) {
+      int fd = events[i].data.fd;
+      if (fd == listener) {
+        // Accept everything queued: connect-get-close clients arrive in bursts.
+        for (;;) {
+          int conn = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+          if (conn < 0) {
+            // EAGAIN: drained. EMFILE/ENFILE: the clients wait in the backlog and the
+            // next epoll_wait retries; the generator never opens that many.
+            if (errno != EINTR && errno != ECONNABORTED) break;
+            continue;
+          }
+          epoll_event cev{};
+          cev.events = EPOLLIN;
+          cev.data.fd = conn;
+          if (::epoll_ctl(epoll, EPOLL_CTL_ADD, conn, &cev) < 0) ::close(conn);
+        }
+        continue;
+      }
+      // EPOLLHUP with a request still queued: answer it first, recvmsg then sees EOF.
+      if (!serve_one(fd, stored_fd)) ::close(fd);  // close also leaves the epoll set
+    }
+  }
+}

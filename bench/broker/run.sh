@@ -1,0 +1,142 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Measures fdbrokerd against the minimal baseline server in the same run: starts both
+# on temporary sockets, puts the entry `bench` (holding /dev/null) into the broker,
+# then runs loadgen at each point against each server, alternating which goes first,
+# several times, and prints the table of medians (report.py). Stops only the servers
+# it started, by PID.
+#
+# Usage: bench/broker/run.sh [BUILD_DIR] [options]
+#   BUILD_DIR            a build with FDBROKER_BUILD_BENCH=ON (default: build/release;
+#                        `cmake --preset release` makes one)
+#   --repeats N          runs per point and server (default 3)
+#   --duration S         measured seconds per run (default 3)
+#   --warmup S           unmeasured seconds before each run (default 1)
+#   --clients "1 8 64"   kept-open connection counts
+#   --connect-clients N  concurrency of the connect-get-close point (default 8)
+#   --threads T          loadgen threads (default 1; see loadgen.cpp for why)
+#   --pin                server on CPU 0, loadgen on CPU 1 (taskset); off by default
+#                        because on a shared machine the other helpers' work moves
+#   --baseline-only      do not start fdbrokerd
+#   --keep FILE          also keep the raw JSON lines in FILE
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=$root/build/release
+repeats=3 duration=3 warmup=1 clients="1 8 64" connect_clients=8 threads=1
+pin=0 baseline_only=0 keep=
+if [[ $# -gt 0 && $1 != --* ]]; then build=$(cd "$1" && pwd); shift; fi
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --repeats) repeats=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
+    --clients) clients=$2; shift 2 ;;
+    --connect-clients) connect_clients=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --pin) pin=1; shift ;;
+    --baseline-only) baseline_only=1; shift ;;
+    --keep) keep=$2; shift 2 ;;
+    *) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 100 ;;
+  esac
+done
+
+loadgen=$build/bench/broker/loadgen
+baseline_server=$build/bench/broker/baseline_server
+fdbrokerd=$build/daemon/fdbrokerd
+for f in "$loadgen" "$baseline_server"; do
+  [[ -x $f ]] || { echo "run.sh: $f missing: build with FDBROKER_BUILD_BENCH=ON" >&2; exit 111; }
+done
+if [[ $baseline_only == 0 && ! -x $fdbrokerd ]]; then
+  echo "run.sh: $fdbrokerd missing (use --baseline-only to measure the baseline alone)" >&2
+  exit 111
+fi
+
+server_cpu= loadgen_cpu=
+if [[ $pin == 1 ]]; then server_cpu="taskset -c 0" loadgen_cpu="taskset -c 1"; fi
+
+tmp=$(mktemp -d -t fdbroker-bench.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_for_socket() {  # path pid
+  for _ in $(seq 100); do
+    [[ -S $1 ]] && return 0
+    kill -0 "$2" 2>/dev/null || { echo "run.sh: server $2 exited" >&2; return 1; }
+    sleep 0.05
+  done
+  echo "run.sh: $1 did not appear" >&2
+  return 1
+}
+
+declare -A socket pid
+$server_cpu "$baseline_server" --socket "$tmp/baseline.sock" &
+pid[baseline]=$!; pids+=("${pid[baseline]}"); socket[baseline]=$tmp/baseline.sock
+wait_for_socket "${socket[baseline]}" "${pid[baseline]}"
+labels=(baseline)
+
+if [[ $baseline_only == 0 ]]; then
+  # Logging at warn: the broker logs every grant at info, and a benchmark of
+  # spdlog writing to a pipe is not what we want to measure. Everything else is
+  # the built-in default (only root and our own uid may use it).
+  cat >"$tmp/broker.json" <<EOF
+{
+  "log_level": "warn"
+}
+EOF
+  $server_cpu "$fdbrokerd" --socket "$tmp/broker.sock" --config "$tmp/broker.json" \
+    2>"$tmp/broker.log" &
+  pid[broker]=$!; pids+=("${pid[broker]}"); socket[broker]=$tmp/broker.sock
+  wait_for_socket "${socket[broker]}" "${pid[broker]}" || { cat "$tmp/broker.log" >&2; exit 1; }
+  "$loadgen" --socket "${socket[broker]}" --put bench --fd-path /dev/null >/dev/null ||
+    { echo "run.sh: put of 'bench' into the broker failed" >&2; exit 1; }
+  labels+=(broker)
+fi
+
+echo "# $(date -u '+%F %T UTC') on $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# build: $build; $repeats runs x ${duration}s (+${warmup}s warm-up) per point and server"
+for label in "${labels[@]}"; do
+  echo "# $label reply: $("$loadgen" --socket "${socket[$label]}" --show)"
+done
+fd_count() { ls "/proc/$1/fd" | wc -l; }
+[[ $baseline_only == 0 ]] && broker_fds_before=$(fd_count "${pid[broker]}")
+
+results=$tmp/results.jsonl
+points=()
+for c in $clients; do points+=("keepalive $c"); done
+points+=("connect $connect_clients")
+for ((r = 1; r <= repeats; r++)); do
+  order=("${labels[@]}")
+  # Alternate who goes first, so that a slow drift of the machine favours neither.
+  if ((r % 2 == 0)) && ((${#labels[@]} == 2)); then order=("${labels[1]}" "${labels[0]}"); fi
+  for point in "${points[@]}"; do
+    read -r mode n <<<"$point"
+    for label in "${order[@]}"; do
+      $loadgen_cpu "$loadgen" --socket "${socket[$label]}" --label "$label" --mode "$mode" \
+        --clients "$n" --threads "$threads" --warmup "$warmup" --duration "$duration" \
+        --server-pid "${pid[$label]}" >>"$results" ||
+        echo "run.sh: $label $mode/$n had errors" >&2
+    done
+  done
+  echo "# run $r of $repeats done; load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+done
+
+echo
+/usr/bin/python3 "$here/report.py" "$results"
+if [[ $baseline_only == 0 ]]; then
+  sleep 0.5  # let the broker see the last connections close
+  echo "broker fds: $broker_fds_before after the put, $(fd_count "${pid[broker]}") at the end"
+  if [[ -s $tmp/broker.log ]]; then
+    echo "broker log (last lines):"; tail -5 "$tmp/broker.log"
+  fi
+fi
+echo "# end $(date -u '+%T UTC'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+[[ -n $keep ]] && cp "$results" "$keep"
+exit 0
