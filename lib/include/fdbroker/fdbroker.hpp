@@ -2,6 +2,7 @@
 // Umbrella header: includes the public headers of libfdbroker, nothing else.
 #pragma once
 
+#include <fdbroker/client.hpp>
 #include <fdbroker/error.hpp>
 #include <fdbroker/result.hpp>
 #include <fdbroker/scm_rights.hpp>

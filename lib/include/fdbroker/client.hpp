@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// fdbroker::Client: a blocking client of fdbrokerd speaking wire protocol v1
+// (docs/protocol.md) over one AF_UNIX SOCK_SEQPACKET connection.
+//
+// Errors: every method throws std::system_error carrying an errno.
+//   - BrokerError (a std::system_error) when the broker refused the request: the
+//     code is the errno the reply named (ENOENT, EEXIST, EACCES, ...), what() starts
+//     with the broker's message. message() returns the broker's message alone.
+//   - plain std::system_error for the transport: connect() failures (ENOENT,
+//     ECONNREFUSED, EACCES), ECONNRESET when the broker closed the connection, EPROTO
+//     for a reply that is not valid protocol v1, EMSGSIZE for a request over 64 KiB.
+//   - std::invalid_argument for arguments rejected before anything is sent (meta
+//     that is not a JSON object, no fds or more than 253 on put).
+//
+// A Client is not thread-safe: use one per thread (the broker handles thousands of
+// connections), or serialise calls.
+#pragma once
+
+#include <fdbroker/export.hpp>
+#include <fdbroker/unique_fd.hpp>
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace fdbroker {
+
+// Where fdbrokerd listens unless configured otherwise.
+inline constexpr const char* default_socket_path = "/run/fdbroker/fdbroker.sock";
+
+// $FDBROKER_SOCKET if set and non-empty, else default_socket_path.
+FDBROKER_API std::string socket_path_from_env();
+
+// The broker refused a request: code() is the errno the reply named, message() the
+// broker's own words. Transport failures are plain std::system_error instead, so a
+// caller (fdbrokerctl's exit codes) can tell "refused" from "could not ask".
+class FDBROKER_API BrokerError : public std::system_error {
+ public:
+  BrokerError(int err, std::string error_name, std::string message);
+  // The errno name as the broker sent it ("ENOENT"), even if this libc lacks it.
+  [[nodiscard]] const std::string& error_name() const noexcept { return error_name_; }
+  // The broker's human-readable message.
+  [[nodiscard]] const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::string error_name_;
+  std::string message_;
+};
+
+// One descriptor of an entry as the broker describes it (docs/protocol.md,
+// "Descriptor descriptions"). Fields that do not apply to the kind are empty.
+struct FdDescription {
+  std::string kind;          // "socket", "file", "directory", "pipe", "memfd", "other"
+  std::string family;        // socket: "unix", "inet", "inet6", ...
+  std::string type;          // socket: "stream", "dgram", "seqpacket", "raw"
+  bool listening = false;    // socket
+  std::string local;         // socket: local address ("127.0.0.1:8080", "/run/x.sock")
+  std::string path;          // file, directory, other
+  std::string access;        // file, pipe, other: "r", "w", "rw"
+  std::string name;          // memfd
+  std::string json;          // the whole description as the broker sent it
+};
+
+// What the broker reports about an entry (get/take/list), without descriptors.
+struct EntryInfo {
+  std::string name;
+  std::uint64_t generation = 0;
+  std::string meta_json = "{}";            // the entry's meta object, as JSON text
+  uid_t owner_uid = 0;
+  bool is_static = false;                  // declared in the broker's configuration
+  std::optional<std::int64_t> expires_ms;  // time left, if the entry has a TTL
+  std::vector<FdDescription> fd_descriptions;
+  std::string json;                        // the entry object as the broker sent it
+};
+
+// An entry received by get/take: its description and the descriptors themselves,
+// owned by the caller (close-on-exec), in the order of fd_descriptions.
+struct Entry : EntryInfo {
+  std::vector<unique_fd> fds;
+};
+
+// One page of a list.
+struct ListPage {
+  std::vector<EntryInfo> entries;
+  std::optional<std::string> cursor;  // present while more entries remain
+};
+
+struct Peer {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  pid_t pid = 0;
+};
+
+// The broker's hello reply.
+struct Hello {
+  std::string server;
+  std::string version;
+  int protocol = 0;
+  Peer peer;         // this client, as the broker sees it
+  std::string json;  // the reply as sent, without "id" and "ok"
+};
+
+// The broker's stats reply. `json` carries everything (per-op counters included).
+struct Stats {
+  std::int64_t uptime_ms = 0;
+  std::int64_t connections_current = 0;
+  std::int64_t connections_total = 0;
+  std::int64_t connections_dropped = 0;
+  std::int64_t entries = 0;
+  std::int64_t fds_held = 0;
+  std::int64_t fds_limit = 0;
+  std::string json;  // the reply as sent, without "id" and "ok"
+};
+
+struct PutOptions {
+  std::string meta_json;                         // a JSON object; empty = none
+  std::optional<std::int64_t> ttl_ms;            // >= 1: the entry expires after this
+  bool replace = false;                          // replace an existing entry
+  std::optional<std::uint64_t> expect_generation;  // compare-and-swap (0: must not exist)
+};
+
+class FDBROKER_API Client {
+ public:
+  // Not connected; call connect().
+  Client() noexcept = default;
+  // Connects to `path` (see connect()).
+  explicit Client(const std::string& path);
+  Client(Client&&) noexcept = default;
+  Client& operator=(Client&&) noexcept = default;
+  ~Client() = default;
+
+  // Connects to the broker's socket at `path`, or socket_path_from_env() if empty.
+  // Closes any previous connection first. The socket is blocking and close-on-exec.
+  // Errors: ENOENT (no socket there), ECONNREFUSED (nobody listening), EACCES
+  // (socket permissions), ENAMETOOLONG (path longer than sun_path).
+  void connect(const std::string& path = {});
+  [[nodiscard]] bool connected() const noexcept { return sock_.valid(); }
+  // The connection's socket, borrowed (for poll() or tests); -1 if not connected.
+  [[nodiscard]] int fd() const noexcept { return sock_.get(); }
+  // Closes the connection.
+  void close() noexcept { sock_.reset(); }
+
+  Hello hello();
+
+  // The entry `name` with new descriptors for its open files. With wait_ms, waits
+  // up to that long (capped by the broker) for the entry to appear.
+  // Errors: ENOENT, ETIMEDOUT (wait_ms ran out), EACCES, EINVAL.
+  Entry get(std::string_view name, std::optional<std::int64_t> wait_ms = std::nullopt);
+  // get() that returns nullopt instead of throwing ENOENT.
+  std::optional<Entry> try_get(std::string_view name);
+
+  // get() and remove the entry atomically: of concurrent takers exactly one wins.
+  // Errors: as get(), plus EPERM for a static entry.
+  Entry take(std::string_view name, std::optional<std::int64_t> wait_ms = std::nullopt);
+  // take() that returns nullopt instead of throwing ENOENT.
+  std::optional<Entry> try_take(std::string_view name);
+
+  // Stores `fds` (borrowed: the caller keeps its own; 1-253 of them) under `name`.
+  // Returns the entry's new generation.
+  // Errors: EEXIST, ESTALE (expect_generation mismatch), EPERM (static), EACCES,
+  // EDQUOT, ENOSPC, EINVAL.
+  std::uint64_t put(std::string_view name, const std::vector<int>& fds,
+                    const PutOptions& options = {});
+
+  // Deletes the entry (the protocol's "delete"). Errors: ENOENT, EPERM, EACCES.
+  void remove(std::string_view name);
+
+  // Every entry whose name starts with `prefix` that this client may get, sorted by
+  // name: follows the cursor, asking for `page_size` entries per request
+  // (0 = the broker's default).
+  std::vector<EntryInfo> list(std::string_view prefix = {}, unsigned page_size = 0);
+  // One page: the protocol's list request as is.
+  ListPage list_page(std::string_view prefix = {}, unsigned limit = 0,
+                     const std::optional<std::string>& cursor = std::nullopt);
+
+  Stats stats();
+
+ private:
+  struct Reply;
+  // Sends one request (JSON text) with `fds`, returns the reply; throws BrokerError
+  // if the broker refused.
+  Reply call(const std::string& request, const std::vector<int>& fds = {});
+  std::int64_t next_id_ = 1;
+  unique_fd sock_;
+};
+
+}  // namespace fdbroker

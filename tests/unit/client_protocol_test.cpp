@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The client's half of wire protocol v1 on its own: requests it writes and how it
+// reads replies, including every way a reply can be wrong.
+#include "client_protocol.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <stdexcept>
+
+using fdbroker::BrokerError;
+using nlohmann::json;
+namespace detail = fdbroker::detail;
+
+namespace {
+
+// The errno a call throws as std::system_error, or 0 if it does not throw one.
+template <class F>
+int thrown_errno(F&& f) {
+  try {
+    f();
+  } catch (const std::system_error& e) {
+    return e.code().value();
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST(ClientProtocol, NameRequestCarriesOpIdNameAndWait) {
+  json r = json::parse(detail::name_request("take", 7, "web/http", 250));
+  EXPECT_EQ(r, (json{{"op", "take"}, {"id", 7}, {"name", "web/http"}, {"wait_ms", 250}}));
+  json plain = json::parse(detail::name_request("delete", 8, "x"));
+  EXPECT_FALSE(plain.contains("wait_ms"));
+}
+
+TEST(ClientProtocol, PutRequestCarriesEveryOption) {
+  fdbroker::PutOptions options;
+  options.meta_json = R"({"port": 80, "tags": ["a"]})";
+  options.ttl_ms = 1500;
+  options.replace = true;
+  options.expect_generation = 0;
+  json r = json::parse(detail::put_request(3, "db", options));
+  EXPECT_EQ(r["op"], "put");
+  EXPECT_EQ(r["meta"], (json{{"port", 80}, {"tags", {"a"}}}));
+  EXPECT_EQ(r["ttl_ms"], 1500);
+  EXPECT_EQ(r["replace"], true);
+  EXPECT_EQ(r["expect_generation"], 0);
+}
+
+TEST(ClientProtocol, PutRequestOmitsUnsetOptions) {
+  json r = json::parse(detail::put_request(3, "db", {}));
+  EXPECT_EQ(r, (json{{"op", "put"}, {"id", 3}, {"name", "db"}}));
+}
+
+TEST(ClientProtocol, PutRejectsMetaThatIsNotAnObject) {
+  fdbroker::PutOptions options;
+  for (const char* bad : {"[1]", "42", "{", "\"text\""}) {
+    options.meta_json = bad;
+    EXPECT_THROW(detail::put_request(1, "db", options), std::invalid_argument) << bad;
+  }
+}
+
+TEST(ClientProtocol, ListRequestPassesCursorBack) {
+  json r = json::parse(detail::list_request(4, "web/", 10, std::string("abc")));
+  EXPECT_EQ(r, (json{{"op", "list"}, {"id", 4}, {"prefix", "web/"}, {"limit", 10}, {"cursor", "abc"}}));
+}
+
+TEST(ClientProtocol, ErrorReplyThrowsBrokerErrorWithTheNamedErrno) {
+  try {
+    detail::parse_entry_reply(
+        R"({"id":5,"ok":false,"error":"EACCES","message":"uid 65534 may not get 'db'"})", 5);
+    FAIL() << "no exception";
+  } catch (const BrokerError& e) {
+    EXPECT_EQ(e.code().value(), EACCES);
+    EXPECT_EQ(e.error_name(), "EACCES");
+    EXPECT_EQ(e.message(), "uid 65534 may not get 'db'");
+  }
+}
+
+TEST(ClientProtocol, UnknownErrnoNameSurfacesAsEprotoWithTheName) {
+  try {
+    detail::parse_empty_reply(R"({"id":1,"ok":false,"error":"EWEIRD","message":"m"})", 1);
+    FAIL() << "no exception";
+  } catch (const BrokerError& e) {
+    EXPECT_EQ(e.code().value(), EPROTO);
+    EXPECT_EQ(e.error_name(), "EWEIRD");
+    EXPECT_NE(std::string(e.what()).find("EWEIRD"), std::string::npos);
+  }
+}
+
+TEST(ClientProtocol, MalformedRepliesAreEproto) {
+  for (const char* bad : {"not json", "[1,2]", R"({"id":1})", R"({"id":2,"ok":true,"server":"x","protocol":1})",
+                          R"({"id":1,"ok":"yes"})", R"({"id":1,"ok":false,"message":"no error name"})",
+                          R"({"id":1,"ok":true,"protocol":"one"})"}) {
+    EXPECT_EQ(thrown_errno([&] { detail::parse_hello_reply(bad, 1); }), EPROTO) << bad;
+  }
+}
+
+TEST(ClientProtocol, EntryReplyParsesDescriptionsOwnerAndExpiry) {
+  auto entry = detail::parse_entry_reply(R"({"id":9,"ok":true,"name":"web","generation":12,
+      "meta":{"role":"http"},"owner":{"uid":1000},"expires_ms":900,
+      "fds":[{"kind":"socket","family":"inet","type":"stream","listening":true,"local":"127.0.0.1:80"},
+             {"kind":"file","path":"/etc/hostname","access":"r"},
+             {"kind":"socket","family":38,"type":"raw","listening":false,"local":""}]})",
+                                         9);
+  EXPECT_EQ(entry.name, "web");
+  EXPECT_EQ(entry.generation, 12u);
+  EXPECT_EQ(json::parse(entry.meta_json), (json{{"role", "http"}}));
+  EXPECT_EQ(entry.owner_uid, 1000u);
+  EXPECT_FALSE(entry.is_static);
+  EXPECT_EQ(entry.expires_ms, 900);
+  ASSERT_EQ(entry.fd_descriptions.size(), 3u);
+  EXPECT_EQ(entry.fd_descriptions[0].kind, "socket");
+  EXPECT_TRUE(entry.fd_descriptions[0].listening);
+  EXPECT_EQ(entry.fd_descriptions[0].local, "127.0.0.1:80");
+  EXPECT_EQ(entry.fd_descriptions[1].path, "/etc/hostname");
+  EXPECT_EQ(entry.fd_descriptions[1].access, "r");
+  EXPECT_EQ(entry.fd_descriptions[2].family, "38");
+  json body = json::parse(entry.json);
+  EXPECT_FALSE(body.contains("id"));
+  EXPECT_FALSE(body.contains("ok"));
+  EXPECT_EQ(body["generation"], 12);
+}
+
+TEST(ClientProtocol, StaticFlagIsReadAtTopLevelOrInOwner) {
+  auto top = detail::parse_entry_reply(
+      R"({"id":1,"ok":true,"name":"a","generation":1,"owner":{"uid":0},"static":true,"fds":[]})", 1);
+  auto nested = detail::parse_entry_reply(
+      R"({"id":1,"ok":true,"name":"a","generation":1,"owner":{"uid":0,"static":true},"fds":[]})", 1);
+  EXPECT_TRUE(top.is_static);
+  EXPECT_TRUE(nested.is_static);
+}
+
+TEST(ClientProtocol, ListReplyKeepsCursorOnlyWhileMoreRemain) {
+  auto more = detail::parse_list_reply(
+      R"({"id":2,"ok":true,"entries":[{"name":"a","generation":1,"meta":{},"owner":{"uid":0},"fds":[]}],"cursor":"a"})",
+      2);
+  ASSERT_EQ(more.entries.size(), 1u);
+  EXPECT_EQ(more.cursor, "a");
+  auto last = detail::parse_list_reply(R"({"id":3,"ok":true,"entries":[]})", 3);
+  EXPECT_FALSE(last.cursor.has_value());
+}
+
+TEST(ClientProtocol, PutReplyReturnsGeneration) {
+  EXPECT_EQ(detail::parse_put_reply(R"({"id":1,"ok":true,"name":"a","generation":41})", 1), 41u);
+  EXPECT_EQ(thrown_errno([] { detail::parse_put_reply(R"({"id":1,"ok":true,"name":"a"})", 1); }), EPROTO);
+}
