@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "cli_options.hpp"
+
+#include <charconv>
+#include <set>
+#include <string_view>
+
+namespace fdbrokerctl {
+
+const char* const usage_text =
+    R"(Usage: fdbrokerctl [--socket PATH] [--json] COMMAND [ARGS]
+
+Talk to fdbrokerd, the file-descriptor broker.
+
+Commands:
+  hello                     show the broker's version and who it thinks you are
+  list [PREFIX] [--limit N] list the entries you may get (all pages; N per request)
+  get NAME [--wait MS]      fetch an entry's descriptors and describe them
+  take NAME [--wait MS]     like get, and remove the entry from the broker
+  put NAME SOURCE... [--meta JSON] [--ttl MS] [--replace] [--expect-generation N]
+                            store descriptors under NAME; SOURCE, in order:
+      --fd N                    a descriptor fdbrokerctl inherited
+      --file PATH [--mode M]    PATH opened by fdbrokerctl: M = r (default), w (append,
+                                created if missing) or rw (created if missing)
+      --listen URL              a socket fdbrokerctl binds: tcp://HOST:PORT,
+                                tcp6://[ADDR]:PORT, udp://HOST:PORT, udp6://[ADDR]:PORT
+                                (bound, no listen), unix:/PATH or unix:@ABSTRACT
+  delete NAME               remove an entry
+  stats                     show the broker's counters
+  exec (--get NAME | --take NAME)... [--wait MS] -- PROGRAM [ARGS...]
+                            run PROGRAM with the entries' descriptors at 3, 4, ...
+                            and LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES set (systemd
+                            socket activation). LISTEN_FDNAMES holds each fd's entry
+                            name with ':' (not allowed in systemd fd names) made '_'.
+
+Options:
+  --socket PATH   the broker's socket (default: $FDBROKER_SOCKET, else
+                  /run/fdbroker/fdbroker.sock)
+  --json          print replies as JSON, for scripts
+  --help          show this text
+  --version       show the version
+
+Exit status: 0 ok, 1 the broker refused (its errno name and message on stderr),
+100 usage error, 111 system or transport error.
+)";
+
+namespace {
+
+template <class T>
+T parse_number(std::string_view option, std::string_view text, T min) {
+  T value{};
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < min) {
+    throw UsageError(std::string(option) + ": not a number >= " + std::to_string(min) + ": '" +
+                     std::string(text) + "'");
+  }
+  return value;
+}
+
+// Which options each command accepts, so that a misplaced one is an error rather
+// than silently ignored.
+const std::set<std::string_view>& allowed_options(const std::string& command) {
+  static const std::set<std::string_view> none;
+  static const std::set<std::string_view> list{"--limit"};
+  static const std::set<std::string_view> get{"--wait"};
+  static const std::set<std::string_view> put{"--fd",   "--file",    "--mode",
+                                              "--listen", "--meta", "--ttl",
+                                              "--replace", "--expect-generation"};
+  static const std::set<std::string_view> exec{"--get", "--take", "--wait"};
+  if (command == "list") return list;
+  if (command == "get" || command == "take") return get;
+  if (command == "put") return put;
+  if (command == "exec") return exec;
+  return none;
+}
+
+bool takes_value(std::string_view option) {
+  return option != "--json" && option != "--help" && option != "--version" && option != "--replace";
+}
+
+}  // namespace
+
+Options parse_options(const std::vector<std::string>& args) {
+  static const std::set<std::string_view> commands{"hello", "list", "get",    "take",
+                                                   "put",   "delete", "stats", "exec"};
+  static const std::set<std::string_view> known{
+      "--socket", "--json", "--help", "--version", "--limit", "--wait", "--fd", "--file",
+      "--mode", "--listen", "--meta", "--ttl", "--replace", "--expect-generation", "--get", "--take"};
+  Options o;
+  std::vector<std::string> positional;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    if (arg == "--") {
+      if (o.command != "exec") throw UsageError("'--' is only for exec");
+      o.program.assign(args.begin() + static_cast<std::ptrdiff_t>(i) + 1, args.end());
+      break;
+    }
+    if (arg.size() < 2 || arg.compare(0, 2, "--") != 0) {
+      if (o.command.empty()) {
+        if (commands.count(arg) == 0) throw UsageError("unknown command '" + arg + "'");
+        o.command = arg;
+      } else {
+        positional.push_back(arg);
+      }
+      continue;
+    }
+    // --option=value or --option value
+    std::string value;
+    bool has_inline_value = false;
+    if (auto eq = arg.find('='); eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg.resize(eq);
+      has_inline_value = true;
+    }
+    if (known.count(arg) == 0) throw UsageError("unknown option '" + arg + "'");
+    if (takes_value(arg)) {
+      if (!has_inline_value) {
+        if (i + 1 >= args.size()) throw UsageError(arg + " needs a value");
+        value = args[++i];
+      }
+    } else if (has_inline_value) {
+      throw UsageError(arg + " takes no value");
+    }
+
+    if (arg == "--socket") {
+      o.socket = value;
+    } else if (arg == "--json") {
+      o.json = true;
+    } else if (arg == "--help") {
+      o.help = true;
+    } else if (arg == "--version") {
+      o.version = true;
+    } else {
+      if (o.command.empty()) throw UsageError(arg + " before the command");
+      if (allowed_options(o.command).count(arg) == 0) {
+        throw UsageError(arg + " does not apply to " + o.command);
+      }
+      if (arg == "--limit") {
+        o.limit = parse_number<unsigned>(arg, value, 1);
+      } else if (arg == "--wait") {
+        o.wait_ms = parse_number<std::int64_t>(arg, value, 0);
+      } else if (arg == "--fd") {
+        FdSource s;
+        s.kind = FdSource::Kind::inherited;
+        s.fd = parse_number<int>(arg, value, 0);
+        o.sources.push_back(std::move(s));
+      } else if (arg == "--file") {
+        FdSource s;
+        s.kind = FdSource::Kind::file;
+        s.path = value;
+        o.sources.push_back(std::move(s));
+      } else if (arg == "--mode") {
+        if (o.sources.empty() || o.sources.back().kind != FdSource::Kind::file) {
+          throw UsageError("--mode must follow the --file it applies to");
+        }
+        if (value != "r" && value != "w" && value != "rw") {
+          throw UsageError("--mode: expected r, w or rw, not '" + value + "'");
+        }
+        o.sources.back().mode = value;
+      } else if (arg == "--listen") {
+        FdSource s;
+        s.kind = FdSource::Kind::listen;
+        s.url = value;
+        o.sources.push_back(std::move(s));
+      } else if (arg == "--meta") {
+        o.meta = value;
+      } else if (arg == "--ttl") {
+        o.ttl_ms = parse_number<std::int64_t>(arg, value, 1);
+      } else if (arg == "--replace") {
+        o.replace = true;
+      } else if (arg == "--expect-generation") {
+        o.expect_generation = parse_number<std::uint64_t>(arg, value, 0);
+      } else if (arg == "--get" || arg == "--take") {
+        o.exec_entries.push_back({value, arg == "--take"});
+      }
+    }
+  }
+  if (o.help || o.version) return o;
+  if (o.command.empty()) throw UsageError("no command given");
+
+  const std::string& c = o.command;
+  if (c == "list") {
+    if (positional.size() > 1) throw UsageError("list takes at most one PREFIX");
+    if (!positional.empty()) o.prefix = positional[0];
+  } else if (c == "get" || c == "take" || c == "put" || c == "delete") {
+    if (positional.size() != 1) throw UsageError(c + " takes exactly one NAME");
+    o.name = positional[0];
+  } else if (!positional.empty()) {
+    throw UsageError(c + " takes no arguments, got '" + positional[0] + "'");
+  }
+  if (c == "put" && o.sources.empty()) {
+    throw UsageError("put needs at least one --fd, --file or --listen");
+  }
+  if (c == "exec") {
+    if (o.exec_entries.empty()) throw UsageError("exec needs at least one --get NAME");
+    if (o.program.empty()) throw UsageError("exec needs '-- PROGRAM [ARGS...]'");
+  }
+  return o;
+}
+
+}  // namespace fdbrokerctl

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// fdbrokerctl's command line, parsed into one struct before anything is done.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace fdbrokerctl {
+
+// Bad usage: exit code 100 (STYLE §3, as s6-fdholder-retrieve).
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// One descriptor `put` stores, in command-line order.
+struct FdSource {
+  enum class Kind { inherited, file, listen };
+  Kind kind = Kind::inherited;
+  int fd = -1;              // inherited: the descriptor number (--fd N)
+  std::string path;         // file: --file PATH
+  std::string mode = "r";   // file: --mode r|w|rw
+  std::string url;          // listen: --listen URL
+};
+
+// One entry `exec` fetches, in command-line order.
+struct ExecEntry {
+  std::string name;
+  bool take = false;  // --take removes it from the broker, --get leaves it there
+};
+
+struct Options {
+  std::string socket;  // empty: $FDBROKER_SOCKET or the default path
+  bool json = false;
+  bool help = false;
+  bool version = false;
+  std::string command;  // hello, list, get, take, put, delete, stats, exec
+
+  std::string name;    // get, take, put, delete
+  std::string prefix;  // list
+  unsigned limit = 0;  // list: page size asked of the broker (0: its default)
+  std::optional<std::int64_t> wait_ms;  // get, take, exec
+
+  // put
+  std::vector<FdSource> sources;
+  std::string meta;
+  std::optional<std::int64_t> ttl_ms;
+  bool replace = false;
+  std::optional<std::uint64_t> expect_generation;
+
+  // exec
+  std::vector<ExecEntry> exec_entries;
+  std::vector<std::string> program;  // PROGRAM ARGS... after "--"
+};
+
+// Throws UsageError, with a message naming the offending argument.
+Options parse_options(const std::vector<std::string>& args);
+
+// The --help text.
+extern const char* const usage_text;
+
+}  // namespace fdbrokerctl
