@@ -1,0 +1,65 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Runs as PID 1 of a fresh PID/mount/cgroup/UTS/IPC namespace (started by
+# systemd_harness.py through `unshare`) and turns it into a throwaway machine for
+# a real systemd: every mount below is private to this namespace, and it is all
+# done BEFORE systemd starts, because systemd (and anything it runs, e.g.
+# tmpfiles) would otherwise act on the machine's real /tmp, /run, /dev and /etc.
+#
+# Usage: boot_inside.sh STAGE_DIR [systemd arguments...]
+#   STAGE_DIR/units/*  unit files, copied to /run/systemd/system
+#   STAGE_DIR/console  bound over /dev/console (what services write to the tty)
+set -eu
+
+stage=$1
+shift
+
+# 1. /run first: the units are copied from the stage directory, which may live
+#    in the real /tmp that step 3 hides.
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+mkdir -p /run/systemd/system
+cp "$stage"/units/* /run/systemd/system/
+
+# 2. A private /dev with only the harmless nodes, and a log file as the console:
+#    the real /dev/console is the machine's.
+mkdir /run/.dev
+mount -t tmpfs -o mode=0755,nosuid tmpfs /run/.dev
+for node in null zero full random urandom tty; do
+  touch "/run/.dev/$node"
+  mount --bind "/dev/$node" "/run/.dev/$node"
+done
+touch /run/.dev/console
+mount --bind "$stage/console" /run/.dev/console
+mkdir /run/.dev/shm /run/.dev/pts
+ln -s /proc/self/fd /run/.dev/fd
+ln -s /proc/self/fd/0 /run/.dev/stdin
+ln -s /proc/self/fd/1 /run/.dev/stdout
+ln -s /proc/self/fd/2 /run/.dev/stderr
+mount --move /run/.dev /dev
+rmdir /run/.dev
+
+# 3. The directories systemd's tmpfiles rules and PrivateTmp= clean or create.
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /var/tmp
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /var/lib/systemd
+if [ -d /var/log/journal ]; then
+  # journald would otherwise write persistent journals into the machine's /var/log.
+  mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /var/log/journal
+fi
+
+# 4. Our own cgroup2 tree: in the new cgroup namespace its root is the cgroup the
+#    harness created for this boot, so systemd's slices and scopes live under it.
+mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup
+
+# 5. Nothing else of the machine may be written: systemd as PID 1 bumps sysctls
+#    (fs.nr_open, fs.file-max) and would write /etc on a "first boot".
+mount --bind /proc/sys /proc/sys
+mount -o remount,bind,ro /proc/sys
+mount -o remount,bind,ro /sys
+mount -o remount,bind,ro /
+
+# `container=` makes systemd take its "kernel command line" from its own argv
+# (so systemd.unit= below is honoured) and skip host-only setup.
+exec env -i container=fdbroker-test PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+  /lib/systemd/systemd "$@"

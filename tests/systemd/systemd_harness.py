@@ -1,0 +1,284 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Boot a real systemd (Debian's /lib/systemd/systemd) in throwaway namespaces.
+
+One `Machine` is one boot: a new PID, mount, cgroup, UTS and IPC namespace made by
+`unshare`, set up by boot_inside.sh (private /run, /tmp, /var/tmp, /dev, cgroup2;
+read-only / and /proc/sys), with systemd as its PID 1 started on a test target
+that has DefaultDependencies=no. The network namespace is the machine's, so a
+unit may listen on loopback TCP for a test.
+
+From the outside, `systemctl()`/`run()` go through `nsenter -t <pid> -m -p`, and
+`path()` reaches the namespace's files through /proc/<pid>/root (a UNIX socket
+there can be connected to directly). `stop()` powers systemd off by its pidfd,
+falls back to SIGKILL (which kills the whole PID namespace), and removes the
+cgroup it made. The chain setpriv --pdeathsig / unshare --kill-child makes the
+kernel kill the boot if the test process itself dies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BOOT_INSIDE = HERE / "boot_inside.sh"
+SYSTEMD = "/lib/systemd/systemd"
+TEST_TARGET = "fdbroker-test.target"
+# Started in every boot, so that services log to a journal a test can read.
+JOURNAL_UNITS = ("systemd-journald.socket", "systemd-journald.service")
+NSENTER_ENV = {
+    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "SYSTEMD_PAGER": "",
+    "SYSTEMD_COLORS": "0",
+}
+
+
+class BootError(RuntimeError):
+    """systemd did not come up; the message carries everything it left behind."""
+
+
+def _cgroup2_mount() -> Path:
+    """Where this machine mounts the cgroup2 hierarchy (unified or hybrid layout)."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            fstype = fields[fields.index("-") + 1]
+            if fstype == "cgroup2":
+                return Path(fields[4])
+    raise BootError("no cgroup2 hierarchy is mounted; systemd 252 needs one")
+
+
+def _own_cgroup2_path() -> str:
+    with open("/proc/self/cgroup", encoding="utf-8") as cgroup:
+        for line in cgroup:
+            if line.startswith("0::"):
+                return line[3:].strip().lstrip("/")
+    raise BootError("this process is in no cgroup2 cgroup")
+
+
+def _remove_cgroup_tree(root: Path) -> None:
+    # Children first; a cgroup can only be removed once empty of both.
+    for dirpath, _dirs, _files in sorted(os.walk(root), key=lambda w: -len(w[0])):
+        os.rmdir(dirpath)
+
+
+def unit_text(sections: dict[str, dict[str, str | list[str]]]) -> str:
+    """{"Unit": {"Description": "x"}, ...} -> unit file text (lists repeat the key)."""
+    lines = []
+    for section, keys in sections.items():
+        lines.append(f"[{section}]")
+        for key, value in keys.items():
+            for item in value if isinstance(value, list) else [value]:
+                lines.append(f"{key}={item}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+class Machine:
+    """A booted systemd. Use as a context manager, or call boot() and stop()."""
+
+    def __init__(self, workdir: Path, units: dict[str, str], start: list[str],
+                 name: str = "fdbroker-test"):
+        self.workdir = Path(workdir)
+        self.units = dict(units)
+        self.start_units = list(start)
+        self.name = f"{name}-{os.getpid()}-{time.monotonic_ns()}"
+        self.pid: int | None = None  # systemd, as the machine's PID namespace sees it: 1
+        self._pidfd: int | None = None
+        self._unshare: subprocess.Popen | None = None
+        self._cgroup: Path | None = None
+        self._output = self.workdir / "boot-output.log"
+        self._console = self.workdir / "console"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def __enter__(self) -> "Machine":
+        self.boot()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def boot(self, timeout: float = 20.0) -> None:
+        stage_units = self.workdir / "units"
+        stage_units.mkdir(parents=True, exist_ok=True)
+        target = unit_text({"Unit": {
+            "Description": "fdbroker systemd test target",
+            "DefaultDependencies": "no",
+            "Wants": " ".join([*JOURNAL_UNITS, *self.start_units]),
+            # So that the target is reached only once their start jobs are done.
+            "After": " ".join([*JOURNAL_UNITS, *self.start_units]),
+        }})
+        for unit_name, text in {**self.units, TEST_TARGET: target}.items():
+            (stage_units / unit_name).write_text(text, encoding="utf-8")
+        self._console.write_text("", encoding="utf-8")
+
+        self._cgroup = _cgroup2_mount() / _own_cgroup2_path() / self.name
+        self._cgroup.mkdir()
+        # The shell joins the new cgroup first, so that the cgroup namespace
+        # unshare makes is rooted there and systemd's whole tree stays inside it.
+        join_and_unshare = (
+            'echo $$ > "$1/cgroup.procs" && shift && exec "$@"')
+        argv = [
+            "setpriv", "--pdeathsig", "KILL", "--",
+            "sh", "-c", join_and_unshare, "sh", str(self._cgroup),
+            "unshare", "--fork", "--pid", "--mount", "--mount-proc", "--cgroup",
+            "--uts", "--ipc", "--propagation", "private", "--kill-child",
+            "sh", str(BOOT_INSIDE), str(self.workdir),
+            f"systemd.unit={TEST_TARGET}",
+            "systemd.log_target=journal", "systemd.log_level=info",
+            "systemd.show_status=0",
+        ]
+        with open(self._output, "wb") as output:
+            self._unshare = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                             stdout=output, stderr=subprocess.STDOUT)
+        try:
+            self._wait_for_systemd_pid(time.monotonic() + timeout)
+            self._wait_for_target(time.monotonic() + timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_for_systemd_pid(self, deadline: float) -> None:
+        # unshare --fork's only child becomes systemd once boot_inside.sh execs it.
+        children = Path(f"/proc/{self._unshare.pid}/task/{self._unshare.pid}/children")
+        while time.monotonic() < deadline:
+            if self._unshare.poll() is not None:
+                raise BootError(f"the namespace setup exited with status "
+                                f"{self._unshare.returncode}\n{self.diagnostics()}")
+            try:
+                pids = children.read_text(encoding="utf-8").split()
+                if pids and os.path.basename(os.readlink(f"/proc/{pids[0]}/exe")) == "systemd":
+                    self._pidfd = os.pidfd_open(int(pids[0]))
+                    self.pid = int(pids[0])
+                    return
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # unshare has not forked yet, or the child is between execs
+            time.sleep(0.02)
+        raise BootError(f"systemd was not exec'd in time\n{self.diagnostics()}")
+
+    def _wait_for_target(self, deadline: float) -> None:
+        state = ""
+        while time.monotonic() < deadline:
+            if self._unshare.poll() is not None:
+                raise BootError(f"systemd exited with status {self._unshare.returncode}"
+                                f"\n{self.diagnostics()}")
+            state = self.systemctl("is-active", TEST_TARGET, check=False).stdout.strip()
+            if state == "active":
+                return
+            time.sleep(0.05)
+        raise BootError(f"{TEST_TARGET} is '{state}', not active, at the deadline"
+                        f"\n{self.diagnostics()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Power off by pidfd; SIGKILL the namespace's PID 1 if that takes too long."""
+        if self._unshare is not None:
+            if self._pidfd is not None and self._unshare.poll() is None:
+                try:
+                    signal.pidfd_send_signal(self._pidfd, signal.SIGRTMIN + 4)  # poweroff
+                except ProcessLookupError:
+                    pass
+            try:
+                self._unshare.wait(timeout if self._pidfd is not None else 0.01)
+            except subprocess.TimeoutExpired:
+                self._kill()
+            self._unshare = None
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        if self._cgroup is not None:
+            self._release_cgroup()
+            self._cgroup = None
+
+    def _kill(self) -> None:
+        # SIGKILL to a PID namespace's init kills every process in the namespace.
+        if self._pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        else:
+            self._unshare.kill()  # --kill-child takes the namespace's init along
+        self._unshare.wait(10)
+
+    def _release_cgroup(self) -> None:
+        deadline = time.monotonic() + 5
+        while "populated 1" in (self._cgroup / "cgroup.events").read_text(encoding="utf-8"):
+            if time.monotonic() > deadline:
+                # Only processes this boot started can be in this cgroup.
+                (self._cgroup / "cgroup.kill").write_text("1", encoding="utf-8")
+                deadline = time.monotonic() + 5
+            time.sleep(0.02)
+        _remove_cgroup_tree(self._cgroup)
+
+    @property
+    def running(self) -> bool:
+        return self._unshare is not None and self._unshare.poll() is None
+
+    # -- acting inside -----------------------------------------------------
+
+    def run(self, *argv: str, check: bool = True, timeout: float = 30.0,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        """Run argv inside the machine's mount and PID namespaces."""
+        assert self.pid is not None, "not booted"
+        result = subprocess.run(
+            ["nsenter", "-t", str(self.pid), "-m", "-p", "--", *argv],
+            env=NSENTER_ENV, capture_output=True, text=True, timeout=timeout,
+            input=input, stdin=None if input is not None else subprocess.DEVNULL)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} exited {result.returncode}:\n"
+                                 f"{result.stdout}{result.stderr}")
+        return result
+
+    def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run("systemctl", "--no-pager", *args, check=check)
+
+    def show(self, unit: str, *properties: str) -> dict[str, str]:
+        out = self.systemctl("show", unit, *[f"--property={p}" for p in properties]).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def path(self, inside: str) -> Path:
+        """A path inside the machine, as this (outside) process reaches it."""
+        assert self.pid is not None, "not booted"
+        return Path(f"/proc/{self.pid}/root") / inside.lstrip("/")
+
+    def add_unit(self, name: str, text: str, reload: bool = True) -> None:
+        self.path(f"/run/systemd/system/{name}").write_text(text, encoding="utf-8")
+        if reload:
+            self.systemctl("daemon-reload")
+
+    def wait_for(self, predicate, what: str, timeout: float = 10.0, interval: float = 0.05):
+        """Poll predicate() until it returns a true value; fail with the journal."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}\n"
+                                     f"{self.diagnostics()}")
+            time.sleep(interval)
+
+    # -- what it left behind ------------------------------------------------
+
+    def journal(self, *args: str) -> str:
+        if not self.running:
+            return "(systemd is not running)"
+        return self.run("journalctl", "--no-pager", "-o", "short-monotonic", *args,
+                        check=False).stdout
+
+    def diagnostics(self) -> str:
+        parts = []
+        for title, path in (("namespace setup output", self._output),
+                            ("console", self._console)):
+            try:
+                parts.append(f"--- {title} ---\n{path.read_text(errors='replace')}")
+            except OSError as e:
+                parts.append(f"--- {title} --- unreadable: {e}")
+        if self.running and self.pid is not None:
+            parts.append("--- journal ---\n" + self.journal())
+        return "\n".join(parts)
