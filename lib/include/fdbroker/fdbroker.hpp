@@ -4,6 +4,8 @@
 
 #include <fdbroker/client.hpp>
 #include <fdbroker/error.hpp>
+#include <fdbroker/listen_fds.hpp>
+#include <fdbroker/listen_url.hpp>
 #include <fdbroker/result.hpp>
 #include <fdbroker/scm_rights.hpp>
 #include <fdbroker/unique_fd.hpp>

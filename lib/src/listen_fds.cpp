@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include <fdbroker/error.hpp>
+#include <fdbroker/listen_fds.hpp>
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cstring>
+#include <new>
+#include <string>
+
+namespace fdbroker {
+namespace {
+
+template <class Int>
+bool parse_decimal(const char* text, Int& ret_value) noexcept {
+  std::string_view view(text);
+  Int value{};
+  auto [end, ec] = std::from_chars(view.data(), view.data() + view.size(), value);
+  if (view.empty() || ec != std::errc{} || end != view.data() + view.size()) return false;
+  ret_value = value;
+  return true;
+}
+
+}  // namespace
+
+result<std::vector<InheritedFd>> parse_listen_fds(const char* listen_pid, const char* listen_fds,
+                                                  const char* listen_fdnames, pid_t self) noexcept {
+  try {
+    std::vector<InheritedFd> out;
+    if (listen_pid == nullptr || listen_fds == nullptr) return out;
+    pid_t pid = 0;
+    if (!parse_decimal(listen_pid, pid) || pid <= 0) return errno_code(EINVAL);
+    // Meant for another process (our parent, before it spawned us): not ours.
+    if (pid != self) return out;
+    int count = 0;
+    if (!parse_decimal(listen_fds, count) || count < 0 || count > INT_MAX - listen_fds_start)
+      return errno_code(EINVAL);
+
+    std::vector<std::string> names;
+    if (listen_fdnames != nullptr) {
+      std::string_view rest(listen_fdnames);
+      // "" is one empty name, as systemd splits it.
+      for (;;) {
+        auto colon = rest.find(':');
+        names.emplace_back(rest.substr(0, colon));
+        if (colon == std::string_view::npos) break;
+        rest.remove_prefix(colon + 1);
+      }
+      if (count == 0 && names.size() == 1 && names.front().empty()) names.clear();
+      if (names.size() != static_cast<std::size_t>(count)) return errno_code(EINVAL);
+    }
+    out.reserve(static_cast<std::size_t>(count));
+    for (int i = 0; i < count; ++i) {
+      out.push_back(InheritedFd{listen_fds_start + i, names.empty() ? "unknown" : names[i]});
+    }
+    return out;
+  } catch (const std::bad_alloc&) {
+    return errno_code(ENOMEM);
+  }
+}
+
+InheritedFds::InheritedFds(std::vector<InheritedFd> fds) : fds_(std::move(fds)) {}
+
+InheritedFds::~InheritedFds() {
+  for (auto& inherited : fds_) unique_fd closer(inherited.fd);
+}
+
+InheritedFds InheritedFds::from_environment() {
+  auto parsed = parse_listen_fds(::getenv("LISTEN_PID"), ::getenv("LISTEN_FDS"),
+                                 ::getenv("LISTEN_FDNAMES"), ::getpid());
+  if (!parsed.ok()) throw std::system_error(parsed.error(), "LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES");
+  auto fds = std::move(parsed).value();
+  for (const auto& inherited : fds) {
+    // Inherited fds come without CLOEXEC (they crossed an exec); mark them now, so
+    // none leaks into a program this process starts. Like sd_listen_fds().
+    int flags = ::fcntl(inherited.fd, F_GETFD);
+    if (flags < 0 || ::fcntl(inherited.fd, F_SETFD, flags | FD_CLOEXEC) < 0) {
+      throw std::system_error(errno, std::system_category(),
+                              "inherited fd " + std::to_string(inherited.fd) + " ('" +
+                                  inherited.name + "')");
+    }
+  }
+  return InheritedFds(std::move(fds));
+}
+
+std::optional<unique_fd> InheritedFds::take(std::string_view name) {
+  std::lock_guard lock(mutex_);
+  for (auto it = fds_.begin(); it != fds_.end(); ++it) {
+    if (it->name == name) {
+      unique_fd fd(it->fd);
+      fds_.erase(it);
+      return fd;
+    }
+  }
+  return std::nullopt;
+}
+
+std::vector<InheritedFd> InheritedFds::remaining() const {
+  std::lock_guard lock(mutex_);
+  return fds_;
+}
+
+InheritedFds& inherited_fds() {
+  // A function-local static: initialised once, thread-safely, on first use.
+  static InheritedFds fds = InheritedFds::from_environment();
+  return fds;
+}
+
+void unset_listen_environment() {
+  (void)inherited_fds();
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+}
+
+}  // namespace fdbroker

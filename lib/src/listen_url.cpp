@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include <fdbroker/error.hpp>
+#include <fdbroker/listen_url.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstddef>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <string>
+
+namespace fdbroker {
+namespace {
+
+std::optional<std::uint16_t> parse_port(std::string_view text) noexcept {
+  if (text.empty() || text.size() > 5) return std::nullopt;
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(value);
+}
+
+// Fills url.address for an inet URL whose host/port/family are set. False if the
+// host is not a numeric address of that family.
+bool fill_inet_address(ListenUrl& url) noexcept {
+  if (url.family == AF_INET) {
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(url.port);
+    if (::inet_pton(AF_INET, url.host.c_str(), &sin.sin_addr) != 1) return false;
+    std::memcpy(&url.address, &sin, sizeof sin);
+    url.address_length = sizeof sin;
+    return true;
+  }
+  sockaddr_in6 sin6{};
+  sin6.sin6_family = AF_INET6;
+  sin6.sin6_port = htons(url.port);
+  if (::inet_pton(AF_INET6, url.host.c_str(), &sin6.sin6_addr) != 1) return false;
+  std::memcpy(&url.address, &sin6, sizeof sin6);
+  url.address_length = sizeof sin6;
+  return true;
+}
+
+// "HOST:PORT" or "[HOST]:PORT" after tcp:// or tcp6://.
+bool parse_inet(std::string_view rest, bool tcp6, ListenUrl& url) {
+  auto colon = rest.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  auto port = parse_port(rest.substr(colon + 1));
+  if (!port) return false;
+  std::string_view host = rest.substr(0, colon);
+  bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+  if (bracketed) host = host.substr(1, host.size() - 2);
+  // An unbracketed host may not contain ':' (an IPv6 address needs brackets, or the
+  // port would be ambiguous).
+  if (!bracketed && host.find(':') != std::string_view::npos) return false;
+
+  url.port = *port;
+  bool inet6 = tcp6 || bracketed;
+  url.family = inet6 ? AF_INET6 : AF_INET;
+  url.v6only = tcp6;
+  if (host.empty() || host == "*") {
+    url.host = inet6 ? "::" : "0.0.0.0";
+  } else if (host == "localhost") {
+    url.host = inet6 ? "::1" : "127.0.0.1";
+  } else {
+    url.host = std::string(host);
+  }
+  return fill_inet_address(url);
+}
+
+bool parse_unix(std::string_view rest, ListenUrl& url) {
+  // unix:///path is the same as unix:/path.
+  if (rest.substr(0, 3) == "///") rest.remove_prefix(2);
+  if (rest.empty() || (rest.front() != '/' && rest.front() != '@')) return false;
+  if (rest.size() == 1 && rest.front() == '@') return false;
+  sockaddr_un sun{};
+  // sun_path needs room for the terminating NUL of a path; an abstract name uses
+  // the leading NUL instead of '@' and is not terminated.
+  if (rest.size() >= sizeof sun.sun_path) return false;
+  if (rest.find('\0') != std::string_view::npos) return false;
+  url.family = AF_UNIX;
+  url.path = std::string(rest);
+  sun.sun_family = AF_UNIX;
+  std::memcpy(sun.sun_path, rest.data(), rest.size());
+  if (rest.front() == '@') {
+    sun.sun_path[0] = '\0';
+    url.address_length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + rest.size());
+  } else {
+    url.address_length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + rest.size() + 1);
+  }
+  std::memcpy(&url.address, &sun, sizeof sun);
+  return true;
+}
+
+bool parse(std::string_view text, ListenUrl& url) {
+  if (text.substr(0, 6) == "tcp://") return parse_inet(text.substr(6), false, url);
+  if (text.substr(0, 7) == "tcp6://") return parse_inet(text.substr(7), true, url);
+  if (text.substr(0, 5) == "unix:") return parse_unix(text.substr(5), url);
+  return false;
+}
+
+int set_int_option(int sock, int level, int option, int value) noexcept {
+  return ::setsockopt(sock, level, option, &value, sizeof value);
+}
+
+// A unix socket file whose listener is gone refuses connections: safe to remove.
+// A live one accepts (or is merely busy, EAGAIN): keep it.
+bool is_stale_unix_socket(const ListenUrl& url) noexcept {
+  unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!probe.valid()) return false;
+  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&url.address), url.address_length) == 0)
+    return false;
+  return errno == ECONNREFUSED;
+}
+
+}  // namespace
+
+std::string ListenUrl::str() const {
+  if (family == AF_UNIX) return "unix:" + path;
+  if (family == AF_INET) return "tcp://" + host + ":" + std::to_string(port);
+  return std::string(v6only ? "tcp6" : "tcp") + "://[" + host + "]:" + std::to_string(port);
+}
+
+bool ListenUrl::wildcard_host() const noexcept {
+  return (family == AF_INET && host == "0.0.0.0") || (family == AF_INET6 && host == "::");
+}
+
+result<ListenUrl> try_parse_listen_url(std::string_view text) noexcept {
+  try {
+    ListenUrl url;
+    if (!parse(text, url)) return errno_code(EINVAL);
+    return url;
+  } catch (const std::bad_alloc&) {
+    return errno_code(ENOMEM);
+  }
+}
+
+ListenUrl parse_listen_url(std::string_view text) {
+  auto url = try_parse_listen_url(text);
+  if (!url.ok()) {
+    throw std::system_error(url.error(),
+                            "bad listen URL '" + std::string(text) +
+                                "' (want tcp://HOST:PORT, tcp6://[ADDR]:PORT, unix:/PATH or unix:@NAME)");
+  }
+  return std::move(url).value();
+}
+
+result<unique_fd> try_bind_listener(const ListenUrl& url, const BindOptions& options) noexcept {
+  if (url.family != AF_INET && url.family != AF_INET6 && url.family != AF_UNIX)
+    return errno_code(EINVAL);
+  int type = SOCK_STREAM | SOCK_CLOEXEC | (options.nonblocking ? SOCK_NONBLOCK : 0);
+  unique_fd sock(::socket(url.family, type, 0));
+  if (!sock.valid()) return errno_code(errno);
+  const auto* address = reinterpret_cast<const sockaddr*>(&url.address);
+
+  if (url.family != AF_UNIX) {
+    if (set_int_option(sock.get(), SOL_SOCKET, SO_REUSEADDR, 1) < 0) return errno_code(errno);
+    if (options.reuse_port && set_int_option(sock.get(), SOL_SOCKET, SO_REUSEPORT, 1) < 0)
+      return errno_code(errno);
+    if (url.family == AF_INET6 &&
+        set_int_option(sock.get(), IPPROTO_IPV6, IPV6_V6ONLY, url.v6only ? 1 : 0) < 0)
+      return errno_code(errno);
+  }
+
+  if (::bind(sock.get(), address, url.address_length) < 0) {
+    int err = errno;
+    if (!(err == EADDRINUSE && url.family == AF_UNIX && url.path.front() == '/' &&
+          is_stale_unix_socket(url)))
+      return errno_code(err);
+    ::unlink(url.path.c_str());
+    if (::bind(sock.get(), address, url.address_length) < 0) return errno_code(errno);
+  }
+  if (url.family == AF_UNIX && url.path.front() == '/' && options.unix_mode != 0 &&
+      ::chmod(url.path.c_str(), options.unix_mode) < 0)
+    return errno_code(errno);
+  if (::listen(sock.get(), options.backlog) < 0) return errno_code(errno);
+  return sock;
+}
+
+unique_fd bind_listener(const ListenUrl& url, const BindOptions& options) {
+  auto sock = try_bind_listener(url, options);
+  if (!sock.ok()) throw std::system_error(sock.error(), "cannot listen on " + url.str());
+  return std::move(sock).value();
+}
+
+result<ListenUrl> try_socket_listen_url(int sock) noexcept {
+  try {
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    if (::getsockname(sock, reinterpret_cast<sockaddr*>(&address), &length) < 0)
+      return errno_code(errno);
+    ListenUrl url;
+    url.family = address.ss_family;
+    std::memcpy(&url.address, &address, length);
+    url.address_length = length;
+    char text[INET6_ADDRSTRLEN] = {};
+    if (address.ss_family == AF_INET) {
+      const auto* sin = reinterpret_cast<const sockaddr_in*>(&address);
+      ::inet_ntop(AF_INET, &sin->sin_addr, text, sizeof text);
+      url.host = text;
+      url.port = ntohs(sin->sin_port);
+    } else if (address.ss_family == AF_INET6) {
+      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&address);
+      ::inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof text);
+      url.host = text;
+      url.port = ntohs(sin6->sin6_port);
+      int v6only = 0;
+      socklen_t len = sizeof v6only;
+      if (::getsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len) == 0) url.v6only = v6only != 0;
+    } else if (address.ss_family == AF_UNIX) {
+      const auto* sun = reinterpret_cast<const sockaddr_un*>(&address);
+      auto path_length = length - static_cast<socklen_t>(offsetof(sockaddr_un, sun_path));
+      if (path_length > 0 && sun->sun_path[0] == '\0') {
+        url.path = "@" + std::string(sun->sun_path + 1, path_length - 1);
+      } else {
+        url.path = std::string(sun->sun_path, ::strnlen(sun->sun_path, path_length));
+      }
+    } else {
+      return errno_code(EAFNOSUPPORT);
+    }
+    return url;
+  } catch (const std::bad_alloc&) {
+    return errno_code(ENOMEM);
+  }
+}
+
+bool socket_matches_url(int sock, const ListenUrl& wanted) noexcept {
+  int value = 0;
+  socklen_t len = sizeof value;
+  if (::getsockopt(sock, SOL_SOCKET, SO_TYPE, &value, &len) < 0 || value != SOCK_STREAM) return false;
+  len = sizeof value;
+  if (::getsockopt(sock, SOL_SOCKET, SO_ACCEPTCONN, &value, &len) < 0 || value == 0) return false;
+  auto actual = try_socket_listen_url(sock);
+  if (!actual.ok() || actual->family != wanted.family) return false;
+  if (wanted.family == AF_UNIX) return actual->path == wanted.path;
+  if (wanted.port != 0 && actual->port != wanted.port) return false;
+  // Compare binary addresses: text forms of one IPv6 address can differ.
+  if (wanted.family == AF_INET) {
+    return std::memcmp(&reinterpret_cast<const sockaddr_in*>(&actual->address)->sin_addr,
+                       &reinterpret_cast<const sockaddr_in*>(&wanted.address)->sin_addr,
+                       sizeof(in_addr)) == 0;
+  }
+  return std::memcmp(&reinterpret_cast<const sockaddr_in6*>(&actual->address)->sin6_addr,
+                     &reinterpret_cast<const sockaddr_in6*>(&wanted.address)->sin6_addr,
+                     sizeof(in6_addr)) == 0;
+}
+
+}  // namespace fdbroker
