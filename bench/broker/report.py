@@ -44,6 +44,11 @@ def describe(runs):
         "p50": median(runs, "p50_us"),
         "p99": median(runs, "p99_us"),
         "cpu": median(runs, "server_cpu"),
+        # Server CPU time per get: what a get costs the server, whoever limited the
+        # rate (the generator can be the limit for the baseline; see README.md).
+        "cost": statistics.median(
+            r["server_cpu"] / r["gets_per_s"] * 1e6 for r in runs if r["gets_per_s"] > 0
+        ),
         "gen": median(runs, "loadgen_cpu"),
         "other": median(runs, "other_cpu"),
         "errors": sum(r["errors"] for r in runs),
@@ -60,6 +65,7 @@ def main():
     header = (
         "| mode | clients | baseline gets/s (min-max) | broker gets/s (min-max) | broker/baseline "
         "| p50 µs base / broker | p99 µs base / broker | server CPU base / broker "
+        "| server CPU µs/get base / broker "
         "| loadgen CPU | other CPU | runs |"
     )
     print(header)
@@ -82,7 +88,7 @@ def main():
         print(
             f"| {mode} | {clients} | {rate(b)} | {rate(k)} | "
             f"{'-' if ratio is None else f'{ratio:.2f}'} | {pair('p50', '.1f')} | "
-            f"{pair('p99', '.1f')} | {pair('cpu', '.2f')} | "
+            f"{pair('p99', '.1f')} | {pair('cpu', '.2f')} | {pair('cost', '.2f')} | "
             f"{' / '.join(format(x['gen'], '.2f') for x in others)} | "
             f"{' / '.join(format(x['other'], '.2f') for x in others)} | "
             f"{' / '.join(str(x['n']) for x in others)} |"

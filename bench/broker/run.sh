@@ -17,6 +17,8 @@
 #   --threads T          loadgen threads (default 1; see loadgen.cpp for why)
 #   --pin                server on CPU 0, loadgen on CPU 1 (taskset); off by default
 #                        because on a shared machine the other helpers' work moves
+#   --log-level L        the broker's log_level (default info, the configured default:
+#                        the broker is measured as it runs out of the box)
 #   --baseline-only      do not start fdbrokerd
 #   --keep FILE          also keep the raw JSON lines in FILE
 set -euo pipefail
@@ -25,7 +27,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=$root/build/release
 repeats=3 duration=3 warmup=1 clients="1 8 64" connect_clients=8 threads=1
-pin=0 baseline_only=0 keep=
+pin=0 baseline_only=0 keep= log_level=info
 if [[ $# -gt 0 && $1 != --* ]]; then build=$(cd "$1" && pwd); shift; fi
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -36,6 +38,7 @@ while [[ $# -gt 0 ]]; do
     --connect-clients) connect_clients=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --pin) pin=1; shift ;;
+    --log-level) log_level=$2; shift 2 ;;
     --baseline-only) baseline_only=1; shift ;;
     --keep) keep=$2; shift 2 ;;
     *) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 100 ;;
@@ -83,13 +86,9 @@ wait_for_socket "${socket[baseline]}" "${pid[baseline]}"
 labels=(baseline)
 
 if [[ $baseline_only == 0 ]]; then
-  # Logging at warn: the broker logs every grant at info, and a benchmark of
-  # spdlog writing to a pipe is not what we want to measure. Everything else is
-  # the built-in default (only root and our own uid may use it).
+  # Built-in defaults (only root and our own uid may use it) but for the log level.
   cat >"$tmp/broker.json" <<EOF
-{
-  "log_level": "warn"
-}
+{ "log_level": "$log_level" }
 EOF
   $server_cpu "$fdbrokerd" --socket "$tmp/broker.sock" --config "$tmp/broker.json" \
     2>"$tmp/broker.log" &
