@@ -83,7 +83,8 @@ struct recv_info {
 // `maxfds` descriptors, which are appended to `ret_fds` as owned unique_fds,
 // each already close-on-exec (MSG_CMSG_CLOEXEC). Descriptors from several
 // SCM_RIGHTS headers in one message are all collected, in order.
-// `ret_fds` is left untouched on failure.
+// On failure `ret_fds` holds the same descriptors as before the call (its
+// capacity may have grown).
 //
 // End of stream (peer closed) is size == 0 with no descriptors. On SOCK_SEQPACKET
 // an empty message is indistinguishable from end of stream, as with recv(2).
