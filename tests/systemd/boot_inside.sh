@@ -10,6 +10,8 @@
 # Usage: boot_inside.sh STAGE_DIR [systemd arguments...]
 #   STAGE_DIR/units/*  unit files, copied to /run/systemd/system
 #   STAGE_DIR/console  bound over /dev/console (what services write to the tty)
+#   STAGE_DIR/overlay/PATH  bound read-only over /PATH, which must exist
+#                      (e.g. an /etc/group with the group a unit names)
 set -eu
 
 stage=$1
@@ -52,7 +54,16 @@ fi
 #    harness created for this boot, so systemd's slices and scopes live under it.
 mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup
 
-# 5. Nothing else of the machine may be written: systemd as PID 1 bumps sysctls
+# 5. Replacement files, bound (never copied) over the machine's.
+if [ -d "$stage/overlay" ]; then
+  (cd "$stage/overlay" && find . -type f) | while read -r file; do
+    target=${file#.}
+    mount --bind "$stage/overlay$target" "$target"
+    mount -o remount,bind,ro "$target"
+  done
+fi
+
+# 6. Nothing else of the machine may be written: systemd as PID 1 bumps sysctls
 #    (fs.nr_open, fs.file-max) and would write /etc on a "first boot".
 mount --bind /proc/sys /proc/sys
 mount -o remount,bind,ro /proc/sys

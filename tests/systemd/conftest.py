@@ -52,7 +52,7 @@ def fdbrokerctl() -> Path:
 
 @pytest.fixture
 def boot(tmp_path, canaries):
-    """boot(units={name: text}, start=[unit, ...]) -> a running Machine.
+    """boot(units={name: text}, start=[unit, ...], files={path: text}) -> a running Machine.
 
     Every machine is stopped at teardown; its journal is printed then (pytest
     shows it only for a failed test), and the machine's real /tmp and /var/tmp
@@ -60,8 +60,8 @@ def boot(tmp_path, canaries):
     """
     machines = []
 
-    def start(units, start=()):
-        machine = Machine(tmp_path / f"machine{len(machines)}", units, list(start))
+    def start(units, start=(), files=None):
+        machine = Machine(tmp_path / f"machine{len(machines)}", units, list(start), files)
         machines.append(machine)
         machine.workdir.mkdir()
         machine.boot()

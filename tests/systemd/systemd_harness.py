@@ -4,8 +4,9 @@
 One `Machine` is one boot: a new PID, mount, cgroup, UTS and IPC namespace made by
 `unshare`, set up by boot_inside.sh (private /run, /tmp, /var/tmp, /dev, cgroup2;
 read-only / and /proc/sys), with systemd as its PID 1 started on a test target
-that has DefaultDependencies=no. The network namespace is the machine's, so a
-unit may listen on loopback TCP for a test.
+that has DefaultDependencies=no. It has its own network namespace too (only
+loopback, up), so a unit may bind any port; reach it with run("...") or
+nsenter -n.
 
 From the outside, `systemctl()`/`run()` go through `nsenter -t <pid> -m -p`, and
 `path()` reaches the namespace's files through /proc/<pid>/root (a UNIX socket
@@ -82,9 +83,13 @@ class Machine:
     """A booted systemd. Use as a context manager, or call boot() and stop()."""
 
     def __init__(self, workdir: Path, units: dict[str, str], start: list[str],
-                 name: str = "fdbroker-test"):
+                 files: dict[str, str] | None = None, name: str = "fdbroker-test"):
+        """units: name -> text, in /run/systemd/system; start: what the test
+        target wants; files: absolute path of an existing file -> its text
+        inside the machine (bound over the machine's, read-only)."""
         self.workdir = Path(workdir)
         self.units = dict(units)
+        self.files = dict(files or {})
         self.start_units = list(start)
         self.name = f"{name}-{os.getpid()}-{time.monotonic_ns()}"
         self.pid: int | None = None  # systemd, as the machine's PID namespace sees it: 1
@@ -116,6 +121,11 @@ class Machine:
         for unit_name, text in {**self.units, TEST_TARGET: target}.items():
             (stage_units / unit_name).write_text(text, encoding="utf-8")
         self._console.write_text("", encoding="utf-8")
+        for path, text in self.files.items():
+            assert path.startswith("/") and Path(path).is_file(), f"cannot overlay {path}"
+            staged = self.workdir / "overlay" / path.lstrip("/")
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            staged.write_text(text, encoding="utf-8")
 
         self._cgroup = _cgroup2_mount() / _own_cgroup2_path() / self.name
         self._cgroup.mkdir()
@@ -127,7 +137,7 @@ class Machine:
             "setpriv", "--pdeathsig", "KILL", "--",
             "sh", "-c", join_and_unshare, "sh", str(self._cgroup),
             "unshare", "--fork", "--pid", "--mount", "--mount-proc", "--cgroup",
-            "--uts", "--ipc", "--propagation", "private", "--kill-child",
+            "--uts", "--ipc", "--net", "--propagation", "private", "--kill-child",
             "sh", str(BOOT_INSIDE), str(self.workdir),
             f"systemd.unit={TEST_TARGET}",
             "systemd.log_target=journal", "systemd.log_level=info",
@@ -236,6 +246,10 @@ class Machine:
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.run("systemctl", "--no-pager", *args, check=check)
+
+    def run_in_net(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Like run(), also in the machine's network namespace."""
+        return self.run("nsenter", "-t", "1", "-n", "--", *argv, check=check)
 
     def show(self, unit: str, *properties: str) -> dict[str, str]:
         out = self.systemctl("show", unit, *[f"--property={p}" for p in properties]).stdout
