@@ -20,4 +20,5 @@ PYBIND11_MODULE(_fdbroker, m) {
   fp::register_error_translator();
   fp::bind_scm_rights(m);
   fp::bind_fdsend(m);
+  fp::bind_client(m);
 }

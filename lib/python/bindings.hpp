@@ -14,4 +14,7 @@ void bind_scm_rights(pybind11::module_& m);
 // The classic fdsend API, as the submodule _fdbroker.fdsend (bind_fdsend.cpp).
 void bind_fdsend(pybind11::module_& m);
 
+// The broker client, as _fdbroker.Client (bind_client.cpp); fdbroker/client.py wraps it.
+void bind_client(pybind11::module_& m);
+
 }  // namespace fdbroker::python

@@ -13,6 +13,8 @@ Sockets and fds may be given as socket objects, file objects, anything with a
 fileno() method, or ints. Errors are OSError carrying the errno, so they arrive
 as its subclasses: BlockingIOError (EAGAIN), BrokenPipeError (EPIPE), ...
 
+The broker client is fdbroker.Client (see fdbroker.client).
+
 The classic fdsend API lives in fdbroker.fdsend (also importable as `fdsend`).
 """
 
@@ -24,10 +26,15 @@ from typing import NamedTuple
 
 from . import _fdbroker
 from ._fdbroker import MAX_FDS, RecvResult, __version__, peer_groups, recvfds, sendfds
+from .client import DEFAULT_SOCKET_PATH, Client, Entry, EntryInfo
 
 __all__ = [
+    "DEFAULT_SOCKET_PATH",
     "MAX_FDS",
+    "Client",
     "Credentials",
+    "Entry",
+    "EntryInfo",
     "RecvResult",
     "__version__",
     "peer_credentials",

@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// _fdbroker.Client: a thin binding of fdbroker::Client. Replies cross as the JSON
+// text the broker sent (fdbroker/client.py turns them into Python objects), and
+// received descriptors as ints the caller owns.
+#include <fdbroker/client.hpp>
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "binding_support.hpp"
+#include "bindings.hpp"
+
+namespace fdbroker::python {
+
+namespace {
+
+// One connection shared by Python threads: the GIL is released during each call,
+// so the calls are serialised here (a reply must be read by whoever sent its request).
+class PyClient {
+ public:
+  explicit PyClient(const std::string& path) {
+    py::gil_scoped_release nogil;
+    client_.connect(path);
+  }
+
+  template <class F>
+  auto locked(F&& f) {
+    py::gil_scoped_release nogil;
+    std::lock_guard lock(mutex_);
+    return f(client_);
+  }
+
+  std::mutex mutex_;
+  Client client_;
+};
+
+// (entry JSON, [fds]): the fds leave C++ ownership only once they are in the list.
+py::tuple entry_tuple(Entry entry) {
+  py::list fds;
+  for (auto& fd : entry.fds) {
+    fds.append(py::int_(fd.get()));
+    // The list holds the number now; the caller owns the descriptor.
+    static_cast<void>(fd.release());
+  }
+  return py::make_tuple(std::move(entry.json), std::move(fds));
+}
+
+py::list info_list(const std::vector<EntryInfo>& entries) {
+  py::list out;
+  for (const auto& e : entries) out.append(e.json);
+  return out;
+}
+
+}  // namespace
+
+void bind_client(py::module_& m) {
+  // A refusal's OSError carries the broker's own message as its strerror, not the
+  // libc text that std::system_error appends. Registered after the generic
+  // translator, so it is tried first.
+  py::register_local_exception_translator([](std::exception_ptr pending) {
+    try {
+      if (pending) std::rethrow_exception(pending);
+    } catch (const BrokerError& error) {
+      py::object exception = py::reinterpret_steal<py::object>(
+          PyObject_CallFunction(PyExc_OSError, "is", error.code().value(), error.message().c_str()));
+      if (!exception) return;
+      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exception.ptr())), exception.ptr());
+    }
+  });
+
+  m.attr("DEFAULT_SOCKET_PATH") = default_socket_path;
+  m.def("socket_path_from_env", &socket_path_from_env);
+
+  py::class_<PyClient>(m, "Client")
+      .def(py::init<const std::string&>(), py::arg("path") = "")
+      .def("fileno", [](PyClient& c) { return c.client_.fd(); })
+      .def("close", [](PyClient& c) { c.locked([](Client& cl) { cl.close(); }); })
+      .def("hello", [](PyClient& c) { return c.locked([](Client& cl) { return cl.hello().json; }); })
+      .def("stats", [](PyClient& c) { return c.locked([](Client& cl) { return cl.stats().json; }); })
+      .def(
+          "get",
+          [](PyClient& c, const std::string& name, std::optional<std::int64_t> wait_ms) {
+            return entry_tuple(c.locked([&](Client& cl) { return cl.get(name, wait_ms); }));
+          },
+          py::arg("name"), py::arg("wait_ms") = py::none())
+      .def(
+          "take",
+          [](PyClient& c, const std::string& name, std::optional<std::int64_t> wait_ms) {
+            return entry_tuple(c.locked([&](Client& cl) { return cl.take(name, wait_ms); }));
+          },
+          py::arg("name"), py::arg("wait_ms") = py::none())
+      .def(
+          "put",
+          [](PyClient& c, const std::string& name, const py::iterable& fd_objects,
+             const std::string& meta_json, std::optional<std::int64_t> ttl_ms, bool replace,
+             std::optional<std::uint64_t> expect_generation) {
+            std::vector<int> fds;
+            for (py::handle obj : fd_objects) fds.push_back(fd_of(obj));  // borrowed
+            PutOptions options;
+            options.meta_json = meta_json;
+            options.ttl_ms = ttl_ms;
+            options.replace = replace;
+            options.expect_generation = expect_generation;
+            return c.locked([&](Client& cl) { return cl.put(name, fds, options); });
+          },
+          py::arg("name"), py::arg("fds"), py::arg("meta_json") = "", py::arg("ttl_ms") = py::none(),
+          py::arg("replace") = false, py::arg("expect_generation") = py::none())
+      .def(
+          "remove", [](PyClient& c, const std::string& name) { c.locked([&](Client& cl) { cl.remove(name); }); },
+          py::arg("name"))
+      .def(
+          "list",
+          [](PyClient& c, const std::string& prefix, unsigned page_size) {
+            return info_list(c.locked([&](Client& cl) { return cl.list(prefix, page_size); }));
+          },
+          py::arg("prefix") = "", py::arg("page_size") = 0)
+      .def(
+          "list_page",
+          [](PyClient& c, const std::string& prefix, unsigned limit, std::optional<std::string> cursor) {
+            ListPage page = c.locked([&](Client& cl) { return cl.list_page(prefix, limit, cursor); });
+            return py::make_tuple(info_list(page.entries), page.cursor);
+          },
+          py::arg("prefix") = "", py::arg("limit") = 0, py::arg("cursor") = py::none());
+}
+
+}  // namespace fdbroker::python

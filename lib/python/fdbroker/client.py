@@ -1,0 +1,231 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""fdbroker.Client: talk to fdbrokerd, the file-descriptor broker (wire protocol v1).
+
+    with fdbroker.Client() as broker:            # $FDBROKER_SOCKET or the default path
+        broker.put("web", [listener], meta={"port": 8080})
+        with broker.get("web") as entry:         # entry.fds: ints you own
+            sock = socket.socket(fileno=os.dup(entry.fds[0]))
+
+Errors the broker names arrive as OSError with that errno and the broker's
+message, hence as its subclasses: FileNotFoundError (ENOENT), FileExistsError
+(EEXIST), PermissionError (EACCES, EPERM), TimeoutError (ETIMEDOUT), plain
+OSError for ESTALE, EDQUOT, ENOSPC, EINVAL, ... Transport failures are OSError
+too (FileNotFoundError or ConnectionRefusedError from connecting,
+ConnectionResetError if the broker went away). A meta that cannot be encoded
+as a JSON object raises ValueError or TypeError before anything is sent.
+
+Calls block until the broker replies (with wait_ms, up to that long); the GIL is
+released meanwhile. One Client may be shared by threads: calls are serialised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _fdbroker
+
+__all__ = ["DEFAULT_SOCKET_PATH", "Client", "Entry", "EntryInfo"]
+
+DEFAULT_SOCKET_PATH: str = _fdbroker.DEFAULT_SOCKET_PATH
+
+
+@dataclass
+class EntryInfo:
+    """What the broker reports about an entry (docs/protocol.md, "Entries").
+
+    fd_info holds one description per descriptor, in order: dicts with "kind"
+    ("socket", "file", "pipe", ...) and the fields of that kind.
+    """
+
+    name: str
+    generation: int
+    meta: dict[str, Any]
+    owner: int
+    static: bool = False
+    expires_ms: int | None = None
+    fd_info: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def _from_json(cls, text: str) -> EntryInfo:
+        return cls(**_entry_fields(json.loads(text)))
+
+
+@dataclass
+class Entry(EntryInfo):
+    """An entry received by get() or take(): its description plus fds, new
+    descriptors (close-on-exec) for the open files the broker holds, in the order
+    of fd_info. They belong to you: close them with close() (or use the entry as a
+    context manager), or keep them and let close() skip them by calling detach().
+    """
+
+    fds: list[int] = field(default_factory=list)
+
+    def detach(self) -> list[int]:
+        """Returns the fds and forgets them: close() will no longer close them."""
+        fds, self.fds = self.fds, []
+        return fds
+
+    def close(self) -> None:
+        """Closes the fds not detached. Safe to call twice."""
+        fds = self.detach()
+        for fd in fds:
+            os.close(fd)
+
+    def __enter__(self) -> Entry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _entry_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    owner = obj.get("owner") or {}
+    return {
+        "name": obj["name"],
+        "generation": obj["generation"],
+        "meta": obj.get("meta") or {},
+        "owner": owner.get("uid", 0),
+        "static": bool(obj.get("static", owner.get("static", False))),
+        "expires_ms": obj.get("expires_ms"),
+        "fd_info": obj.get("fds", []),
+    }
+
+
+def _as_fd_list(fds: Any) -> list[Any]:
+    # One descriptor may be passed on its own: an int or anything with fileno().
+    if isinstance(fds, int) or hasattr(fds, "fileno"):
+        return [fds]
+    return list(fds)
+
+
+class Client:
+    """A connection to fdbrokerd. Connects on creation; a context manager.
+
+    path is the broker's socket; None means $FDBROKER_SOCKET if set, else
+    DEFAULT_SOCKET_PATH. "@name" is an abstract socket.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self._client = _fdbroker.Client(os.fspath(path) if path is not None else "")
+
+    def fileno(self) -> int:
+        """The connection's socket (borrowed), or -1 once closed."""
+        return self._client.fileno()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def hello(self) -> dict[str, Any]:
+        """{"server", "version", "protocol", "peer": {"uid", "gid", "pid"}}: the
+        broker, and this process as the broker sees it."""
+        return json.loads(self._client.hello())
+
+    def get(self, name: str, wait_ms: int | None = None) -> Entry:
+        """The entry `name`, with new fds for its open files (yours to close).
+
+        With wait_ms, waits up to that long (capped by the broker) for the entry to
+        be put. Raises FileNotFoundError, TimeoutError (wait_ms ran out),
+        PermissionError (EACCES), OSError(EINVAL).
+        """
+        return self._entry(self._client.get(name, wait_ms))
+
+    def try_get(self, name: str) -> Entry | None:
+        """get(), or None if there is no such entry."""
+        try:
+            return self.get(name)
+        except FileNotFoundError:
+            return None
+
+    def take(self, name: str, wait_ms: int | None = None) -> Entry:
+        """get() and remove the entry atomically: of concurrent takers exactly one
+        gets it, the others FileNotFoundError. PermissionError (EPERM) for an entry
+        declared in the broker's configuration."""
+        return self._entry(self._client.take(name, wait_ms))
+
+    def try_take(self, name: str) -> Entry | None:
+        """take(), or None if there is no such entry."""
+        try:
+            return self.take(name)
+        except FileNotFoundError:
+            return None
+
+    def put(
+        self,
+        name: str,
+        fds: Iterable[Any] | Any,
+        *,
+        meta: dict[str, Any] | None = None,
+        ttl_ms: int | None = None,
+        replace: bool = False,
+        expect_generation: int | None = None,
+    ) -> int:
+        """Stores fds (1-253 ints, sockets, files or objects with fileno(); or one
+        of them alone) under name and returns the entry's generation. The fds stay
+        yours: the broker keeps its own copies.
+
+        replace: overwrite an existing entry (else FileExistsError).
+        expect_generation: succeed only if the entry's current generation is this
+        (0: it must not exist), else OSError(ESTALE); a compare-and-swap.
+        ttl_ms: the broker removes the entry after this long.
+        Also raises PermissionError, OSError(EDQUOT, ENOSPC, EINVAL).
+        """
+        if meta is not None and not isinstance(meta, dict):
+            raise TypeError(f"meta must be a dict, not {type(meta).__name__}")
+        meta_json = json.dumps(meta) if meta is not None else ""
+        return self._client.put(
+            name, _as_fd_list(fds), meta_json, ttl_ms, replace, expect_generation
+        )
+
+    def delete(self, name: str) -> None:
+        """Removes the entry; the broker closes its copies. FileNotFoundError,
+        PermissionError."""
+        self._client.remove(name)
+
+    remove = delete
+
+    def list(self, prefix: str = "", page_size: int = 0) -> list[EntryInfo]:
+        """Every entry you may get whose name starts with prefix, sorted by name,
+        over as many requests as it takes (page_size entries each; 0: the broker's
+        default)."""
+        return [EntryInfo._from_json(t) for t in self._client.list(prefix, page_size)]
+
+    def list_page(
+        self, prefix: str = "", limit: int = 0, cursor: str | None = None
+    ) -> tuple[list[EntryInfo], str | None]:
+        """One list request: (entries, cursor); cursor is None once none remain,
+        else pass it back for the next page."""
+        texts, next_cursor = self._client.list_page(prefix, limit, cursor)
+        return [EntryInfo._from_json(t) for t in texts], next_cursor
+
+    def iter_list(self, prefix: str = "", page_size: int = 0) -> Iterator[EntryInfo]:
+        """Like list(), one page at a time."""
+        cursor: str | None = None
+        while True:
+            entries, cursor = self.list_page(prefix, page_size, cursor)
+            yield from entries
+            if cursor is None:
+                return
+
+    def stats(self) -> dict[str, Any]:
+        """The broker's counters (docs/protocol.md, "stats")."""
+        return json.loads(self._client.stats())
+
+    @staticmethod
+    def _entry(reply: tuple[str, list[int]]) -> Entry:
+        text, fds = reply
+        try:
+            return Entry(**_entry_fields(json.loads(text)), fds=fds)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
