@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -17,12 +18,36 @@ namespace fdbroker {
 
 namespace {
 
+// SCM_PIDFD (Linux 6.5, SO_PASSPIDFD) installs a descriptor too; glibc 2.36's
+// headers predate it.
+#ifndef SCM_PIDFD
+#define SCM_PIDFD 0x04
+#endif
+
+// Room for the headers that socket options add before SCM_RIGHTS on receive
+// (SCM_CREDENTIALS with SO_PASSCRED, SCM_PIDFD, SCM_SECURITY, timestamps). Without
+// it they would crowd out the descriptors and set MSG_CTRUNC.
+constexpr std::size_t other_headers_room = 256;
+
 // Ancillary buffer big enough for the kernel's maximum, aligned for cmsghdr.
 // Sized once so that neither side allocates per message.
 union control_buffer {
-  char bytes[CMSG_SPACE(sizeof(int) * max_fds_per_message)];
+  char bytes[CMSG_SPACE(sizeof(int) * max_fds_per_message) + other_headers_room];
   cmsghdr align;
 };
+
+// Closes every descriptor carried by headers of `type` in a received message.
+void close_all(msghdr& msg, int type) noexcept {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != type) continue;
+    std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < n; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      unique_fd{fd};
+    }
+  }
+}
 
 int msg_flags_for(io_flags flags) noexcept {
   return has(flags, io_flags::dontwait) ? MSG_DONTWAIT : 0;
@@ -82,11 +107,13 @@ result<recv_info> try_recvfds_into(int sock, void* buf, std::size_t bufsize,
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
+  // The kernel's limit is the buffer size, which cannot express maxfds exactly
+  // (CMSG_SPACE rounds up: room for 2 ints when asked for 1) and must leave room
+  // for other headers. So it may install a few more than maxfds; those are counted
+  // and closed below, as a truncation.
   control_buffer control;
-  if (maxfds > 0) {
-    msg.msg_control = control.bytes;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * maxfds);
-  }
+  msg.msg_control = control.bytes;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * maxfds) + other_headers_room;
 
   ssize_t got;
   int msg_flags = MSG_CMSG_CLOEXEC | msg_flags_for(flags);
@@ -104,26 +131,21 @@ result<recv_info> try_recvfds_into(int sock, void* buf, std::size_t bufsize,
   // Wrapping in place rather than in a local vector saves an allocation and a move
   // per descriptor on every call (bench/: this is the hot path of every receive).
   std::size_t count = 0;
+  bool has_pidfd = false;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      count += (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    }
+    if (c->cmsg_level != SOL_SOCKET) continue;
+    if (c->cmsg_type == SCM_RIGHTS) count += (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    if (c->cmsg_type == SCM_PIDFD) has_pidfd = true;
   }
+  // The caller asked for the sender's fds, not for a pidfd of the sender.
+  if (has_pidfd) close_all(msg, SCM_PIDFD);
   const std::size_t old_size = ret_fds.size();
   if (count > 0) {
     try {
       ret_fds.reserve(old_size + count);
     } catch (const std::bad_alloc&) {
       // Cannot own them in the vector: close them straight from the cmsg instead.
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < n; ++i) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-          unique_fd{fd};
-        }
-      }
+      close_all(msg, SCM_RIGHTS);
       return errno_code(ENOMEM);
     }
   }
@@ -141,11 +163,11 @@ result<recv_info> try_recvfds_into(int sock, void* buf, std::size_t bufsize,
   recv_info info;
   info.size = static_cast<std::size_t>(got);
   info.payload_truncated = (msg.msg_flags & MSG_TRUNC) != 0;
-  if ((msg.msg_flags & MSG_CTRUNC) != 0) {
-    if (!has(flags, io_flags::accept_truncated_fds)) {
-      ret_fds.erase(ret_fds.begin() + static_cast<std::ptrdiff_t>(old_size), ret_fds.end());
-      return errno_code(EMSGSIZE);  // the erase closed the ones that arrived
-    }
+  if ((msg.msg_flags & MSG_CTRUNC) != 0 || count > maxfds) {
+    // Erasing closes: all that arrived on failure, those beyond maxfds otherwise.
+    const std::size_t keep = has(flags, io_flags::accept_truncated_fds) ? std::min(count, maxfds) : 0;
+    ret_fds.erase(ret_fds.begin() + static_cast<std::ptrdiff_t>(old_size + keep), ret_fds.end());
+    if (!has(flags, io_flags::accept_truncated_fds)) return errno_code(EMSGSIZE);
     info.fds_truncated = true;
   }
   return info;

@@ -20,6 +20,7 @@
 #include <random>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -101,6 +102,36 @@ inline std::string random_bytes(std::size_t size, std::uint32_t seed = 42) {
   std::uniform_int_distribution<int> byte(0, 255);
   std::string out(size, '\0');
   for (auto& c : out) c = static_cast<char>(byte(gen));
+  return out;
+}
+
+// Names AF_UNIX socket types in parameterised test names: AllTypes/Suite.Test/Stream.
+inline std::string socket_type_name(const ::testing::TestParamInfo<int>& type) {
+  switch (type.param) {
+    case SOCK_STREAM: return "Stream";
+    case SOCK_SEQPACKET: return "Seqpacket";
+    case SOCK_DGRAM: return "Dgram";
+    default: return "Type" + std::to_string(type.param);
+  }
+}
+
+// The descriptor numbers of owned fds, for passing them on.
+inline std::vector<int> raw_fds(const std::vector<unique_fd>& fds) {
+  std::vector<int> out;
+  for (const auto& fd : fds) out.push_back(fd.get());
+  return out;
+}
+
+// `n` pipes, for messages with many descriptors whose closing can be proven.
+inline std::vector<Pipe> pipes(std::size_t n) {
+  std::vector<Pipe> out;
+  for (std::size_t i = 0; i < n; ++i) out.push_back(pipe_pair());
+  return out;
+}
+
+inline std::vector<int> write_ends(const std::vector<Pipe>& from) {
+  std::vector<int> out;
+  for (const auto& p : from) out.push_back(p.write.get());
   return out;
 }
 

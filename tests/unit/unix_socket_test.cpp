@@ -50,16 +50,9 @@ TEST_P(SocketpairTypes, GivesAConnectedCloexecPairOfThatType) {
   EXPECT_EQ(byte, 'x');
 }
 
-std::string type_name(const ::testing::TestParamInfo<int>& type) {
-  switch (type.param) {
-    case SOCK_STREAM: return "Stream";
-    case SOCK_SEQPACKET: return "Seqpacket";
-    default: return "Dgram";
-  }
-}
-
 INSTANTIATE_TEST_SUITE_P(AllTypes, SocketpairTypes,
-                         ::testing::Values(SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM), type_name);
+                         ::testing::Values(SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM),
+                         fdbroker::test::socket_type_name);
 
 TEST(Socketpair, DefaultsToSeqpacket) {
   auto [a, b] = fdbroker::socketpair();

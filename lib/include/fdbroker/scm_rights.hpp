@@ -90,13 +90,16 @@ struct recv_info {
 // an empty message is indistinguishable from end of stream, as with recv(2).
 //
 // No received descriptor is ever leaked: every one is owned before any check, and
-// on failure every one is closed.
+// on failure every one is closed. Other headers that socket options add
+// (SCM_CREDENTIALS, SCM_SECURITY) are skipped; a pidfd (SO_PASSPIDFD) is closed.
 //
 // Errors:
 //   EMSGSIZE  the ancillary data was truncated (more than `maxfds` descriptors
 //             were sent, or the kernel could not install them all); the ones that
-//             arrived are closed. With io_flags::accept_truncated_fds the call
-//             succeeds instead, with fds_truncated set.
+//             arrived are closed, and the message's payload is consumed with them
+//             (on SOCK_STREAM: the bytes this call read). With
+//             io_flags::accept_truncated_fds the call succeeds instead, with
+//             fds_truncated set and the first `maxfds` descriptors returned.
 //   EINVAL    maxfds > max_fds_per_message
 //   EBADF, ENOTSOCK, ENOTCONN, ECONNRESET: the socket
 //   EAGAIN    non-blocking socket (or io_flags::dontwait) and nothing to read
