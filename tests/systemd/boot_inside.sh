@@ -8,7 +8,7 @@
 # tmpfiles) would otherwise act on the machine's real /tmp, /run, /dev and /etc.
 #
 # Usage: boot_inside.sh STAGE_DIR [systemd arguments...]
-#   STAGE_DIR/units/*  unit files, copied to /run/systemd/system
+#   STAGE_DIR/units/   unit files and drop-in directories, copied to /run/systemd/system
 #   STAGE_DIR/console  bound over /dev/console (what services write to the tty)
 #   STAGE_DIR/overlay/PATH  bound read-only over /PATH, which must exist
 #                      (e.g. an /etc/group with the group a unit names)
@@ -18,10 +18,10 @@ stage=$1
 shift
 
 # 1. /run first: the units are copied from the stage directory, which may live
-#    in the real /tmp that step 3 hides.
+#    in the real /tmp that step 4 hides.
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 mkdir -p /run/systemd/system
-cp "$stage"/units/* /run/systemd/system/
+cp -R "$stage"/units/. /run/systemd/system/
 
 # 2. A private /dev with only the harmless nodes, and a log file as the console:
 #    the real /dev/console is the machine's.
@@ -34,6 +34,9 @@ done
 touch /run/.dev/console
 mount --bind "$stage/console" /run/.dev/console
 mkdir /run/.dev/shm /run/.dev/pts
+# A devpts instance of our own: PrivateDevices= needs /dev/ptmx and /dev/pts.
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /run/.dev/pts
+ln -s pts/ptmx /run/.dev/ptmx
 ln -s /proc/self/fd /run/.dev/fd
 ln -s /proc/self/fd/0 /run/.dev/stdin
 ln -s /proc/self/fd/1 /run/.dev/stdout
@@ -41,7 +44,17 @@ ln -s /proc/self/fd/2 /run/.dev/stderr
 mount --move /run/.dev /dev
 rmdir /run/.dev
 
-# 3. The directories systemd's tmpfiles rules and PrivateTmp= clean or create.
+# 3. Replacement files, bound (never copied) over the machine's; before step
+#    4, which may hide the stage directory.
+if [ -d "$stage/overlay" ]; then
+  (cd "$stage/overlay" && find . -type f) | while read -r file; do
+    target=${file#.}
+    mount --bind "$stage/overlay$target" "$target"
+    mount -o remount,bind,ro "$target"
+  done
+fi
+
+# 4. The directories systemd's tmpfiles rules and PrivateTmp= clean or create.
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /var/tmp
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /var/lib/systemd
@@ -50,18 +63,9 @@ if [ -d /var/log/journal ]; then
   mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /var/log/journal
 fi
 
-# 4. Our own cgroup2 tree: in the new cgroup namespace its root is the cgroup the
+# 5. Our own cgroup2 tree: in the new cgroup namespace its root is the cgroup the
 #    harness created for this boot, so systemd's slices and scopes live under it.
 mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup
-
-# 5. Replacement files, bound (never copied) over the machine's.
-if [ -d "$stage/overlay" ]; then
-  (cd "$stage/overlay" && find . -type f) | while read -r file; do
-    target=${file#.}
-    mount --bind "$stage/overlay$target" "$target"
-    mount -o remount,bind,ro "$target"
-  done
-fi
 
 # 6. Nothing else of the machine may be written: systemd as PID 1 bumps sysctls
 #    (fs.nr_open, fs.file-max) and would write /etc on a "first boot".

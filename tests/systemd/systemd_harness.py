@@ -119,6 +119,8 @@ class Machine:
             "After": " ".join([*JOURNAL_UNITS, *self.start_units]),
         }})
         for unit_name, text in {**self.units, TEST_TARGET: target}.items():
+            # A name may be a drop-in: "x.service.d/test.conf".
+            (stage_units / unit_name).parent.mkdir(parents=True, exist_ok=True)
             (stage_units / unit_name).write_text(text, encoding="utf-8")
         self._console.write_text("", encoding="utf-8")
         for path, text in self.files.items():
@@ -261,7 +263,10 @@ class Machine:
         return Path(f"/proc/{self.pid}/root") / inside.lstrip("/")
 
     def add_unit(self, name: str, text: str, reload: bool = True) -> None:
-        self.path(f"/run/systemd/system/{name}").write_text(text, encoding="utf-8")
+        """Write a unit or drop-in ("x.service.d/y.conf") and daemon-reload."""
+        path = self.path(f"/run/systemd/system/{name}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
         if reload:
             self.systemctl("daemon-reload")
 
