@@ -8,7 +8,7 @@
 # tmpfiles) would otherwise act on the machine's real /tmp, /run, /dev and /etc.
 #
 # Usage: boot_inside.sh STAGE_DIR [systemd arguments...]
-#   STAGE_DIR/units/   unit files and drop-in directories, copied to /run/systemd/system
+#   STAGE_DIR/run/     copied to /run: unit files in run/systemd/system, test configs
 #   STAGE_DIR/console  bound over /dev/console (what services write to the tty)
 #   STAGE_DIR/overlay/PATH  bound read-only over /PATH, which must exist
 #                      (e.g. an /etc/group with the group a unit names)
@@ -17,11 +17,10 @@ set -eu
 stage=$1
 shift
 
-# 1. /run first: the units are copied from the stage directory, which may live
-#    in the real /tmp that step 4 hides.
+# 1. /run first: units and files are copied from the stage directory, which may
+#    live in the real /tmp that step 4 hides.
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
-mkdir -p /run/systemd/system
-cp -R "$stage"/units/. /run/systemd/system/
+cp -R "$stage"/run/. /run/
 
 # 2. A private /dev with only the harmless nodes, and a log file as the console:
 #    the real /dev/console is the machine's.

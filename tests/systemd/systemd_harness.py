@@ -85,8 +85,9 @@ class Machine:
     def __init__(self, workdir: Path, units: dict[str, str], start: list[str],
                  files: dict[str, str] | None = None, name: str = "fdbroker-test"):
         """units: name -> text, in /run/systemd/system; start: what the test
-        target wants; files: absolute path of an existing file -> its text
-        inside the machine (bound over the machine's, read-only)."""
+        target wants; files: absolute path -> text inside the machine: under
+        /run a new file, elsewhere an existing file of the machine's that is
+        replaced (bound over, read-only) in this boot only."""
         self.workdir = Path(workdir)
         self.units = dict(units)
         self.files = dict(files or {})
@@ -109,8 +110,6 @@ class Machine:
         self.stop()
 
     def boot(self, timeout: float = 20.0) -> None:
-        stage_units = self.workdir / "units"
-        stage_units.mkdir(parents=True, exist_ok=True)
         target = unit_text({"Unit": {
             "Description": "fdbroker systemd test target",
             "DefaultDependencies": "no",
@@ -118,16 +117,18 @@ class Machine:
             # So that the target is reached only once their start jobs are done.
             "After": " ".join([*JOURNAL_UNITS, *self.start_units]),
         }})
-        for unit_name, text in {**self.units, TEST_TARGET: target}.items():
-            # A name may be a drop-in: "x.service.d/test.conf".
-            (stage_units / unit_name).parent.mkdir(parents=True, exist_ok=True)
-            (stage_units / unit_name).write_text(text, encoding="utf-8")
+        staged = {f"/run/systemd/system/{name}": text  # a name may be "x.service.d/y.conf"
+                  for name, text in {**self.units, TEST_TARGET: target}.items()}
+        for path, text in {**staged, **self.files}.items():
+            assert path.startswith("/"), f"not an absolute path: {path}"
+            if path.startswith("/run/"):
+                stage = self.workdir / path.lstrip("/")  # copied into the private /run
+            else:
+                assert Path(path).is_file(), f"cannot overlay {path}: no such file"
+                stage = self.workdir / "overlay" / path.lstrip("/")
+            stage.parent.mkdir(parents=True, exist_ok=True)
+            stage.write_text(text, encoding="utf-8")
         self._console.write_text("", encoding="utf-8")
-        for path, text in self.files.items():
-            assert path.startswith("/") and Path(path).is_file(), f"cannot overlay {path}"
-            staged = self.workdir / "overlay" / path.lstrip("/")
-            staged.parent.mkdir(parents=True, exist_ok=True)
-            staged.write_text(text, encoding="utf-8")
 
         self._cgroup = _cgroup2_mount() / _own_cgroup2_path() / self.name
         self._cgroup.mkdir()

@@ -88,3 +88,21 @@ def test_socket_activation_starts_service_on_first_connect(boot):
     state = machine.show("echo.service", "ActiveState", "StatusText", "TriggeredBy")
     assert state == {"ActiveState": "active", "StatusText": "serving fd 'echo-listen'",
                      "TriggeredBy": "echo.socket"}
+
+
+def test_files_are_staged_in_the_machine_only(boot):
+    group = Path("/etc/group").read_text(encoding="utf-8")
+    machine = boot({}, files={"/etc/group": group + "fdbroker-harness:x:4242:\n",
+                              "/run/harness/config.json": '{"x": 1}\n'})
+    assert machine.run("getent", "group", "fdbroker-harness").stdout == "fdbroker-harness:x:4242:\n"
+    assert "fdbroker-harness" not in Path("/etc/group").read_text(encoding="utf-8")
+    assert machine.path("/run/harness/config.json").read_text() == '{"x": 1}\n'
+    assert not Path("/run/harness").exists()
+
+
+def test_machine_has_its_own_loopback_network(boot):
+    machine = boot({})
+    assert os.readlink(f"/proc/{machine.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    links = machine.run_in_net("ip", "-o", "link", "show").stdout
+    assert [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"]
+    assert "UP" in machine.run_in_net("ip", "link", "show", "lo").stdout
