@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The broker: accepts clients on the listening socket, reads their requests,
+// decides (Policy), keeps the books (FdStore) and answers, on one EventLoop.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <fdbroker/unique_fd.hpp>
+
+#include "config.hpp"
+#include "connection.hpp"
+#include "event_loop.hpp"
+#include "fd_store.hpp"
+#include "policy.hpp"
+#include "request.hpp"
+
+namespace fdbroker::daemon {
+
+// The limits actually in force, derived from the config and RLIMIT_NOFILE.
+struct EffectiveLimits {
+  std::uint64_t max_connections = 0;
+  std::uint64_t max_fds = 0;  // descriptors held in entries, all owners together
+};
+
+// Raises RLIMIT_NOFILE's soft limit to the hard limit (best effort) and derives
+// what the broker may use: connections and stored fds, keeping headroom for the
+// broker's own fds and one incoming message's worth (253).
+EffectiveLimits derive_limits(const Limits& configured);
+
+// Protocol limit on one message.
+inline constexpr std::size_t max_message_bytes = 65536;
+
+class Broker {
+ public:
+  // `listener`: a listening SOCK_SEQPACKET socket (non-blocking). `unlink_path`:
+  // the socket file to remove at shutdown (empty if systemd owns it).
+  Broker(EventLoop& loop, unique_fd listener, std::string unlink_path, const Config& config,
+         EffectiveLimits limits);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  // Opens the static entries and starts accepting. False (with one message per
+  // problem) if a static entry cannot be opened.
+  bool start(std::vector<std::string>& ret_errors);
+
+  // Applies `config` atomically: static entries are all opened (unchanged ones
+  // keep their fds) before anything changes. False (and nothing changed) on error.
+  bool reload(const Config& config, EffectiveLimits limits, std::vector<std::string>& ret_errors);
+
+  // Stops accepting, answers no new requests, flushes queued replies for at most
+  // limits.shutdown_timeout_ms, closes every connection, then calls `done`.
+  void shutdown(std::function<void()> done);
+
+  // "3 entries, 7 fds, 2 clients" for STATUS= lines.
+  [[nodiscard]] std::string status() const;
+
+ private:
+  using ConnPtr = std::unique_ptr<Connection>;
+
+  // Events.
+  void on_listener(std::uint32_t events);
+  void on_connection(Connection& c, std::uint32_t events);
+  void read_requests(Connection& c);
+  void write_replies(Connection& c);
+
+  // One message → one reply (or a parked request).
+  void handle_message(Connection& c, std::size_t size, bool truncated_payload, bool truncated_fds);
+  void dispatch(Connection& c, Request& req);
+  void do_hello(Connection& c, const Request& req);
+  void do_get(Connection& c, Request& req, bool may_park);
+  void do_put(Connection& c, const Request& req);
+  void do_delete(Connection& c, const Request& req);
+  void do_list(Connection& c, const Request& req);
+  void do_stats(Connection& c, const Request& req);
+
+  // Replies.
+  void begin_reply(const std::string& id);
+  void send_error(Connection& c, const Request& req, int err, std::string_view message);
+  void send_reply(Connection& c, const std::shared_ptr<const FdSet>& fds = nullptr);
+  void count(const Request& req, int err);
+  bool allowed(Connection& c, unsigned perm, const Request& req, const Entry* entry);
+
+  // Waiting (get/take with wait_ms).
+  void park(Connection& c, const Request& req, std::chrono::milliseconds wait);
+  void unpark(Connection& c);
+  void wake_waiters(const std::string& name);
+
+  // Connection lifecycle.
+  void update_interest(Connection& c);
+  void note_queued(Connection& c);
+  void close_connection(Connection& c, const char* why);
+  void reap();
+  void pause_listener(std::chrono::milliseconds for_how_long);
+  void resume_listener();
+
+  // Entries.
+  bool prepare_static(const Config& config, std::vector<Entry>& ret_entries,
+                      std::vector<std::string>& ret_errors);
+  void install_static(std::vector<Entry> entries);
+  void schedule_expiry();
+  void expire_entries();
+  void drop_entry(Entry&& e, const char* why);
+
+  EventLoop& loop_;
+  unique_fd listener_;
+  std::string unlink_path_;
+  Config config_;
+  EffectiveLimits limits_;
+  Policy policy_;
+  FdStore store_;
+  std::map<std::string, std::string, std::less<>> static_openings_;  // name → StaticEntry::opening
+
+  std::unordered_map<int, ConnPtr> connections_;
+  std::vector<ConnPtr> dying_;  // closed during this handler; freed at the next one
+  std::unordered_map<std::string, std::vector<Connection*>> waiters_;
+  bool listener_paused_ = false;
+  EventLoop::TimerId listener_timer_ = 0;
+  EventLoop::TimerId expiry_timer_ = 0;
+  Clock::time_point expiry_at_ = Clock::time_point::max();
+  bool shutting_down_ = false;
+  std::function<void()> shutdown_done_;
+  EventLoop::TimerId shutdown_timer_ = 0;
+
+  // Scratch space reused for every message: no allocation per request.
+  std::vector<char> buffer_;
+  std::vector<unique_fd> fds_;
+  Request request_;
+  std::string reply_;
+  std::string message_;
+
+  // Counters for `stats`.
+  Clock::time_point started_ = Clock::now();
+  std::uint64_t connections_total_ = 0;
+  std::uint64_t connections_dropped_ = 0;
+  // [op][0] = ok, [op][errno] = that error; the last row counts requests with no valid op.
+  std::array<std::array<std::uint64_t, 256>, op_count + 1> requests_{};
+};
+
+}  // namespace fdbroker::daemon

@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// fdbrokerd: argv → Config, logging, the event loop, the exit code. No logic.
+#include <fdbroker/error.hpp>
+#include <fdbroker/version.hpp>
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <spdlog/spdlog.h>
+#include <string>
+
+#include "broker.hpp"
+#include "config.hpp"
+#include "event_loop.hpp"
+#include "listener.hpp"
+#include "logging.hpp"
+#include "systemd.hpp"
+
+using namespace fdbroker::daemon;
+
+namespace {
+
+constexpr int exit_usage = 2;
+
+void usage(std::FILE* out) {
+  std::fprintf(out,
+               "Usage: fdbrokerd [OPTIONS]\n"
+               "Holds open file descriptors and hands them to allowed processes (docs/protocol.md).\n\n"
+               "  --config PATH      configuration file (default %s; if that is missing,\n"
+               "                     built-in defaults are used)\n"
+               "  --socket PATH      listen here instead of the configured socket path\n"
+               "  --check-config     validate the configuration, print problems, and exit\n"
+               "  --log-level LEVEL  trace, debug, info, warning, error, critical, off\n"
+               "                     (overrides the configuration)\n"
+               "  --help, --version\n\n"
+               "Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT shut down cleanly.\n"
+               "Exit status: 0 after a clean shutdown or a valid --check-config, 1 on errors,\n"
+               "2 on bad usage.\n",
+               std::string(default_config_path).c_str());
+}
+
+struct Options {
+  std::string config_path = std::string(default_config_path);
+  bool config_given = false;
+  std::optional<std::string> socket;
+  std::optional<std::string> log_level;
+  bool check_only = false;
+};
+
+// Loads the configuration as the options say, applying command-line overrides.
+ConfigResult load(const Options& opts) {
+  ConfigResult result;
+  struct stat st {};
+  if (!opts.config_given && ::stat(opts.config_path.c_str(), &st) < 0 && errno == ENOENT) {
+    result.config = Config{};  // no config at all: built-in defaults
+  } else {
+    result = load_config_file(opts.config_path);
+  }
+  if (result.config) {
+    if (opts.socket) result.config->socket_path = *opts.socket;
+    if (opts.log_level) result.config->log_level = *opts.log_level;
+  }
+  return result;
+}
+
+void apply_log_level(const Config& config) {
+  if (auto level = parse_log_level(config.log_level)) spdlog::set_level(*level);
+}
+
+void fail_status(const std::string& why) {
+  spdlog::critical("{}", why);
+  ::sd_notifyf(0, "STATUS=Failed: %s", why.c_str());
+}
+
+int run(const Options& opts) {
+  ConfigResult loaded = load(opts);
+  if (!loaded.config) {
+    for (const auto& e : loaded.errors) spdlog::critical("config: {}", e);
+    fail_status("invalid configuration");
+    return EXIT_FAILURE;
+  }
+  Config config = std::move(*loaded.config);
+  apply_log_level(config);
+  EffectiveLimits limits = derive_limits(config.limits);
+  spdlog::info("fdbrokerd {} starting: up to {} clients, {} stored fds", FDBROKER_VERSION_STRING,
+               limits.max_connections, limits.max_fds);
+
+  EventLoop loop;
+  auto activated = systemd::listen_socket();
+  if (!activated) {
+    fail_status(std::string("socket activation: ") + fdbroker::errno_name(activated.error().value()));
+    return EXIT_FAILURE;
+  }
+  fdbroker::unique_fd listener = std::move(*activated);
+  std::string unlink_path;
+  if (listener.valid()) {
+    // systemd's socket is blocking unless NonBlocking= was set; the loop needs it not to be.
+    int flags = ::fcntl(listener.get(), F_GETFL);
+    ::fcntl(listener.get(), F_SETFL, flags | O_NONBLOCK);
+    spdlog::info("listening on the socket passed by systemd");
+  } else {
+    std::string why;
+    auto bound = bind_listener(config.socket_path, config.socket_mode, config.socket_group, why);
+    if (!bound) {
+      fail_status(why);
+      return EXIT_FAILURE;
+    }
+    listener = std::move(*bound);
+    unlink_path = config.socket_path;
+    spdlog::info("listening on '{}'", config.socket_path);
+  }
+
+  Broker broker(loop, std::move(listener), unlink_path, config, limits);
+  std::vector<std::string> errors;
+  if (!broker.start(errors)) {
+    for (const auto& e : errors) spdlog::critical("{}", e);
+    if (!unlink_path.empty()) ::unlink(unlink_path.c_str());
+    fail_status("cannot open the configured entries");
+    return EXIT_FAILURE;
+  }
+
+  ::signal(SIGPIPE, SIG_IGN);
+  auto stop = [&] {
+    spdlog::info("shutting down");
+    systemd::notify("STOPPING=1");
+    broker.shutdown([&] { loop.stop(); });
+  };
+  loop.on_signal(SIGTERM, stop);
+  loop.on_signal(SIGINT, stop);
+  loop.on_signal(SIGHUP, [&] {
+    auto now = std::chrono::duration_cast<std::chrono::microseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch()).count();
+    systemd::notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(now));
+    ConfigResult next = load(opts);
+    std::vector<std::string> reload_errors;
+    if (!next.config) {
+      for (const auto& e : next.errors) spdlog::error("reload: config: {}", e);
+      spdlog::error("reload failed: keeping the running configuration");
+    } else if (!broker.reload(*next.config, derive_limits(next.config->limits), reload_errors)) {
+      for (const auto& e : reload_errors) spdlog::error("reload: {}", e);
+      spdlog::error("reload failed: keeping the running configuration");
+    } else {
+      apply_log_level(*next.config);
+      spdlog::info("configuration reloaded: {}", broker.status());
+    }
+    systemd::notify("READY=1\nSTATUS=" + broker.status());
+  });
+
+  // The watchdog, if systemd asked for one: ping at half the interval.
+  std::function<void()> watchdog;
+  auto interval = systemd::watchdog_interval();
+  if (interval.count() > 0) {
+    watchdog = [&] {
+      systemd::notify("WATCHDOG=1");
+      loop.add_timer(std::chrono::steady_clock::now() + interval / 2, watchdog);
+    };
+    watchdog();
+  }
+
+  systemd::notify("READY=1\nSTATUS=" + broker.status());
+  spdlog::info("ready: {}", broker.status());
+  loop.run();
+  spdlog::info("stopped");
+  return EXIT_SUCCESS;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setup_logging();
+  Options opts;
+  static const option long_options[] = {
+      {"config", required_argument, nullptr, 'c'}, {"socket", required_argument, nullptr, 's'},
+      {"check-config", no_argument, nullptr, 'C'}, {"log-level", required_argument, nullptr, 'l'},
+      {"help", no_argument, nullptr, 'h'},         {"version", no_argument, nullptr, 'V'},
+      {nullptr, 0, nullptr, 0}};
+  int opt;
+  while ((opt = ::getopt_long(argc, argv, "", long_options, nullptr)) != -1) {
+    switch (opt) {
+      case 'c':
+        opts.config_path = optarg;
+        opts.config_given = true;
+        break;
+      case 's': opts.socket = optarg; break;
+      case 'C': opts.check_only = true; break;
+      case 'l':
+        if (!parse_log_level(optarg)) {
+          std::fprintf(stderr, "fdbrokerd: unknown log level '%s'\n", optarg);
+          return exit_usage;
+        }
+        opts.log_level = optarg;
+        break;
+      case 'h': usage(stdout); return EXIT_SUCCESS;
+      case 'V': std::printf("fdbrokerd %s (protocol 1)\n", FDBROKER_VERSION_STRING); return EXIT_SUCCESS;
+      default: usage(stderr); return exit_usage;
+    }
+  }
+  if (optind < argc) {
+    std::fprintf(stderr, "fdbrokerd: unexpected argument '%s'\n", argv[optind]);
+    usage(stderr);
+    return exit_usage;
+  }
+  if (opts.log_level) {
+    if (auto level = parse_log_level(*opts.log_level)) spdlog::set_level(*level);
+  }
+
+  if (opts.check_only) {
+    ConfigResult loaded = load(opts);
+    if (!loaded.config) {
+      for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.c_str());
+      return EXIT_FAILURE;
+    }
+    std::printf("%s: OK (%zu rules, %zu static entries)\n", opts.config_path.c_str(), loaded.config->rules.size(),
+                loaded.config->entries.size());
+    return EXIT_SUCCESS;
+  }
+
+  try {
+    return run(opts);
+  } catch (const std::exception& e) {
+    fail_status(e.what());
+    return EXIT_FAILURE;
+  }
+}

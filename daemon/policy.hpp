@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Who may do what: decided from the kernel-verified peer credentials only.
+//
+// Order of decision, first match wins:
+//   1. root and the broker's own uid may do anything ("admin");
+//   2. a rule that matches the peer and the name and denies the operation;
+//   3. a rule that matches the peer and the name and allows it;
+//   4. the entry's owner, for the operations in owner_rights (get/take/delete by default);
+//   5. otherwise denied.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config.hpp"
+
+namespace fdbroker::daemon {
+
+// A connected client as the kernel described it at connect() time.
+struct Peer {
+  pid_t pid = 0;
+  uid_t uid = static_cast<uid_t>(-1);
+  gid_t gid = static_cast<gid_t>(-1);
+  std::vector<gid_t> groups;  // supplementary (SO_PEERGROUPS)
+  std::string label;          // "pid=42 uid=1000 gid=1000", for logs
+};
+
+// Builds Peer::label.
+std::string peer_label(pid_t pid, uid_t uid, gid_t gid);
+
+struct Decision {
+  bool allowed = false;
+  // Why, for the log line: "admin", "owner", "rules[2]", "no rule grants it".
+  std::string_view reason;
+};
+
+class Policy {
+ public:
+  Policy() = default;
+  Policy(std::vector<Rule> rules, unsigned owner_rights, uid_t self_uid);
+
+  // May `peer` do `perm` on the entry `name`? `owner` is the entry's owner uid if
+  // it exists and is not static (owner rights do not apply to static entries).
+  // For perm_stats the name is ignored.
+  [[nodiscard]] Decision check(const Peer& peer, unsigned perm, std::string_view name,
+                               const uid_t* owner) const;
+
+  [[nodiscard]] bool is_admin(const Peer& peer) const noexcept { return peer.uid == 0 || peer.uid == self_uid_; }
+
+ private:
+  static bool matches(const Principals& who, const Peer& peer);
+
+  std::vector<Rule> rules_;
+  unsigned owner_rights_ = perm_get | perm_take | perm_delete;
+  uid_t self_uid_ = 0;
+};
+
+}  // namespace fdbroker::daemon

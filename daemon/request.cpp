@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "request.hpp"
+
+#include <cerrno>
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+#include "config.hpp"
+
+namespace fdbroker::daemon {
+
+const char* op_name(Op op) noexcept {
+  switch (op) {
+    case Op::hello: return "hello";
+    case Op::get: return "get";
+    case Op::take: return "take";
+    case Op::put: return "put";
+    case Op::del: return "delete";
+    case Op::list: return "list";
+    case Op::stats: return "stats";
+  }
+  return "?";
+}
+
+namespace {
+
+using nlohmann::json;
+
+// One field's value, from either parser.
+struct Value {
+  enum Kind : std::uint8_t { absent, string, integer, number, boolean, null, object, array };
+  Kind kind = absent;
+  std::string_view text;    // string: its contents; number/integer: the literal
+  std::string_view raw;     // the value's JSON text (fast path), for echoing ids
+  std::int64_t integer_value = 0;
+  bool fits = false;        // integer: fits in int64
+  bool boolean_value = false;
+  const json* dom = nullptr;  // DOM path only
+};
+
+enum Key : std::uint8_t { k_op, k_id, k_name, k_wait_ms, k_ttl_ms, k_replace, k_expect_generation,
+                          k_meta, k_prefix, k_limit, k_cursor, k_count, k_unknown = 255 };
+
+Key key_of(std::string_view k) {
+  switch (k.size()) {
+    case 2:
+      if (k == "op") return k_op;
+      if (k == "id") return k_id;
+      break;
+    case 4:
+      if (k == "name") return k_name;
+      if (k == "meta") return k_meta;
+      break;
+    case 5:
+      if (k == "limit") return k_limit;
+      break;
+    case 6:
+      if (k == "ttl_ms") return k_ttl_ms;
+      if (k == "prefix") return k_prefix;
+      if (k == "cursor") return k_cursor;
+      break;
+    case 7:
+      if (k == "wait_ms") return k_wait_ms;
+      if (k == "replace") return k_replace;
+      break;
+    case 17:
+      if (k == "expect_generation") return k_expect_generation;
+      break;
+    default:
+      break;
+  }
+  return k_unknown;
+}
+
+using Fields = Value[k_count];
+
+bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+void set_integer(Value& v, std::string_view literal) {
+  v.kind = Value::integer;
+  v.text = literal;
+  auto [end, ec] = std::from_chars(literal.data(), literal.data() + literal.size(), v.integer_value);
+  v.fits = ec == std::errc{} && end == literal.data() + literal.size();
+}
+
+// The fast scanner. Returns false if the text is not of the simple shape (or not
+// valid); the caller then lets nlohmann decide.
+bool scan_simple(std::string_view s, Fields& fields) {
+  std::size_t i = 0, n = s.size();
+  auto skip_ws = [&] { while (i < n && is_ws(s[i])) ++i; };
+  // A string without escapes, control characters or non-ASCII bytes.
+  auto plain_string = [&](std::string_view& out) {
+    if (i >= n || s[i] != '"') return false;
+    std::size_t start = ++i;
+    while (i < n) {
+      auto c = static_cast<unsigned char>(s[i]);
+      if (c == '"') {
+        out = s.substr(start, i - start);
+        ++i;
+        return true;
+      }
+      if (c == '\\' || c < 0x20 || c >= 0x80) return false;
+      ++i;
+    }
+    return false;
+  };
+  auto digits = [&] {
+    std::size_t start = i;
+    while (i < n && s[i] >= '0' && s[i] <= '9') ++i;
+    return i > start;
+  };
+  auto literal = [&](std::string_view word) {
+    if (s.substr(i, word.size()) != word) return false;
+    i += word.size();
+    return true;
+  };
+
+  skip_ws();
+  if (i >= n || s[i] != '{') return false;
+  ++i;
+  skip_ws();
+  if (i < n && s[i] == '}') {
+    ++i;
+  } else {
+    for (;;) {
+      skip_ws();
+      std::string_view key;
+      if (!plain_string(key)) return false;
+      skip_ws();
+      if (i >= n || s[i] != ':') return false;
+      ++i;
+      skip_ws();
+      if (i >= n) return false;
+      Value v;
+      std::size_t start = i;
+      char c = s[i];
+      if (c == '"') {
+        if (!plain_string(v.text)) return false;
+        v.kind = Value::string;
+      } else if (c == '-' || (c >= '0' && c <= '9')) {
+        if (c == '-') ++i;
+        if (i < n && s[i] == '0') {
+          ++i;
+        } else if (!digits()) {
+          return false;
+        }
+        bool integral = true;
+        if (i < n && s[i] == '.') {
+          ++i;
+          if (!digits()) return false;
+          integral = false;
+        }
+        if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+          ++i;
+          if (i < n && (s[i] == '+' || s[i] == '-')) ++i;
+          if (!digits()) return false;
+          integral = false;
+        }
+        if (integral) {
+          set_integer(v, s.substr(start, i - start));
+        } else {
+          v.kind = Value::number;
+          v.text = s.substr(start, i - start);
+        }
+      } else if (literal("true")) {
+        v.kind = Value::boolean;
+        v.boolean_value = true;
+      } else if (literal("false")) {
+        v.kind = Value::boolean;
+      } else if (literal("null")) {
+        v.kind = Value::null;
+      } else {
+        return false;  // objects, arrays, garbage: the DOM parser's business
+      }
+      v.raw = s.substr(start, i - start);
+      Key k = key_of(key);
+      if (k != k_unknown) fields[k] = v;  // duplicate keys: the last wins, as in nlohmann
+      skip_ws();
+      if (i < n && s[i] == ',') {
+        ++i;
+        continue;
+      }
+      if (i < n && s[i] == '}') {
+        ++i;
+        break;
+      }
+      return false;
+    }
+  }
+  skip_ws();
+  return i == n;
+}
+
+Value from_dom(const json& j) {
+  Value v;
+  v.dom = &j;
+  switch (j.type()) {
+    case json::value_t::string:
+      v.kind = Value::string;
+      v.text = j.get_ref<const std::string&>();
+      break;
+    case json::value_t::number_integer:
+      v.kind = Value::integer;
+      v.integer_value = j.get<std::int64_t>();
+      v.fits = true;
+      break;
+    case json::value_t::number_unsigned:
+      v.kind = Value::integer;
+      v.fits = j.get<std::uint64_t>() <= static_cast<std::uint64_t>(INT64_MAX);
+      v.integer_value = v.fits ? static_cast<std::int64_t>(j.get<std::uint64_t>()) : 0;
+      break;
+    case json::value_t::number_float: v.kind = Value::number; break;
+    case json::value_t::boolean:
+      v.kind = Value::boolean;
+      v.boolean_value = j.get<bool>();
+      break;
+    case json::value_t::null: v.kind = Value::null; break;
+    case json::value_t::object: v.kind = Value::object; break;
+    default: v.kind = Value::array; break;
+  }
+  return v;
+}
+
+int bad(std::string& ret_message, std::string message) {
+  ret_message = std::move(message);
+  return EINVAL;
+}
+
+int want_name(const Value& v, const char* key, std::string& out, std::string& ret_message) {
+  if (v.kind == Value::absent) return bad(ret_message, std::string("missing field '") + key + "'");
+  if (v.kind != Value::string) return bad(ret_message, std::string("field '") + key + "' must be a string");
+  if (!valid_name(v.text)) {
+    return bad(ret_message, std::string("invalid ") + key +
+                                " (1-255 bytes of A-Za-z0-9._:@/-, no '.' or '..' segment)");
+  }
+  out.assign(v.text);
+  return 0;
+}
+
+int want_int(const Value& v, const char* key, std::int64_t lo, std::int64_t hi, std::int64_t& out,
+             std::string& ret_message) {
+  if (v.kind == Value::absent) return 0;
+  if (v.kind != Value::integer || !v.fits || v.integer_value < lo || v.integer_value > hi) {
+    return bad(ret_message, std::string("field '") + key + "' must be an integer from " + std::to_string(lo) +
+                                " to " + std::to_string(hi));
+  }
+  out = v.integer_value;
+  return 0;
+}
+
+int interpret(Fields& f, Request& req, std::string& ret_message) {
+  // The id first, so that every later error can echo it.
+  const Value& id = f[k_id];
+  if (id.kind == Value::object || id.kind == Value::array) {
+    return bad(ret_message, "field 'id' must be a scalar (number, string, boolean or null)");
+  }
+  if (id.kind != Value::absent) {
+    if (id.dom != nullptr) {
+      req.id = id.dom->dump();
+    } else {
+      req.id.assign(id.raw);
+    }
+    if (req.id.size() > max_id_bytes) {
+      req.id.clear();
+      return bad(ret_message, "field 'id' longer than " + std::to_string(max_id_bytes) + " bytes");
+    }
+  }
+
+  const Value& op = f[k_op];
+  if (op.kind == Value::absent) return bad(ret_message, "missing field 'op'");
+  if (op.kind != Value::string) return bad(ret_message, "field 'op' must be a string");
+  std::string_view o = op.text;
+  if (o == "get") req.op = Op::get;
+  else if (o == "take") req.op = Op::take;
+  else if (o == "put") req.op = Op::put;
+  else if (o == "delete") req.op = Op::del;
+  else if (o == "list") req.op = Op::list;
+  else if (o == "hello") req.op = Op::hello;
+  else if (o == "stats") req.op = Op::stats;
+  else return bad(ret_message, "unknown op '" + std::string(o) + "'");
+  req.has_op = true;
+
+  constexpr std::int64_t max = INT64_MAX;
+  int err = 0;
+  switch (req.op) {
+    case Op::hello:
+    case Op::stats:
+      break;
+    case Op::get:
+    case Op::take:
+      if ((err = want_name(f[k_name], "name", req.name, ret_message))) return err;
+      if ((err = want_int(f[k_wait_ms], "wait_ms", 0, max, req.wait_ms, ret_message))) return err;
+      break;
+    case Op::del:
+      if ((err = want_name(f[k_name], "name", req.name, ret_message))) return err;
+      break;
+    case Op::put: {
+      if ((err = want_name(f[k_name], "name", req.name, ret_message))) return err;
+      if ((err = want_int(f[k_ttl_ms], "ttl_ms", 1, max, req.ttl_ms, ret_message))) return err;
+      if ((err = want_int(f[k_expect_generation], "expect_generation", 0, max, req.expect_generation,
+                          ret_message))) {
+        return err;
+      }
+      const Value& replace = f[k_replace];
+      if (replace.kind != Value::absent) {
+        if (replace.kind != Value::boolean) return bad(ret_message, "field 'replace' must be a boolean");
+        req.replace = replace.boolean_value;
+      }
+      const Value& meta = f[k_meta];
+      if (meta.kind != Value::absent) {
+        if (meta.kind != Value::object) return bad(ret_message, "field 'meta' must be an object");
+        req.meta = meta.dom->dump();
+      }
+      break;
+    }
+    case Op::list: {
+      const Value& prefix = f[k_prefix];
+      if (prefix.kind != Value::absent) {
+        if (prefix.kind != Value::string) return bad(ret_message, "field 'prefix' must be a string");
+        if (!valid_prefix(prefix.text)) return bad(ret_message, "invalid prefix (0-255 bytes of A-Za-z0-9._:@/-)");
+        req.prefix.assign(prefix.text);
+      }
+      if ((err = want_int(f[k_limit], "limit", 1, 1000, req.limit, ret_message))) return err;
+      if (f[k_cursor].kind != Value::absent) {
+        if ((err = want_name(f[k_cursor], "cursor", req.cursor, ret_message))) return err;
+      }
+      break;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int parse_request(std::string_view text, Request& req, std::string& ret_message) {
+  req.has_op = false;
+  req.id.clear();
+  req.name.clear();
+  req.prefix.clear();
+  req.cursor.clear();
+  req.meta = "{}";
+  req.wait_ms = req.ttl_ms = req.expect_generation = -1;
+  req.limit = 100;
+  req.replace = false;
+  req.via_dom = false;
+
+  Fields fields{};
+  if (scan_simple(text, fields)) return interpret(fields, req, ret_message);
+
+  req.via_dom = true;
+  json doc = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) {
+    ret_message = "not valid JSON";
+    return EPROTO;
+  }
+  if (!doc.is_object()) {
+    ret_message = "not a JSON object";
+    return EPROTO;
+  }
+  Fields dom_fields{};
+  for (auto it = doc.begin(); it != doc.end(); ++it) {
+    Key k = key_of(it.key());
+    if (k != k_unknown) dom_fields[k] = from_dom(*it);
+  }
+  return interpret(dom_fields, req, ret_message);
+}
+
+}  // namespace fdbroker::daemon

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Parsing one request message (docs/protocol.md) into a Request.
+//
+// Two paths, one result: a small scanner handles the common shape (a flat object
+// of plain ASCII strings, integers, booleans and null) without allocating a DOM;
+// anything else (nested values such as `meta`, escapes, non-ASCII, errors) goes to
+// nlohmann::json, which decides what is valid. The scanner only ever accepts text
+// that is valid JSON, so the fast path cannot widen what the broker accepts.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace fdbroker::daemon {
+
+enum class Op : std::uint8_t { hello, get, take, put, del, list, stats };
+inline constexpr std::size_t op_count = 7;
+
+// The wire name: "hello", "get", ..., "delete", ...
+const char* op_name(Op op) noexcept;
+
+// Longest `id` echoed (its JSON text): keeps every reply within the message limit.
+inline constexpr std::size_t max_id_bytes = 1024;
+
+// A parsed request. Reused between messages: parse_request() resets every field.
+struct Request {
+  Op op = Op::hello;
+  bool has_op = false;       // false: the request had no valid op
+  std::string id;            // the id's JSON text, echoed verbatim; empty: none
+  std::string name;
+  std::string prefix;
+  std::string cursor;        // empty: none
+  std::string meta = "{}";   // compact JSON object
+  std::int64_t wait_ms = -1;  // -1: absent
+  std::int64_t ttl_ms = -1;
+  std::int64_t expect_generation = -1;
+  std::int64_t limit = 100;
+  bool replace = false;
+  bool via_dom = false;      // parsed by nlohmann (for tests of the fast path)
+};
+
+// Parses `text` into `req`. Returns 0, or an errno (EPROTO: not a JSON object;
+// EINVAL: a missing/unknown op, a field of the wrong type or out of range, a bad
+// name) with a message for humans in `ret_message`. On error `req.id` holds the
+// id if the text got far enough to have one, and `req.has_op`/`req.op` the op.
+int parse_request(std::string_view text, Request& req, std::string& ret_message);
+
+}  // namespace fdbroker::daemon
