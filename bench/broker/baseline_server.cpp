@@ -27,9 +27,10 @@ namespace {
 
 // Shaped like fdbrokerd's reply to {"op":"get","name":"bench","id":k} for an entry
 // holding /dev/null, so that both servers copy about the same bytes per reply.
+// (fdbrokerd's generations are 16-digit numbers: they must grow across restarts.)
 constexpr std::string_view fixed_reply =
-    R"({"id":1,"ok":true,"name":"bench","generation":1,"meta":{},"owner":{"uid":0},)"
-    R"("fds":[{"kind":"file","path":"/dev/null","access":"rw"}]})";
+    R"({"id":1,"ok":true,"name":"bench","generation":1795466045567555,"meta":{},)"
+    R"("owner":{"uid":0},"fds":[{"access":"rw","kind":"other","path":"/dev/null"}]})";
 
 // Larger than any request the load generator sends; a longer request is truncated
 // (MSG_TRUNC) and still answered: the baseline does not look at requests.
