@@ -293,12 +293,23 @@ pid_t Upgrader::upgrade(std::vector<std::string> argv) {
   auto env = successor_environment();
   auto c_argv = c_strings(argv);
   auto c_env = c_strings(env);
+  // The successor starts with a clean signal state: servers often block signals to
+  // read them from a signalfd, and a blocked or ignored SIGTERM would be inherited.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t child = 0;
   // posix_spawn (vfork+exec underneath) is safe in a threaded process, unlike
   // fork() followed by anything but exec.
   int err = program.find('/') != std::string::npos
-                ? ::posix_spawn(&child, program.c_str(), nullptr, nullptr, c_argv.data(), c_env.data())
-                : ::posix_spawnp(&child, program.c_str(), nullptr, nullptr, c_argv.data(), c_env.data());
+                ? ::posix_spawn(&child, program.c_str(), nullptr, &attr, c_argv.data(), c_env.data())
+                : ::posix_spawnp(&child, program.c_str(), nullptr, &attr, c_argv.data(), c_env.data());
+  posix_spawnattr_destroy(&attr);
   if (err != 0) throw_errno(err, "handoff: spawn " + program);
   auto child_fd = pidfd_open(child);
 

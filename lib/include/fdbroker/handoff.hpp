@@ -164,7 +164,8 @@ class FDBROKER_API Upgrader {
   // Starts a successor (argv[0] is the program, searched in PATH if it has no '/';
   // empty argv: this program again, /proc/self/exe as of construction, with this
   // process's arguments) with LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES removed from its
-  // environment, and waits until it is ready. Returns its pid (not reaped: it
+  // environment, an empty signal mask and default signal dispositions, and waits
+  // until it is ready. Returns its pid (not reaped: it
   // outlives this process). If the successor exits first, throws ECHILD; if it is
   // not ready within options.ready_timeout, kills it (SIGKILL) and throws ETIMEDOUT.
   // Either way this instance keeps serving. Call after ready().
