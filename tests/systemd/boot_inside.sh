@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# Runs as PID 1 of a fresh PID/mount/cgroup/UTS/IPC namespace (started by
+# Runs as PID 1 of a fresh PID/mount/cgroup/UTS/IPC/network namespace (started by
 # systemd_harness.py through `unshare`) and turns it into a throwaway machine for
 # a real systemd: every mount below is private to this namespace, and it is all
 # done BEFORE systemd starts, because systemd (and anything it runs, e.g.
@@ -16,6 +16,12 @@ set -eu
 
 stage=$1
 shift
+
+# 0. The PID namespace's own /proc, with the machine's detached rather than left
+#    underneath: systemd's per-service mount namespaces (ProtectSystem= etc.)
+#    go wrong on such stacked mounts (it remounts by path). Same for /dev below.
+umount -l /proc
+mount -t proc -o nosuid,nodev,noexec proc /proc
 
 # 1. /run first: units and files are copied from the stage directory, which may
 #    live in the real /tmp that step 4 hides.
@@ -40,6 +46,7 @@ ln -s /proc/self/fd /run/.dev/fd
 ln -s /proc/self/fd/0 /run/.dev/stdin
 ln -s /proc/self/fd/1 /run/.dev/stdout
 ln -s /proc/self/fd/2 /run/.dev/stderr
+umount -R -l /dev
 mount --move /run/.dev /dev
 rmdir /run/.dev
 
@@ -64,6 +71,9 @@ fi
 
 # 5. Our own cgroup2 tree: in the new cgroup namespace its root is the cgroup the
 #    harness created for this boot, so systemd's slices and scopes live under it.
+#    The machine's own cgroup mounts go first: left underneath, they would
+#    resurface (writable) in the services' mount namespaces.
+umount -R /sys/fs/cgroup
 mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup
 
 # 6. Nothing else of the machine may be written: systemd as PID 1 bumps sysctls

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Boot a real systemd (Debian's /lib/systemd/systemd) in throwaway namespaces.
 
-One `Machine` is one boot: a new PID, mount, cgroup, UTS and IPC namespace made by
+One `Machine` is one boot: new PID, mount, cgroup, UTS, IPC and network namespaces made by
 `unshare`, set up by boot_inside.sh (private /run, /tmp, /var/tmp, /dev, cgroup2;
 read-only / and /proc/sys), with systemd as its PID 1 started on a test target
 that has DefaultDependencies=no. It has its own network namespace too (only
@@ -139,7 +139,7 @@ class Machine:
         argv = [
             "setpriv", "--pdeathsig", "KILL", "--",
             "sh", "-c", join_and_unshare, "sh", str(self._cgroup),
-            "unshare", "--fork", "--pid", "--mount", "--mount-proc", "--cgroup",
+            "unshare", "--fork", "--pid", "--mount", "--cgroup",
             "--uts", "--ipc", "--net", "--propagation", "private", "--kill-child",
             "sh", str(BOOT_INSIDE), str(self.workdir),
             f"systemd.unit={TEST_TARGET}",
