@@ -56,6 +56,9 @@ def broker_machine(boot, fdbrokerd, unit_dir):
     def start(service_extra: str = "", entries=STATIC_ENTRIES, start=("fdbroker.socket",)):
         gid = free_gid()
         dropin = f"[Service]\nExecStart=\nExecStart={fdbrokerd} --config {CONFIG}\n{service_extra}"
+        for sanitizer in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):  # a sanitizer build's settings
+            if sanitizer in os.environ:
+                dropin += f'Environment="{sanitizer}={os.environ[sanitizer]}"\n'
         machine = boot(
             units={
                 "fdbroker.socket": (unit_dir / "fdbroker.socket").read_text(),
