@@ -21,4 +21,5 @@ PYBIND11_MODULE(_fdbroker, m) {
   fp::bind_scm_rights(m);
   fp::bind_fdsend(m);
   fp::bind_client(m);
+  fp::bind_handoff(m);
 }

@@ -17,4 +17,7 @@ void bind_fdsend(pybind11::module_& m);
 // The broker client, as _fdbroker.Client (bind_client.cpp); fdbroker/client.py wraps it.
 void bind_client(pybind11::module_& m);
 
+// open_listener and Upgrader (bind_handoff.cpp); fdbroker/handoff.py wraps them.
+void bind_handoff(pybind11::module_& m);
+
 }  // namespace fdbroker::python

@@ -15,6 +15,9 @@ as its subclasses: BlockingIOError (EAGAIN), BrokenPipeError (EPIPE), ...
 
 The broker client is fdbroker.Client (see fdbroker.client).
 
+fdbroker.listen(name, url) and fdbroker.handoff restart a service without dropping
+a connection (see fdbroker.handoff).
+
 The classic fdsend API lives in fdbroker.fdsend (also importable as `fdsend`).
 """
 
@@ -27,6 +30,8 @@ from typing import NamedTuple
 from . import _fdbroker
 from ._fdbroker import MAX_FDS, RecvResult, __version__, peer_groups, recvfds, sendfds
 from .client import DEFAULT_SOCKET_PATH, Client, Entry, EntryInfo
+from . import handoff
+from .handoff import listen
 
 __all__ = [
     "DEFAULT_SOCKET_PATH",
@@ -37,6 +42,8 @@ __all__ = [
     "EntryInfo",
     "RecvResult",
     "__version__",
+    "handoff",
+    "listen",
     "peer_credentials",
     "peer_groups",
     "recvfds",
