@@ -165,7 +165,8 @@ result<recv_info> try_recvfds_into(int sock, void* buf, std::size_t bufsize,
   info.payload_truncated = (msg.msg_flags & MSG_TRUNC) != 0;
   if ((msg.msg_flags & MSG_CTRUNC) != 0 || count > maxfds) {
     // Erasing closes: all that arrived on failure, those beyond maxfds otherwise.
-    const std::size_t keep = has(flags, io_flags::accept_truncated_fds) ? std::min(count, maxfds) : 0;
+    const std::size_t keep =
+        has(flags, io_flags::accept_truncated_fds) ? std::min(count, maxfds) : 0;
     ret_fds.erase(ret_fds.begin() + static_cast<std::ptrdiff_t>(old_size + keep), ret_fds.end());
     if (!has(flags, io_flags::accept_truncated_fds)) return errno_code(EMSGSIZE);
     info.fds_truncated = true;

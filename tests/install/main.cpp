@@ -29,8 +29,10 @@ int main() {
   auto message = fdbroker::recvfds(b.get(), 16, 4);
   if (message.payload != "hello" || message.fds.size() != 1) return fail("recvfds");
 
-  struct stat sent {}, got {};
-  if (::fstat(write_end.get(), &sent) < 0 || ::fstat(message.fds[0].get(), &got) < 0) return fail("fstat");
+  struct stat sent {
+  }, got{};
+  if (::fstat(write_end.get(), &sent) < 0 || ::fstat(message.fds[0].get(), &got) < 0)
+    return fail("fstat");
   if (sent.st_dev != got.st_dev || sent.st_ino != got.st_ino) return fail("not the same file");
   if ((::fcntl(message.fds[0].get(), F_GETFD) & FD_CLOEXEC) == 0) return fail("not close-on-exec");
 

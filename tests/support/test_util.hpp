@@ -59,12 +59,13 @@ inline ::testing::AssertionResult reaches_eof(int read_fd, int timeout_ms = 2000
   pollfd pfd{read_fd, POLLIN, 0};
   int ready = ::poll(&pfd, 1, timeout_ms);
   if (ready < 0) return ::testing::AssertionFailure() << "poll: " << std::strerror(errno);
-  if (ready == 0) return ::testing::AssertionFailure() << "fd " << read_fd << ": a write end is still open";
+  if (ready == 0)
+    return ::testing::AssertionFailure() << "fd " << read_fd << ": a write end is still open";
   char byte;
   ssize_t got = ::read(read_fd, &byte, 1);
   if (got == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "fd " << read_fd << ": read returned " << got
-                                       << " instead of EOF";
+  return ::testing::AssertionFailure()
+         << "fd " << read_fd << ": read returned " << got << " instead of EOF";
 }
 
 // Whether the pipe's write end is still open somewhere: no EOF right now.
@@ -75,12 +76,13 @@ inline bool write_end_open(int read_fd) {
 
 // Two descriptors refer to the same file when st_dev and st_ino agree.
 inline ::testing::AssertionResult same_file(int a, int b) {
-  struct stat sa {}, sb {};
+  struct stat sa {
+  }, sb{};
   if (::fstat(a, &sa) < 0) return ::testing::AssertionFailure() << "fstat(" << a << ") failed";
   if (::fstat(b, &sb) < 0) return ::testing::AssertionFailure() << "fstat(" << b << ") failed";
   if (sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "fd " << a << " is ino " << sa.st_ino << ", fd " << b
-                                       << " is ino " << sb.st_ino;
+  return ::testing::AssertionFailure()
+         << "fd " << a << " is ino " << sa.st_ino << ", fd " << b << " is ino " << sb.st_ino;
 }
 
 inline bool is_open(int fd) { return ::fcntl(fd, F_GETFD) >= 0; }
@@ -108,10 +110,14 @@ inline std::string random_bytes(std::size_t size, std::uint32_t seed = 42) {
 // Names AF_UNIX socket types in parameterised test names: AllTypes/Suite.Test/Stream.
 inline std::string socket_type_name(const ::testing::TestParamInfo<int>& type) {
   switch (type.param) {
-    case SOCK_STREAM: return "Stream";
-    case SOCK_SEQPACKET: return "Seqpacket";
-    case SOCK_DGRAM: return "Dgram";
-    default: return "Type" + std::to_string(type.param);
+    case SOCK_STREAM:
+      return "Stream";
+    case SOCK_SEQPACKET:
+      return "Seqpacket";
+    case SOCK_DGRAM:
+      return "Dgram";
+    default:
+      return "Type" + std::to_string(type.param);
   }
 }
 
@@ -141,7 +147,8 @@ class TempDir {
  public:
   TempDir() {
     const char* base = ::getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/fdbroker-test-XXXXXX";
+    std::string pattern =
+        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/fdbroker-test-XXXXXX";
     if (::mkdtemp(pattern.data()) == nullptr)
       throw std::system_error(errno, std::system_category(), "mkdtemp");
     path_ = pattern;

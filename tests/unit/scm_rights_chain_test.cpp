@@ -28,8 +28,16 @@ struct Identity {
 };
 
 // Exit codes tell the parent which step failed in a child.
-enum ChildFailure : int { recv_failed = 20, wrong_fd_count, not_cloexec, wrong_file, write_failed,
-                          send_failed, fork_failed, grandchild_failed };
+enum ChildFailure : int {
+  recv_failed = 20,
+  wrong_fd_count,
+  not_cloexec,
+  wrong_file,
+  write_failed,
+  send_failed,
+  fork_failed,
+  grandchild_failed
+};
 
 // In the grandchild: receive, check, write through the fd, exit.
 [[noreturn]] void grandchild(int sock) {
@@ -41,9 +49,11 @@ enum ChildFailure : int { recv_failed = 20, wrong_fd_count, not_cloexec, wrong_f
   Identity expected;
   std::memcpy(&expected, got->payload.data(), sizeof expected);
   struct stat st {};
-  if (::fstat(fd, &st) < 0 || st.st_dev != expected.dev || st.st_ino != expected.ino) ::_exit(wrong_file);
+  if (::fstat(fd, &st) < 0 || st.st_dev != expected.dev || st.st_ino != expected.ino)
+    ::_exit(wrong_file);
   const std::string note = "from grandchild " + std::to_string(::getpid());
-  if (::write(fd, note.data(), note.size()) != static_cast<ssize_t>(note.size())) ::_exit(write_failed);
+  if (::write(fd, note.data(), note.size()) != static_cast<ssize_t>(note.size()))
+    ::_exit(write_failed);
   ::_exit(0);
 }
 
@@ -104,7 +114,8 @@ TEST(ScmRightsChain, FdPassesThroughThreeProcesses) {
   char buf[128] = {};
   ssize_t got = ::read(pipe.read.get(), buf, sizeof buf - 1);
   ASSERT_GT(got, 0);
-  EXPECT_EQ(std::string(buf, static_cast<std::size_t>(got)).rfind("from grandchild ", 0), 0u) << buf;
+  EXPECT_EQ(std::string(buf, static_cast<std::size_t>(got)).rfind("from grandchild ", 0), 0u)
+      << buf;
   EXPECT_TRUE(reaches_eof(pipe.read.get()));
 }
 

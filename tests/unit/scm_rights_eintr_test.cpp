@@ -91,7 +91,8 @@ TEST(ScmRightsEintr, SignalDuringABlockingRecvIsRetriedAndTheMessageArrives) {
   auto [a, b] = fdbroker::socketpair();
   auto pipe = pipe_pair();
   InterruptingHandler handler;
-  Interrupter interrupter{::pthread_self(), static_cast<pid_t>(::gettid()), a.get(), pipe.write.get(), true};
+  Interrupter interrupter{::pthread_self(), static_cast<pid_t>(::gettid()), a.get(),
+                          pipe.write.get(), true};
   std::thread helper(std::ref(interrupter));
 
   auto got = fdbroker::try_recvfds(b.get(), 64, 4);
@@ -110,7 +111,8 @@ TEST(ScmRightsEintr, NoRetryEintrReportsTheSignal) {
   auto [a, b] = fdbroker::socketpair();
   auto pipe = pipe_pair();
   InterruptingHandler handler;
-  Interrupter interrupter{::pthread_self(), static_cast<pid_t>(::gettid()), a.get(), pipe.write.get(), false};
+  Interrupter interrupter{::pthread_self(), static_cast<pid_t>(::gettid()), a.get(),
+                          pipe.write.get(), false};
   std::thread helper(std::ref(interrupter));
 
   auto got = fdbroker::try_recvfds(b.get(), 64, 4, io_flags::no_retry_eintr);

@@ -78,7 +78,8 @@ TEST(ScmRightsErrors, MoreThanMaxFdsIsE2bigBeforeAnythingIsSent) {
 TEST(ScmRightsErrors, NegativeFdIsEbadfAndNothingIsSent) {
   auto [a, b] = fdbroker::socketpair();
   auto pipe = pipe_pair();
-  auto sent = fdbroker::try_sendfds(a.get(), "x", 1, std::vector<int>{pipe.write.get(), -1}.data(), 2);
+  auto sent =
+      fdbroker::try_sendfds(a.get(), "x", 1, std::vector<int>{pipe.write.get(), -1}.data(), 2);
   ASSERT_FALSE(sent.ok());
   EXPECT_EQ(sent.error(), sys(EBADF));
   EXPECT_TRUE(nothing_queued(b.get()));
@@ -92,7 +93,9 @@ TEST(ScmRightsErrors, ClosedFdIsEbadfAndNothingIsSent) {
     auto pipe = pipe_pair();
     int closed = pipe.read.release();
     ::close(closed);
-    EXPECT_EQ(thrown_code([&] { fdbroker::sendfds(a.get(), "x", {pipe.write.get(), closed}); }),
+    EXPECT_EQ(thrown_code([&] {
+                fdbroker::sendfds(a.get(), "x", {pipe.write.get(), closed});
+              }),
               sys(EBADF))
         << "type " << type;
     EXPECT_TRUE(nothing_queued(b.get())) << "type " << type;
@@ -123,7 +126,8 @@ TEST(ScmRightsErrors, RegularFileIsEnotsock) {
   ASSERT_TRUE(file.valid());
   auto pipe = pipe_pair();
   EXPECT_EQ(fdbroker::try_sendfds(file.get(), "x", 1, nullptr, 0).error(), sys(ENOTSOCK));
-  EXPECT_EQ(thrown_code([&] { fdbroker::sendfds(file.get(), "x", {pipe.write.get()}); }), sys(ENOTSOCK));
+  EXPECT_EQ(thrown_code([&] { fdbroker::sendfds(file.get(), "x", {pipe.write.get()}); }),
+            sys(ENOTSOCK));
   EXPECT_EQ(fdbroker::try_recvfds(file.get(), 8).error(), sys(ENOTSOCK));
   EXPECT_EQ(thrown_code([&] { (void)fdbroker::recvfds(file.get(), 8); }), sys(ENOTSOCK));
 }
@@ -134,7 +138,8 @@ TEST(ScmRightsErrors, ClosedPeerIsEpipeNotSigpipe) {
     auto [a, b] = fdbroker::socketpair(type);
     b.reset();
     auto pipe = pipe_pair();
-    EXPECT_EQ(thrown_code([&] { fdbroker::sendfds(a.get(), "x", {pipe.write.get()}); }), sys(EPIPE));
+    EXPECT_EQ(thrown_code([&] { fdbroker::sendfds(a.get(), "x", {pipe.write.get()}); }),
+              sys(EPIPE));
   }
 }
 
@@ -177,12 +182,14 @@ TEST(ScmRightsErrors, NonBlockingSendToAFullSocketIsEagainWithOneCallAndNoLeak) 
     auto before = open_fd_count();
     {
       CountingCalls calls;
-      auto sent = fdbroker::try_sendfds(a.get(), "x", 1, std::vector<int>{pipe.write.get()}.data(), 1);
+      auto sent =
+          fdbroker::try_sendfds(a.get(), "x", 1, std::vector<int>{pipe.write.get()}.data(), 1);
       ASSERT_FALSE(sent.ok()) << "type " << type;
       EXPECT_EQ(sent.error(), sys(EAGAIN));
       EXPECT_EQ(sendmsg_calls, 1) << "EAGAIN must be returned, not retried";
     }
-    EXPECT_EQ(thrown_code([&] { fdbroker::sendfds(a.get(), "x", {pipe.write.get()}); }), sys(EAGAIN));
+    EXPECT_EQ(thrown_code([&] { fdbroker::sendfds(a.get(), "x", {pipe.write.get()}); }),
+              sys(EAGAIN));
     // Nothing of ours is in flight: closing our write end gives EOF.
     pipe.write.reset();
     EXPECT_TRUE(reaches_eof(pipe.read.get()));
@@ -233,7 +240,8 @@ TEST(ScmRightsErrors, TooBigDatagramIsEmsgsizeAndTheFdsStayOurs) {
   auto [a, b] = fdbroker::socketpair(SOCK_SEQPACKET);
   auto pipe = pipe_pair();
   const std::string payload(8 << 20, 'x');
-  EXPECT_EQ(thrown_code([&] { fdbroker::sendfds(a.get(), payload, {pipe.write.get()}); }), sys(EMSGSIZE));
+  EXPECT_EQ(thrown_code([&] { fdbroker::sendfds(a.get(), payload, {pipe.write.get()}); }),
+            sys(EMSGSIZE));
   EXPECT_TRUE(nothing_queued(b.get()));
   pipe.write.reset();
   EXPECT_TRUE(reaches_eof(pipe.read.get()));

@@ -80,8 +80,8 @@ TEST_P(ScmRightsAllTypes, PayloadBytesArriveIntactIncludingNuls) {
   auto [a, b] = fdbroker::socketpair(GetParam());
   auto pipe = pipe_pair();
   // Sizes that fit one datagram on every type; bigger stream payloads below.
-  for (std::size_t size : {std::size_t{1}, std::size_t{2}, std::size_t{255}, std::size_t{4096},
-                           std::size_t{65536}}) {
+  for (std::size_t size :
+       {std::size_t{1}, std::size_t{2}, std::size_t{255}, std::size_t{4096}, std::size_t{65536}}) {
     std::string payload = random_bytes(size, static_cast<std::uint32_t>(size));
     payload[0] = '\0';
     ASSERT_EQ(fdbroker::sendfds(a.get(), payload, {pipe.write.get()}), size);
@@ -125,7 +125,8 @@ TEST_P(ScmRightsAllTypes, ExactlyMaxFdsPerMessageWork) {
   ASSERT_EQ(message.fds.size(), 253u);
   EXPECT_EQ(open_fd_count(), before + 253);
   for (std::size_t i = 0; i < many.size(); ++i) {
-    ASSERT_TRUE(same_file(message.fds[i].get(), many[i].write.get())) << "fd #" << i << " out of order";
+    ASSERT_TRUE(same_file(message.fds[i].get(), many[i].write.get()))
+        << "fd #" << i << " out of order";
     EXPECT_TRUE(is_cloexec(message.fds[i].get()));
   }
   for (auto& p : many) p.write.reset();
@@ -165,7 +166,8 @@ TEST_P(ScmRightsAllTypes, FdsFromSeveralCmsgHeadersArriveAllInOrder) {
   auto message = fdbroker::recvfds(b.get(), 16, 8);
   EXPECT_EQ(message.payload, "split");
   ASSERT_EQ(message.fds.size(), 5u);
-  for (std::size_t i = 0; i < 5; ++i) EXPECT_TRUE(same_file(message.fds[i].get(), five[i].write.get()));
+  for (std::size_t i = 0; i < 5; ++i)
+    EXPECT_TRUE(same_file(message.fds[i].get(), five[i].write.get()));
   message = {};
   EXPECT_EQ(open_fd_count(), before);
 }
@@ -187,7 +189,8 @@ TEST_P(ScmRightsAllTypes, CredentialsHeaderBesideTheFdsIsSkipped) {
     EXPECT_EQ(got->payload, "creds");
     EXPECT_FALSE(got->fds_truncated);
     ASSERT_EQ(got->fds.size(), sent.size());
-    for (std::size_t i = 0; i < sent.size(); ++i) EXPECT_TRUE(same_file(got->fds[i].get(), sent[i]));
+    for (std::size_t i = 0; i < sent.size(); ++i)
+      EXPECT_TRUE(same_file(got->fds[i].get(), sent[i]));
   }
 }
 
@@ -197,7 +200,8 @@ TEST_P(ScmRightsAllTypes, PidfdHeaderIsClosedNotLeaked) {
   constexpr int so_passpidfd = 76;
   auto [a, b] = fdbroker::socketpair(GetParam());
   int on = 1;
-  ASSERT_EQ(::setsockopt(b.get(), SOL_SOCKET, so_passpidfd, &on, sizeof on), 0) << std::strerror(errno);
+  ASSERT_EQ(::setsockopt(b.get(), SOL_SOCKET, so_passpidfd, &on, sizeof on), 0)
+      << std::strerror(errno);
   auto pipe = pipe_pair();
   auto before = open_fd_count();
   fdbroker::sendfds(a.get(), "pidfd", {pipe.write.get()});
@@ -215,7 +219,8 @@ TEST(ScmRightsStream, LargePayloadArrivesIntactWithTheFdsOnTheFirstRead) {
   auto pipe = pipe_pair();
   const std::string payload = random_bytes(4 << 20, 7);  // far beyond the socket buffer
   std::size_t sent = 0;
-  std::thread sender([&, sock = a.get()] { sent = fdbroker::sendfds(sock, payload, {pipe.write.get()}); });
+  std::thread sender(
+      [&, sock = a.get()] { sent = fdbroker::sendfds(sock, payload, {pipe.write.get()}); });
 
   std::string got;
   std::vector<unique_fd> fds;
