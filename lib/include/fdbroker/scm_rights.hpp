@@ -24,8 +24,9 @@ inline constexpr std::size_t max_fds_per_message = 253;
 // Options for one call; combine with |.
 enum class io_flags : unsigned {
   none = 0,
-  // recvfds: on MSG_CTRUNC keep the descriptors that did arrive instead of closing
-  // them and failing with EMSGSIZE; fds_truncated is set in the result.
+  // recvfds: when the descriptors were truncated (more than maxfds sent, or
+  // MSG_CTRUNC) keep the first maxfds that arrived instead of closing them and
+  // failing with EMSGSIZE; fds_truncated is set in the result.
   accept_truncated_fds = 1u << 0,
   // Do not block for this call (MSG_DONTWAIT); EAGAIN if it would.
   dontwait = 1u << 1,
