@@ -6,7 +6,9 @@
 // SCM_RIGHTS. No JSON parsing, no id echo, no access control, no logging, no allocation
 // after start. Whatever fdbrokerd costs beyond this is the price of being a broker.
 //
-// Usage: baseline_server --socket PATH [--fd-path FILE]
+// Usage: baseline_server --socket PATH [--fd-path FILE] [--drain]
+//   --drain  read requests until EAGAIN (at most 32) per readiness event, as
+//            fdbrokerd does, instead of one: isolates what that extra recvmsg costs.
 // Runs until SIGTERM/SIGINT (default action: the kernel cleans up; the socket file is
 // left for the caller's temporary directory to remove).
 
@@ -82,10 +84,9 @@ bool send_reply(int conn, int stored_fd) {
   return sent == static_cast<ssize_t>(fixed_reply.size());
 }
 
-// One recvmsg per readiness event: with level-triggered epoll a second queued request
-// wakes us again, and skipping the read-until-EAGAIN saves a syscall per request when
-// (as here) each client has one request in flight. Returns false to drop the client.
-bool serve_one(int conn, int stored_fd) {
+// Reads one request and answers it. Returns false to drop the client; `answered`
+// tells a reply from EAGAIN.
+bool serve_request(int conn, int stored_fd, bool& answered) {
   char request[request_buffer_size];
   iovec iov{request, sizeof(request)};
   msghdr msg{};
@@ -99,8 +100,23 @@ bool serve_one(int conn, int stored_fd) {
   } while (got < 0 && errno == EINTR);
   if (got < 0) return errno == EAGAIN;
   if (got == 0) return false;  // peer closed
+  answered = true;
   // A minimal server: a full send buffer (a client that does not read) drops it.
   return send_reply(conn, stored_fd);
+}
+
+// By default one request per readiness event: with level-triggered epoll a second
+// queued request wakes us again, and not reading until EAGAIN saves a syscall per
+// request when (as here) each client has one request in flight.
+bool serve_one(int conn, int stored_fd, bool drain) {
+  bool answered = false;
+  if (!drain) return serve_request(conn, stored_fd, answered);
+  for (int i = 0; i < 32; ++i) {
+    answered = false;
+    if (!serve_request(conn, stored_fd, answered)) return false;
+    if (!answered) break;  // EAGAIN: drained
+  }
+  return true;
 }
 
 }  // namespace
@@ -108,19 +124,22 @@ bool serve_one(int conn, int stored_fd) {
 int main(int argc, char** argv) {
   std::string socket_path;
   std::string fd_path = "/dev/null";
+  bool drain = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg == "--socket" && i + 1 < argc) {
       socket_path = argv[++i];
     } else if (arg == "--fd-path" && i + 1 < argc) {
       fd_path = argv[++i];
+    } else if (arg == "--drain") {
+      drain = true;
     } else {
-      std::fprintf(stderr, "usage: baseline_server --socket PATH [--fd-path FILE]\n");
+      std::fprintf(stderr, "usage: baseline_server --socket PATH [--fd-path FILE] [--drain]\n");
       return 100;
     }
   }
   if (socket_path.empty()) {
-    std::fprintf(stderr, "usage: baseline_server --socket PATH [--fd-path FILE]\n");
+    std::fprintf(stderr, "usage: baseline_server --socket PATH [--fd-path FILE] [--drain]\n");
     return 100;
   }
 
@@ -162,7 +181,8 @@ int main(int argc, char** argv) {
         continue;
       }
       // EPOLLHUP with a request still queued: answer it first, recvmsg then sees EOF.
-      if (!serve_one(fd, stored_fd)) ::close(fd);  // close also leaves the epoll set
+      bool keep = serve_one(fd, stored_fd, drain);
+      if (!keep) ::close(fd);  // close also leaves the epoll set
     }
   }
 }

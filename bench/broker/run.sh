@@ -100,7 +100,8 @@ EOF
 fi
 
 echo "# $(date -u '+%F %T UTC') on $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# build: $build; $repeats runs x ${duration}s (+${warmup}s warm-up) per point and server"
+echo "# build: $build; $repeats runs x ${duration}s (+${warmup}s warm-up) per point and server;" \
+  "loadgen threads: $threads; pinned: $([[ $pin == 1 ]] && echo yes || echo no)"
 for label in "${labels[@]}"; do
   echo "# $label reply: $("$loadgen" --socket "${socket[$label]}" --show)"
 done
