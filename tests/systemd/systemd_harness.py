@@ -67,6 +67,17 @@ def _remove_cgroup_tree(root: Path) -> None:
         os.rmdir(dirpath)
 
 
+def _remove_stale_cgroups(parent: Path, prefix: str) -> None:
+    """Cgroups of earlier boots whose test process died before stop() (the
+    kernel killed their processes, see the module doc, but not the cgroups)."""
+    for cgroup in parent.glob(f"{prefix}-*-*"):
+        owner = cgroup.name[len(prefix) + 1:].split("-")[0]
+        if not owner.isdigit() or Path(f"/proc/{owner}").exists():
+            continue
+        if "populated 0" in (cgroup / "cgroup.events").read_text(encoding="utf-8"):
+            _remove_cgroup_tree(cgroup)
+
+
 def unit_text(sections: dict[str, dict[str, str | list[str]]]) -> str:
     """{"Unit": {"Description": "x"}, ...} -> unit file text (lists repeat the key)."""
     lines = []
@@ -92,6 +103,7 @@ class Machine:
         self.units = dict(units)
         self.files = dict(files or {})
         self.start_units = list(start)
+        self.prefix = name
         self.name = f"{name}-{os.getpid()}-{time.monotonic_ns()}"
         self.pid: int | None = None  # systemd, as the machine's PID namespace sees it: 1
         self._pidfd: int | None = None
@@ -130,7 +142,9 @@ class Machine:
             stage.write_text(text, encoding="utf-8")
         self._console.write_text("", encoding="utf-8")
 
-        self._cgroup = _cgroup2_mount() / _own_cgroup2_path() / self.name
+        parent = _cgroup2_mount() / _own_cgroup2_path()
+        _remove_stale_cgroups(parent, self.prefix)
+        self._cgroup = parent / self.name
         self._cgroup.mkdir()
         # The shell joins the new cgroup first, so that the cgroup namespace
         # unshare makes is rooted there and systemd's whole tree stays inside it.

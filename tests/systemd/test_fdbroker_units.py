@@ -291,3 +291,49 @@ def test_stop_reports_stopping_and_the_socket_restarts_the_broker(broker_machine
     with Connection(machine.path(SOCKET)) as conn:
         assert conn.call("hello")["protocol"] == 1
     assert main_pid(machine) not in (0, pid)
+
+
+def journal_records(machine, *match) -> list[dict]:
+    out = machine.journal("-o", "json", *match)
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_logs_reach_the_journal_with_priorities(broker_machine):
+    machine = broker_machine()
+    machine.systemctl("start", "fdbroker.service")
+    pid = main_pid(machine)
+    records = journal_records(machine, f"_PID={pid}")
+    ready = [r for r in records if r["MESSAGE"].startswith("ready: ")]
+    assert ready and ready[0]["PRIORITY"] == "6", records  # info
+    assert ready[0]["_SYSTEMD_UNIT"] == "fdbroker.service"
+    with Connection(machine.path(SOCKET)) as conn:
+        conn.call("hello")
+
+    def priority_of(prefix):
+        found = [r["PRIORITY"] for r in journal_records(machine, f"_PID={pid}")
+                 if r["MESSAGE"].startswith(prefix)]
+        return found[0] if found else None
+
+    # The test config's log_level is debug: those lines arrive as debug (7).
+    assert machine.wait_for(lambda: priority_of("client connected"), "the debug line") == "7"
+    # A reload with a broken config is refused, logged as an error (3), and
+    # changes nothing.
+    machine.path(CONFIG).write_text('{"log_level": "loud"}')
+    machine.systemctl("reload", "fdbroker.service")
+    assert machine.wait_for(lambda: priority_of("reload failed"), "the reload error") == "3"
+    assert service_state(machine, "ActiveState", "MainPID") == {"ActiveState": "active",
+                                                                "MainPID": str(pid)}
+    with Connection(machine.path(SOCKET)) as conn:
+        conn.call("hello")
+
+
+def test_invalid_config_fails_the_start_with_a_critical_message_and_status(broker_machine):
+    machine = broker_machine()
+    machine.path(CONFIG).write_text('{"limits": {"max_connections": 0}}')
+    assert machine.systemctl("start", "fdbroker.service", check=False).returncode != 0
+    state = service_state(machine, "ActiveState", "Result", "StatusText")
+    assert state["ActiveState"] in ("failed", "activating"), state  # activating: Restart= pending
+    assert state["StatusText"] == "Failed: invalid configuration", state
+    records = journal_records(machine, "SYSLOG_IDENTIFIER=fdbrokerd")
+    critical = [r["MESSAGE"] for r in records if r["PRIORITY"] == "2"]
+    assert any("limits.max_connections" in m for m in critical), records
