@@ -337,3 +337,15 @@ def test_invalid_config_fails_the_start_with_a_critical_message_and_status(broke
     records = journal_records(machine, "SYSLOG_IDENTIFIER=fdbrokerd")
     critical = [r["MESSAGE"] for r in records if r["PRIORITY"] == "2"]
     assert any("limits.max_connections" in m for m in critical), records
+
+
+def test_units_verify_cleanly_and_rate_ok_for_exposure(broker_machine):
+    machine = broker_machine()
+    verify = machine.run("systemd-analyze", "verify", "fdbroker.socket", "fdbroker.service",
+                         check=False)
+    assert (verify.returncode, verify.stdout, verify.stderr) == (0, "", ""), verify
+    security = machine.run("systemd-analyze", "security", "--no-pager", "fdbroker.service",
+                           check=False).stdout
+    overall = re.search(r"Overall exposure level for fdbroker\.service: ([0-9.]+) (\w+)", security)
+    assert overall and overall.group(2) in ("SAFE", "OK"), security
+    print(overall.group(0))
