@@ -243,6 +243,11 @@ class Machine:
         _remove_cgroup_tree(self._cgroup)
 
     @property
+    def cgroup(self) -> Path | None:
+        """The machine's cgroup, as this process sees it (None once stopped)."""
+        return self._cgroup
+
+    @property
     def running(self) -> bool:
         return self._unshare is not None and self._unshare.poll() is None
 

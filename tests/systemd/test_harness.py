@@ -52,12 +52,12 @@ def test_boot_is_confined_to_its_namespaces(boot, canaries):
 
 def test_stop_leaves_no_process_and_no_cgroup(boot):
     machine = boot(echo_units(), start=["echo.socket"])
-    cgroup = machine._cgroup
+    cgroup = machine.cgroup
     pid = machine.pid
     assert (cgroup / "init.scope").is_dir()
     machine.stop()
     assert not machine.running
-    assert not cgroup.exists()
+    assert not cgroup.exists() and machine.cgroup is None
     assert not Path(f"/proc/{pid}").exists()
 
 
