@@ -20,6 +20,8 @@
 #   --log-level L        the broker's log_level (default info, the configured default:
 #                        the broker is measured as it runs out of the box)
 #   --baseline-only      do not start fdbrokerd
+#   --also LABEL=PATH    also measure another fdbrokerd binary under LABEL (repeatable;
+#                        to A/B a change to the daemon in the same run)
 #   --keep FILE          also keep the raw JSON lines in FILE
 set -euo pipefail
 
@@ -27,7 +29,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=$root/build/release
 repeats=3 duration=3 warmup=1 clients="1 8 64" connect_clients=8 threads=1
-pin=0 baseline_only=0 keep= log_level=info
+pin=0 baseline_only=0 keep= log_level=info also=()
 if [[ $# -gt 0 && $1 != --* ]]; then build=$(cd "$1" && pwd); shift; fi
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -40,6 +42,7 @@ while [[ $# -gt 0 ]]; do
     --pin) pin=1; shift ;;
     --log-level) log_level=$2; shift 2 ;;
     --baseline-only) baseline_only=1; shift ;;
+    --also) also+=("$2"); shift 2 ;;
     --keep) keep=$2; shift 2 ;;
     *) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 100 ;;
   esac
@@ -85,19 +88,19 @@ pid[baseline]=$!; pids+=("${pid[baseline]}"); socket[baseline]=$tmp/baseline.soc
 wait_for_socket "${socket[baseline]}" "${pid[baseline]}"
 labels=(baseline)
 
-if [[ $baseline_only == 0 ]]; then
-  # Built-in defaults (only root and our own uid may use it) but for the log level.
-  cat >"$tmp/broker.json" <<EOF
-{ "log_level": "$log_level" }
-EOF
-  $server_cpu "$fdbrokerd" --socket "$tmp/broker.sock" --config "$tmp/broker.json" \
-    2>"$tmp/broker.log" &
-  pid[broker]=$!; pids+=("${pid[broker]}"); socket[broker]=$tmp/broker.sock
-  wait_for_socket "${socket[broker]}" "${pid[broker]}" || { cat "$tmp/broker.log" >&2; exit 1; }
-  "$loadgen" --socket "${socket[broker]}" --put bench --fd-path /dev/null >/dev/null ||
-    { echo "run.sh: put of 'bench' into the broker failed" >&2; exit 1; }
-  labels+=(broker)
-fi
+# Built-in defaults (only root and our own uid may use it) but for the log level.
+echo "{ \"log_level\": \"$log_level\" }" >"$tmp/broker.json"
+start_broker() {  # label binary
+  $server_cpu "$2" --socket "$tmp/$1.sock" --config "$tmp/broker.json" 2>"$tmp/$1.log" &
+  pid[$1]=$!; pids+=("${pid[$1]}"); socket[$1]=$tmp/$1.sock
+  wait_for_socket "${socket[$1]}" "${pid[$1]}" || { cat "$tmp/$1.log" >&2; exit 1; }
+  "$loadgen" --socket "${socket[$1]}" --put bench --fd-path /dev/null >/dev/null ||
+    { echo "run.sh: put of 'bench' into $1 failed" >&2; exit 1; }
+  labels+=("$1")
+}
+brokers=()
+if [[ $baseline_only == 0 ]]; then start_broker broker "$fdbrokerd"; brokers+=(broker); fi
+for spec in "${also[@]}"; do start_broker "${spec%%=*}" "${spec#*=}"; brokers+=("${spec%%=*}"); done
 
 echo "# $(date -u '+%F %T UTC') on $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# build: $build; $repeats runs x ${duration}s (+${warmup}s warm-up) per point and server;" \
@@ -106,16 +109,17 @@ for label in "${labels[@]}"; do
   echo "# $label reply: $("$loadgen" --socket "${socket[$label]}" --show)"
 done
 fd_count() { ls "/proc/$1/fd" | wc -l; }
-[[ $baseline_only == 0 ]] && broker_fds_before=$(fd_count "${pid[broker]}")
+declare -A fds_before
+for label in "${brokers[@]}"; do fds_before[$label]=$(fd_count "${pid[$label]}"); done
 
 results=$tmp/results.jsonl
 points=()
 for c in $clients; do points+=("keepalive $c"); done
 points+=("connect $connect_clients")
 for ((r = 1; r <= repeats; r++)); do
-  order=("${labels[@]}")
-  # Alternate who goes first, so that a slow drift of the machine favours neither.
-  if ((r % 2 == 0)) && ((${#labels[@]} == 2)); then order=("${labels[1]}" "${labels[0]}"); fi
+  # Rotate who goes first, so that a slow drift of the machine favours no server.
+  shift_by=$(((r - 1) % ${#labels[@]}))
+  order=("${labels[@]:shift_by}" "${labels[@]:0:shift_by}")
   for point in "${points[@]}"; do
     read -r mode n <<<"$point"
     for label in "${order[@]}"; do
@@ -130,13 +134,11 @@ done
 
 echo
 /usr/bin/python3 "$here/report.py" "$results"
-if [[ $baseline_only == 0 ]]; then
-  sleep 0.5  # let the broker see the last connections close
-  echo "broker fds: $broker_fds_before after the put, $(fd_count "${pid[broker]}") at the end"
-  if [[ -s $tmp/broker.log ]]; then
-    echo "broker log (last lines):"; tail -5 "$tmp/broker.log"
-  fi
-fi
+sleep 0.5  # let the brokers see the last connections close
+for label in "${brokers[@]}"; do
+  echo "$label fds: ${fds_before[$label]} after the put, $(fd_count "${pid[$label]}") at the end"
+  grep -E " (warning|error|critical): " "$tmp/$label.log" | tail -5 || true
+done
 echo "# end $(date -u '+%T UTC'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 [[ -n $keep ]] && cp "$results" "$keep"
 exit 0
