@@ -9,7 +9,8 @@
 #
 # Usage: boot_inside.sh STAGE_DIR [systemd arguments...]
 #   STAGE_DIR/run/     copied to /run: unit files in run/systemd/system, test configs
-#   STAGE_DIR/console  bound over /dev/console (what services write to the tty)
+#   $FDBROKER_TEST_CONSOLE  a pty the harness reads, bound over /dev/console:
+#                      systemd logs there until journald runs (it insists on a tty)
 #   STAGE_DIR/overlay/PATH  bound read-only over /PATH, which must exist
 #                      (e.g. an /etc/group with the group a unit names)
 set -eu
@@ -28,8 +29,8 @@ mount -t proc -o nosuid,nodev,noexec proc /proc
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 cp -R "$stage"/run/. /run/
 
-# 2. A private /dev with only the harmless nodes, and a log file as the console:
-#    the real /dev/console is the machine's.
+# 2. A private /dev with only the harmless nodes, and the harness's pty as the
+#    console: the real /dev/console is the machine's.
 mkdir /run/.dev
 mount -t tmpfs -o mode=0755,nosuid tmpfs /run/.dev
 for node in null zero full random urandom tty; do
@@ -37,7 +38,7 @@ for node in null zero full random urandom tty; do
   mount --bind "/dev/$node" "/run/.dev/$node"
 done
 touch /run/.dev/console
-mount --bind "$stage/console" /run/.dev/console
+mount --bind "$FDBROKER_TEST_CONSOLE" /run/.dev/console
 mkdir /run/.dev/shm /run/.dev/pts
 # A devpts instance of our own: PrivateDevices= needs /dev/ptmx and /dev/pts.
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /run/.dev/pts

@@ -19,9 +19,12 @@ kernel kill the boot if the test process itself dies.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
+import threading
 import time
+import tty
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -111,6 +114,8 @@ class Machine:
         self._cgroup: Path | None = None
         self._output = self.workdir / "boot-output.log"
         self._console = self.workdir / "console"
+        self._console_pty: tuple[int, int] | None = None  # (master, slave)
+        self._console_reader: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -141,6 +146,7 @@ class Machine:
             stage.parent.mkdir(parents=True, exist_ok=True)
             stage.write_text(text, encoding="utf-8")
         self._console.write_text("", encoding="utf-8")
+        self._start_console()
 
         parent = _cgroup2_mount() / _own_cgroup2_path()
         _remove_stale_cgroups(parent, self.prefix)
@@ -160,8 +166,9 @@ class Machine:
             "systemd.log_target=journal", "systemd.log_level=info",
             "systemd.show_status=0",
         ]
+        env = {**NSENTER_ENV, "FDBROKER_TEST_CONSOLE": os.ttyname(self._console_pty[1])}
         with open(self._output, "wb") as output:
-            self._unshare = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+            self._unshare = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env,
                                              stdout=output, stderr=subprocess.STDOUT)
         try:
             self._wait_for_systemd_pid(time.monotonic() + timeout)
@@ -169,6 +176,35 @@ class Machine:
         except BaseException:
             self.stop()
             raise
+
+    def _start_console(self) -> None:
+        """A pty for the machine's /dev/console, copied to the console file by a
+        thread: systemd only logs to a console that is a tty."""
+        master, slave = os.openpty()
+        tty.setraw(slave)  # bytes as written: no echo, no CR/LF games
+        os.set_blocking(master, False)
+        self._console_pty = (master, slave)
+
+        def copy() -> None:
+            with open(self._console, "ab", buffering=0) as out:
+                while self._console_pty is not None:
+                    readable, _, _ = select.select([master], [], [], 0.1)
+                    if readable:
+                        try:
+                            out.write(os.read(master, 65536))
+                        except (BlockingIOError, OSError):
+                            pass  # EIO once no slave is open
+        self._console_reader = threading.Thread(target=copy, daemon=True,
+                                                name=f"{self.name} console")
+        self._console_reader.start()
+
+    def _stop_console(self) -> None:
+        if self._console_pty is None:
+            return
+        fds, self._console_pty = self._console_pty, None
+        self._console_reader.join()
+        for fd in fds:
+            os.close(fd)
 
     def _wait_for_systemd_pid(self, deadline: float) -> None:
         # unshare --fork's only child becomes systemd once boot_inside.sh execs it.
@@ -220,6 +256,7 @@ class Machine:
         if self._cgroup is not None:
             self._release_cgroup()
             self._cgroup = None
+        self._stop_console()
 
     def _kill(self) -> None:
         # SIGKILL to a PID namespace's init kills every process in the namespace.
@@ -315,7 +352,8 @@ class Machine:
         for title, path in (("namespace setup output", self._output),
                             ("console", self._console)):
             try:
-                parts.append(f"--- {title} ---\n{path.read_text(errors='replace')}")
+                text = path.read_text(errors="replace").replace("\r\n", "\n")
+                parts.append(f"--- {title} ---\n{text}")
             except OSError as e:
                 parts.append(f"--- {title} --- unreadable: {e}")
         if self.running and self.pid is not None:

@@ -6,7 +6,9 @@ import os
 import socket
 from pathlib import Path
 
-from systemd_harness import unit_text
+import pytest
+
+from systemd_harness import BootError, Machine, unit_text
 
 SERVICE_SCRIPT = Path(__file__).resolve().parent / "echo_notify_service.py"
 EXEC_ECHO = f"/usr/bin/python3 {SERVICE_SCRIPT}"
@@ -106,3 +108,20 @@ def test_machine_has_its_own_loopback_network(boot):
     links = machine.run_in_net("ip", "-o", "link", "show").stdout
     assert [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"]
     assert "UP" in machine.run_in_net("ip", "link", "show", "lo").stdout
+
+
+def test_boot_that_never_reaches_the_target_fails_with_the_journal_and_cleans_up(tmp_path):
+    units = {"never-ready.service": unit_text({
+        "Unit": {"Description": "harness service that never reports READY=1",
+                 "DefaultDependencies": "no"},
+        "Service": {"Type": "notify", "ExecStart": "/bin/sleep 60", "TimeoutStartSec": "infinity"},
+    })}
+    machine = Machine(tmp_path, units, ["never-ready.service"])
+    with pytest.raises(BootError) as failure:
+        machine.boot(timeout=3)
+    message = str(failure.value)
+    assert "fdbroker-test.target is 'inactive', not active, at the deadline" in message
+    # What systemd said on the console (the pty) and in the journal came along.
+    assert "systemd 252" in message and "running in system mode" in message
+    assert "--- journal ---" in message and "Journal started" in message
+    assert not machine.running and machine.cgroup is None
