@@ -55,10 +55,11 @@ def broker_machine(boot, fdbrokerd, unit_dir):
 
     def start(service_extra: str = "", entries=STATIC_ENTRIES, start=("fdbroker.socket",)):
         gid = free_gid()
-        dropin = f"[Service]\nExecStart=\nExecStart={fdbrokerd} --config {CONFIG}\n{service_extra}"
+        dropin = f"[Service]\nExecStart=\nExecStart={fdbrokerd} --config {CONFIG}\n"
         for sanitizer in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):  # a sanitizer build's settings
             if sanitizer in os.environ:
                 dropin += f'Environment="{sanitizer}={os.environ[sanitizer]}"\n'
+        dropin += service_extra  # may open another section
         machine = boot(
             units={
                 "fdbroker.socket": (unit_dir / "fdbroker.socket").read_text(),
@@ -350,3 +351,54 @@ def test_units_verify_cleanly_and_rate_ok_for_exposure(broker_machine):
     overall = re.search(r"Overall exposure level for fdbroker\.service: ([0-9.]+) (\w+)", security)
     assert overall and overall.group(2) in ("SAFE", "OK"), security
     print(overall.group(0))
+
+
+def test_clients_connecting_during_restarts_are_all_served(broker_machine):
+    """systemd keeps the listening socket across restarts: a connection made
+    while no broker runs waits in its backlog for the next one, and a broker
+    that stops answers what it already received. The one failure a client must
+    expect is EPIPE on send (the stopping broker closed the connection before
+    the request arrived: nothing was received, a retry is safe); ECONNRESET or
+    EOF after the request was sent means the broker dropped a request."""
+    import socket
+    import threading
+
+    # Ten restarts in a few seconds: more than systemd's default start limit.
+    machine = broker_machine(service_extra="[Unit]\nStartLimitIntervalSec=0\n")
+    machine.systemctl("start", "fdbroker.service")
+    path = str(machine.path(SOCKET))
+    served, retried, dropped = [], [], []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+                sock.settimeout(20)
+                sock.connect(path)
+                try:
+                    sock.send(b'{"op": "hello"}')
+                except BrokenPipeError:
+                    retried.append(1)
+                    continue
+                try:
+                    reply = json.loads(sock.recv(65536) or b"null")
+                except OSError as e:
+                    reply = f"{type(e).__name__}: {e}"
+                (served if isinstance(reply, dict) and reply.get("ok") else dropped).append(reply)
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        pids = {main_pid(machine)}
+        for _ in range(10):
+            machine.systemctl("restart", "fdbroker.service")
+            pids.add(main_pid(machine))
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert len(pids) == 11, pids  # ten real restarts
+    assert served and dropped == [], (f"{len(served)} served, {len(retried)} retried after EPIPE, "
+                                      f"{len(dropped)} dropped", dropped[:3])
