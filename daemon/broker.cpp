@@ -234,7 +234,6 @@ void Broker::resume_listener() {
 }
 
 void Broker::on_listener(std::uint32_t) {
-  reap();
   for (int i = 0; i < accepts_per_wakeup; ++i) {
     if (connections_.size() >= limits_.max_connections) {
       // Leave the rest in the backlog until someone leaves (close_connection resumes).
@@ -284,6 +283,8 @@ void Broker::on_listener(std::uint32_t) {
 
 // ---------------------------------------------------------------- connections
 
+// Connections closed during a handler are freed at its end, when nothing on the
+// stack refers to them any more; this is also when their sockets are closed.
 void Broker::reap() { dying_.clear(); }
 
 void Broker::update_interest(Connection& c) {
@@ -307,6 +308,7 @@ void Broker::note_queued(Connection& c) {
                    config_.limits.client_timeout_ms);
       ++connections_dropped_;
       close_connection(*cp, nullptr);
+      reap();
     });
   }
   update_interest(c);
@@ -351,14 +353,15 @@ void Broker::close_connection(Connection& c, const char* why) {
 }
 
 void Broker::on_connection(Connection& c, std::uint32_t events) {
-  reap();
   if (events & EPOLLOUT) write_replies(c);
-  if (c.closed) return;
-  if (events & EPOLLIN) {
-    read_requests(c);
-  } else if (events & (EPOLLHUP | EPOLLERR)) {
-    close_connection(c, "hung up");
+  if (!c.closed) {
+    if (events & EPOLLIN) {
+      read_requests(c);
+    } else if (events & (EPOLLHUP | EPOLLERR)) {
+      close_connection(c, "hung up");
+    }
   }
+  reap();  // `c` may be among them: not touched after this
 }
 
 void Broker::write_replies(Connection& c) {
@@ -767,6 +770,7 @@ void Broker::park(Connection& c, const Request& req, std::chrono::milliseconds w
         update_interest(*cp);
       }
     }
+    reap();
   });
   waiters_[req.name].push_back(&c);
   update_interest(c);  // requests behind this one wait their turn in the socket
@@ -868,6 +872,7 @@ void Broker::shutdown(std::function<void()> done) {
         for (auto& [fd, c] : connections_) left.push_back(c.get());
         spdlog::warn("shutdown: dropping {} clients with unread replies", left.size());
         for (Connection* c : left) close_connection(*c, "shutdown timeout");
+        reap();
       });
 }
 

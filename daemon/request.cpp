@@ -348,6 +348,12 @@ int parse_request(std::string_view text, Request& req, std::string& ret_message)
   if (scan_simple(text, fields)) return interpret(fields, req, ret_message);
 
   req.via_dom = true;
+  // nlohmann stops at a NUL byte as if the input ended there; JSON text never
+  // contains one, so whatever follows it would be silently ignored.
+  if (text.find('\0') != std::string_view::npos) {
+    ret_message = "not valid JSON (NUL byte)";
+    return EPROTO;
+  }
   json doc = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) {
     ret_message = "not valid JSON";

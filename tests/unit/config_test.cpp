@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "config.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+using namespace fdbroker::daemon;
+
+namespace {
+
+// The single error a config produces; fails the test if there is not exactly one.
+std::string only_error(const std::string& text) {
+  auto r = parse_config(text);
+  EXPECT_FALSE(r.config.has_value()) << text;
+  EXPECT_EQ(r.errors.size(), 1u) << text;
+  return r.errors.empty() ? "" : r.errors[0];
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+}  // namespace
+
+TEST(Config, EmptyObjectGivesTheDefaults) {
+  auto r = parse_config("{}");
+  ASSERT_TRUE(r.config.has_value());
+  const Config& c = *r.config;
+  EXPECT_EQ(c.socket_path, "/run/fdbroker/fdbroker.sock");
+  EXPECT_EQ(c.socket_mode, 0660u);
+  EXPECT_FALSE(c.socket_group.has_value());
+  EXPECT_EQ(c.log_level, "info");
+  EXPECT_EQ(c.limits.max_connections, 4096u);
+  EXPECT_EQ(c.limits.max_fds, 0u);
+  EXPECT_EQ(c.owner_rights, perm_get | perm_take | perm_delete);
+  EXPECT_TRUE(c.rules.empty());
+  EXPECT_TRUE(c.entries.empty());
+}
+
+TEST(Config, CommentsAreAllowed) {
+  auto r = parse_config("// top\n{ /* inline */ \"log_level\": \"debug\" // trailing\n}");
+  ASSERT_TRUE(r.config.has_value()) << (r.errors.empty() ? "" : r.errors[0]);
+  EXPECT_EQ(r.config->log_level, "debug");
+}
+
+TEST(Config, FullConfigIsParsed) {
+  auto r = parse_config(R"({
+    "socket": {"path": "/tmp/x.sock", "mode": "0600", "group": "nogroup"},
+    "limits": {"max_connections": 10, "max_fds": 100, "max_entries_per_uid": 3, "max_fds_per_uid": 4,
+               "max_wait_ms": 5, "client_timeout_ms": 6, "max_queued_replies": 7, "shutdown_timeout_ms": 8},
+    "owner_rights": ["get"],
+    "rules": [{"prefix": "web/", "users": ["nobody", 1000, "*"], "groups": ["nogroup", "42"],
+               "allow": ["get", "put"], "deny": ["take"]}],
+    "entries": [
+      {"name": "f", "type": "file", "path": "/etc/hostname", "flags": ["wronly", "append", "create"], "mode": "0640",
+       "meta": {"a": 1}, "access": [{"users": ["root"], "allow": ["*"]}]},
+      {"name": "t", "type": "tcp", "address": "[::]:8080", "backlog": 5, "reuseport": true, "v6only": true},
+      {"name": "u", "type": "udp", "address": "127.0.0.1:53"},
+      {"name": "s", "type": "unix", "path": "/tmp/s.sock", "socket_type": "seqpacket", "mode": "0600",
+       "owner": "nobody", "group": 65534}
+    ]})");
+  ASSERT_TRUE(r.config.has_value()) << r.errors[0];
+  const Config& c = *r.config;
+  EXPECT_EQ(c.socket_mode, 0600u);
+  EXPECT_EQ(*c.socket_group, 65534u);
+  EXPECT_EQ(c.limits.max_queued_replies, 7u);
+  EXPECT_EQ(c.owner_rights, perm_get);
+  ASSERT_EQ(c.rules.size(), 2u);
+  EXPECT_EQ(c.rules[0].match, "web/");
+  EXPECT_TRUE(c.rules[0].prefix);
+  EXPECT_TRUE(c.rules[0].who.any);
+  EXPECT_EQ(c.rules[0].who.users, (std::vector<uid_t>{65534, 1000}));
+  EXPECT_EQ(c.rules[0].who.groups, (std::vector<gid_t>{65534, 42}));
+  EXPECT_EQ(c.rules[0].allow, perm_get | perm_put);
+  EXPECT_EQ(c.rules[0].deny, perm_take);
+  EXPECT_EQ(c.rules[1].match, "f");  // an entry's access list becomes exact-name rules
+  EXPECT_FALSE(c.rules[1].prefix);
+  EXPECT_EQ(c.rules[1].allow, perm_all);
+  EXPECT_EQ(c.rules[1].origin, "entries[0].access[0]");
+  ASSERT_EQ(c.entries.size(), 4u);
+  EXPECT_EQ(c.entries[0].open_flags, O_WRONLY | O_APPEND | O_CREAT);
+  EXPECT_EQ(c.entries[0].meta, R"({"a":1})");
+  EXPECT_EQ(c.entries[1].kind, StaticKind::tcp);
+  EXPECT_TRUE(c.entries[1].reuseport);
+  EXPECT_EQ(c.entries[1].backlog, 5);
+  EXPECT_EQ(c.entries[2].kind, StaticKind::udp);
+  EXPECT_EQ(c.entries[3].socket_type, SOCK_SEQPACKET);
+  EXPECT_EQ(*c.entries[3].owner, 65534u);
+}
+
+TEST(Config, OpeningChangesOnlyWithHowTheFdIsOpened) {
+  auto a = parse_config(R"({"entries": [{"name": "t", "type": "tcp", "address": "127.0.0.1:1", "meta": {"x": 1}}]})");
+  auto b = parse_config(R"({"entries": [{"name": "t", "type": "tcp", "address": "127.0.0.1:1", "meta": {"x": 2}}]})");
+  auto c = parse_config(R"({"entries": [{"name": "t", "type": "tcp", "address": "127.0.0.1:2"}]})");
+  ASSERT_TRUE(a.config && b.config && c.config);
+  EXPECT_EQ(a.config->entries[0].opening, b.config->entries[0].opening);
+  EXPECT_NE(a.config->entries[0].opening, c.config->entries[0].opening);
+}
+
+TEST(Config, EveryErrorNamesItsKey) {
+  struct Case {
+    const char* text;
+    const char* key;
+  };
+  const Case cases[] = {
+      {R"({"sockett": {}})", "sockett: unknown key"},
+      {R"({"socket": []})", "socket: must be an object"},
+      {R"({"socket": {"path": 5}})", "socket.path: must be a string"},
+      {R"({"socket": {"path": ""}})", "socket.path: must not be empty"},
+      {R"({"socket": {"mode": "0999"}})", "socket.mode:"},
+      {R"({"socket": {"mode": 432}})", "socket.mode:"},
+      {R"({"socket": {"group": "no-such-group-xyz"}})", "socket.group: unknown group"},
+      {R"({"log_level": "loud"})", "log_level:"},
+      {R"({"limits": {"max_connections": 0}})", "limits.max_connections:"},
+      {R"({"limits": {"max_connections": -1}})", "limits.max_connections:"},
+      {R"({"limits": {"max_wait_ms": "5"}})", "limits.max_wait_ms:"},
+      {R"({"limits": {"max_fd": 5}})", "limits.max_fd: unknown key"},
+      {R"({"owner_rights": ["put"]})", "owner_rights:"},
+      {R"({"owner_rights": ["fly"]})", "owner_rights[0]: unknown operation"},
+      {R"({"rules": {}})", "rules: must be an array"},
+      {R"({"rules": [{"users": ["root"], "allow": ["get"]}]})", "rules[0]: needs \"prefix\" or \"name\""},
+      {R"({"rules": [{"prefix": "a", "name": "b", "users": ["root"], "allow": ["get"]}]})", "rules[0]: has both"},
+      {R"({"rules": [{"prefix": "a b", "users": ["root"], "allow": ["get"]}]})", "rules[0].prefix: invalid prefix"},
+      {R"({"rules": [{"name": "a/../b", "users": ["root"], "allow": ["get"]}]})", "rules[0].name: invalid entry name"},
+      {R"({"rules": [{"prefix": "", "allow": ["get"]}]})", "rules[0]: needs \"users\" or \"groups\""},
+      {R"({"rules": [{"prefix": "", "users": ["root"]}]})", "rules[0]: needs \"allow\" or \"deny\""},
+      {R"({"rules": [{"prefix": "", "users": ["no-such-user-xyz"], "allow": ["get"]}]})",
+       "rules[0].users[0]: unknown user"},
+      {R"({"rules": [{"prefix": "", "users": [true], "allow": ["get"]}]})", "rules[0].users[0]:"},
+      {R"({"rules": [{"prefix": "", "groups": "wheel", "allow": ["get"]}]})", "rules[0].groups: must be an array"},
+      {R"({"rules": [{"prefix": "", "users": ["root"], "allow": ["get", 1]}]})", "rules[0].allow[1]: must be a string"},
+      {R"({"rules": [{"prefix": "", "users": ["root"], "allow": ["get"], "extra": 1}]})", "rules[0].extra: unknown key"},
+      {R"({"entries": [{"type": "file", "path": "/x"}]})", "entries[0].name: is required"},
+      {R"({"entries": [{"name": "..", "type": "file", "path": "/x"}]})", "entries[0].name: invalid entry name"},
+      {R"({"entries": [{"name": "a", "type": "pipe"}]})", "entries[0].type:"},
+      {R"({"entries": [{"name": "a", "type": "file"}]})", "entries[0].path: is required"},
+      {R"({"entries": [{"name": "a", "type": "file", "path": "/x", "flags": ["rdonly", "wronly"]}]})",
+       "entries[0].flags: more than one"},
+      {R"({"entries": [{"name": "a", "type": "file", "path": "/x", "flags": ["sideways"]}]})",
+       "entries[0].flags[0]: unknown open flag"},
+      {R"({"entries": [{"name": "a", "type": "tcp", "address": "localhost:80"}]})", "entries[0].address: bad IPv4"},
+      {R"({"entries": [{"name": "a", "type": "tcp", "address": "[::1:80"}]})", "entries[0].address:"},
+      {R"({"entries": [{"name": "a", "type": "tcp", "address": "1.2.3.4:70000"}]})", "entries[0].address: bad port"},
+      {R"({"entries": [{"name": "a", "type": "tcp", "address": "1.2.3.4"}]})", "entries[0].address:"},
+      {R"({"entries": [{"name": "a", "type": "tcp", "address": "1.2.3.4:1", "backlog": 0}]})", "entries[0].backlog:"},
+      {R"({"entries": [{"name": "a", "type": "udp", "address": "1.2.3.4:1", "backlog": 5}]})",
+       "entries[0].backlog: unknown key"},
+      {R"({"entries": [{"name": "a", "type": "tcp", "address": "1.2.3.4:1", "v6only": "yes"}]})", "entries[0].v6only:"},
+      {R"({"entries": [{"name": "a", "type": "unix", "path": "/x", "socket_type": "dgram"}]})",
+       "entries[0].socket_type:"},
+      {R"({"entries": [{"name": "a", "type": "unix", "path": "/x", "owner": "no-such-user-xyz"}]})",
+       "entries[0].owner: unknown user"},
+      {R"({"entries": [{"name": "a", "type": "file", "path": "/x", "meta": []}]})", "entries[0].meta: must be an object"},
+      {R"({"entries": [{"name": "a", "type": "file", "path": "/x", "access": [{"prefix": "", "users": ["root"], "allow": ["get"]}]}]})",
+       "entries[0].access[0].prefix: unknown key"},
+      {R"({"entries": [{"name": "a", "type": "file", "path": "/x"}, {"name": "a", "type": "file", "path": "/y"}]})",
+       "entries[1].name: duplicate"},
+  };
+  for (const auto& c : cases) {
+    std::string error = only_error(c.text);
+    EXPECT_TRUE(starts_with(error, c.key)) << c.text << "\n  gave: " << error << "\n  want: " << c.key;
+  }
+}
+
+TEST(Config, AllProblemsAreReportedAtOnce) {
+  auto r = parse_config(R"({"log_level": 1, "limits": {"max_connections": "x"}, "bogus": true})");
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_EQ(r.errors.size(), 3u);
+}
+
+TEST(Config, InvalidJsonSaysWhere) {
+  auto r = parse_config("{\"log_level\": }");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].find("line 1"), std::string::npos) << r.errors[0];
+  auto top = parse_config("[]");
+  ASSERT_EQ(top.errors.size(), 1u);
+  EXPECT_NE(top.errors[0].find("must be a JSON object"), std::string::npos);
+}
+
+TEST(Config, MissingFileIsAnErrorNamingThePath) {
+  auto r = load_config_file("/nonexistent/fdbroker.json");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_TRUE(starts_with(r.errors[0], "/nonexistent/fdbroker.json: cannot open")) << r.errors[0];
+}
+
+TEST(Config, TheShippedExamplesAreValid) {
+  for (const char* name : {"fdbroker.json", "dev.json"}) {
+    auto r = load_config_file(std::string(FDBROKER_SOURCE_DIR) + "/config/" + name);
+    EXPECT_TRUE(r.config.has_value()) << name << ": " << (r.errors.empty() ? "" : r.errors[0]);
+  }
+}
+
+TEST(Names, AlphabetLengthAndSegments) {
+  EXPECT_TRUE(valid_name("web/http"));
+  EXPECT_TRUE(valid_name("a.b_c:d@e-f/G9"));
+  EXPECT_TRUE(valid_name(std::string(255, 'a')));
+  EXPECT_TRUE(valid_name("a..b"));
+  EXPECT_FALSE(valid_name(""));
+  EXPECT_FALSE(valid_name(std::string(256, 'a')));
+  EXPECT_FALSE(valid_name("a b"));
+  EXPECT_FALSE(valid_name("é"));
+  EXPECT_FALSE(valid_name(".."));
+  EXPECT_FALSE(valid_name("a/../b"));
+  EXPECT_FALSE(valid_name("./a"));
+  EXPECT_FALSE(valid_name("a/."));
+  EXPECT_TRUE(valid_prefix(""));
+  EXPECT_FALSE(valid_prefix("a\nb"));
+}
