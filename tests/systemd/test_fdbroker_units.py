@@ -402,3 +402,25 @@ def test_clients_connecting_during_restarts_are_all_served(broker_machine):
     assert len(pids) == 11, pids  # ten real restarts
     assert served and dropped == [], (f"{len(served)} served, {len(retried)} retried after EPIPE, "
                                       f"{len(dropped)} dropped", dropped[:3])
+
+
+def test_fdbrokerctl_in_the_machine_activates_the_broker_and_stores_a_socket(broker_machine,
+                                                                               fdbrokerctl):
+    machine = broker_machine()
+    assert service_state(machine, "ActiveState")["ActiveState"] == "inactive"
+    # The default socket path is the one fdbroker.socket listens on.
+    hello = json.loads(machine.run(str(fdbrokerctl), "--json", "hello").stdout)
+    assert (hello["server"], hello["protocol"], hello["peer"]["uid"]) == ("fdbrokerd", 1, 0), hello
+    assert service_state(machine, "ActiveState")["ActiveState"] == "active"
+    # A listening socket made by fdbrokerctl in the machine's network namespace.
+    machine.run_in_net(str(fdbrokerctl), "put", "test/cli", "--listen", "tcp://127.0.0.1:8080",
+                       "--meta", '{"by": "fdbrokerctl"}')
+    listed = json.loads(machine.run(str(fdbrokerctl), "--json", "list", "test/").stdout)
+    names = [e["name"] for e in listed]  # every page's entries, as one array
+    assert names == ["test/cli", "test/os-release", "test/privileged-tcp"], listed
+    reply, fds = get_entry(machine, "test/cli")
+    try:
+        assert reply["meta"] == {"by": "fdbrokerctl"}
+        assert (reply["fds"][0]["local"], reply["fds"][0]["listening"]) == ("127.0.0.1:8080", True)
+    finally:
+        close_all(fds)
