@@ -382,9 +382,13 @@ void Broker::write_replies(Connection& c) {
   update_interest(c);
 }
 
-void Broker::read_requests(Connection& c) {
-  for (int i = 0; i < requests_per_wakeup; ++i) {
-    if (c.closed || c.parked || c.eof || shutting_down_ || c.queued() >= config_.limits.max_queued_replies) break;
+bool Broker::read_requests(Connection& c, bool draining) {
+  int handled = 0;
+  for (; handled < requests_per_wakeup; ++handled) {
+    if (c.closed || c.parked || c.eof || (shutting_down_ && !draining) ||
+        c.queued() >= config_.limits.max_queued_replies) {
+      break;
+    }
     fds_.clear();
     // Truncated ancillary data is accepted so that the payload (and its id) can
     // still be answered; the descriptors that did arrive are closed below.
@@ -394,12 +398,12 @@ void Broker::read_requests(Connection& c) {
       int err = got.error().value();
       if (err == EAGAIN || err == EWOULDBLOCK) break;
       close_connection(c, error_name(err));
-      return;
+      return false;
     }
     if (got->size == 0 && fds_.empty() && !got->payload_truncated) {
       c.eof = true;  // the peer closed (or shut down) its sending side
       if (!c.has_queued() && !c.parked) close_connection(c, "end of requests");
-      return;
+      return false;
     }
     try {
       handle_message(c, got->size, got->payload_truncated || got->size > max_message_bytes, got->fds_truncated);
@@ -411,6 +415,7 @@ void Broker::read_requests(Connection& c) {
     fds_.clear();  // whatever was not stored is closed
   }
   update_interest(c);
+  return handled == requests_per_wakeup;
 }
 
 // ---------------------------------------------------------------- replies
@@ -838,18 +843,29 @@ void Broker::expire_entries() {
 
 void Broker::shutdown(std::function<void()> done) {
   if (shutting_down_) return;
-  shutting_down_ = true;
-  shutdown_done_ = std::move(done);
   if (listener_timer_ != 0) loop_.cancel(listener_timer_);
   listener_timer_ = 0;
   if (listener_.valid()) {
+    // Our own socket dies with us, and with it any connection in its backlog:
+    // take those in and serve them. (A socket from systemd outlives us; what
+    // waits in its backlog is the next broker's.)
+    if (!unlink_path_.empty()) {
+      listener_paused_ = false;
+      on_listener(EPOLLIN);
+    }
     loop_.unwatch(listener_.get());
     listener_.reset();
   }
   if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
+  shutting_down_ = true;
+  shutdown_done_ = std::move(done);
   std::vector<Connection*> all;
   for (auto& [fd, c] : connections_) all.push_back(c.get());
   for (Connection* c : all) {
+    // Answer what the client sent before the shutdown began.
+    for (int rounds = 0; rounds < 64 && read_requests(*c, /*draining=*/true); ++rounds) {
+    }
+    if (c->closed) continue;
     if (c->parked) unpark(*c);
     if (!c->has_queued()) {
       close_connection(*c, "shutting down");
@@ -857,6 +873,7 @@ void Broker::shutdown(std::function<void()> done) {
       update_interest(*c);
     }
   }
+  reap();
   if (connections_.empty()) {
     if (shutdown_done_) {
       auto d = std::move(shutdown_done_);

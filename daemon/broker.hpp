@@ -56,8 +56,11 @@ class Broker {
   // keep their fds) before anything changes. False (and nothing changed) on error.
   bool reload(const Config& config, EffectiveLimits limits, std::vector<std::string>& ret_errors);
 
-  // Stops accepting, answers no new requests, flushes queued replies for at most
-  // limits.shutdown_timeout_ms, closes every connection, then calls `done`.
+  // Lame duck: accepts what is already in the listener's backlog (when the broker
+  // owns the socket), stops accepting, answers the requests clients have already
+  // sent, flushes queued replies for at most limits.shutdown_timeout_ms, closes
+  // every connection, then calls `done`. Waiting requests (wait_ms) get no reply:
+  // their connections are closed, and clients retry against the next broker.
   void shutdown(std::function<void()> done);
 
   // "3 entries, 7 fds, 2 clients" for STATUS= lines.
@@ -69,7 +72,9 @@ class Broker {
   // Events.
   void on_listener(std::uint32_t events);
   void on_connection(Connection& c, std::uint32_t events);
-  void read_requests(Connection& c);
+  // Reads and answers up to requests_per_wakeup requests. Returns true if it
+  // stopped at that bound (more may be waiting). `draining`: during shutdown.
+  bool read_requests(Connection& c, bool draining = false);
   void write_replies(Connection& c);
 
   // One message → one reply (or a parked request).

@@ -364,6 +364,23 @@ TEST(BrokerShutdown, SigtermExitsCleanlyAndRemovesTheSocket) {
   EXPECT_EQ(::recv(c.get(), buf, sizeof buf, 0), 0);  // our connection was closed
 }
 
+TEST(BrokerShutdown, RequestsAlreadySentAreAnsweredFirst) {
+  BrokerProcess broker;
+  auto early = broker.connect();
+  ASSERT_TRUE(call(early.get(), {{"op", "hello"}}).ok());
+  // Freeze the broker, so that requests and a new connection are pending when the
+  // SIGTERM is seen.
+  ::kill(broker.pid(), SIGSTOP);
+  for (int i = 0; i < 5; ++i) send_raw(early.get(), json({{"op", "hello"}, {"id", i}}).dump());
+  auto late = broker.connect();  // in the backlog, not accepted yet
+  send_raw(late.get(), json({{"op", "hello"}, {"id", "late"}}).dump());
+  ::kill(broker.pid(), SIGTERM);
+  ::kill(broker.pid(), SIGCONT);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(receive(early.get()).body["id"], i);
+  EXPECT_EQ(receive(late.get()).body["id"], "late");
+  EXPECT_EQ(broker.wait_exit(5000), 0);
+}
+
 TEST(BrokerShutdown, ReadyAndStatusAreNotified) {
   BrokerProcess broker(json{{"entries", {{{"name", "f"}, {"type", "file"}, {"path", "/etc/hostname"}}}}});
   ::kill(broker.pid(), SIGHUP);
