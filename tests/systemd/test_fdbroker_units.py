@@ -399,6 +399,8 @@ def test_clients_connecting_during_restarts_are_all_served(broker_machine):
         stop.set()
         for thread in threads:
             thread.join()
+    print(f"10 restarts: {len(served)} served, {len(retried)} retried after EPIPE, "
+          f"{len(dropped)} dropped")
     assert len(pids) == 11, pids  # ten real restarts
     assert served and dropped == [], (f"{len(served)} served, {len(retried)} retried after EPIPE, "
                                       f"{len(dropped)} dropped", dropped[:3])
