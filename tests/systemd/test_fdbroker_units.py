@@ -426,3 +426,19 @@ def test_fdbrokerctl_in_the_machine_activates_the_broker_and_stores_a_socket(bro
         assert (reply["fds"][0]["local"], reply["fds"][0]["listening"]) == ("127.0.0.1:8080", True)
     finally:
         close_all(fds)
+
+
+def test_watchdog_restarts_a_stuck_broker_and_the_socket_stays(broker_machine):
+    # TimeoutAbortSec=: a stopped process cannot act on the watchdog's SIGABRT,
+    # so systemd's SIGKILL comes after this instead of the unit's 10 s.
+    machine = broker_machine(service_extra="WatchdogSec=2s\nTimeoutAbortSec=1s\n")
+    machine.systemctl("start", "fdbroker.service")
+    pid = main_pid(machine)
+    machine.run("kill", "-STOP", str(pid))  # the event loop stops: no more pings
+    machine.wait_for(lambda: main_pid(machine) not in (0, pid) and
+                     service_state(machine, "ActiveState")["ActiveState"] == "active",
+                     "systemd to restart the stuck broker", timeout=20)
+    assert service_state(machine, "NRestarts")["NRestarts"] == "1"
+    assert "Watchdog timeout" in machine.journal("-u", "fdbroker.service")
+    with Connection(machine.path(SOCKET)) as conn:
+        assert conn.call("hello")["protocol"] == 1
