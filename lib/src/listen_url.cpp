@@ -43,6 +43,9 @@ bool fill_inet_address(ListenUrl& url) noexcept {
   sin6.sin6_family = AF_INET6;
   sin6.sin6_port = htons(url.port);
   if (::inet_pton(AF_INET6, url.host.c_str(), &sin6.sin6_addr) != 1) return false;
+  // One spelling per address ("0:0::1" -> "::1"), so that URLs compare as text.
+  char text[INET6_ADDRSTRLEN] = {};
+  if (::inet_ntop(AF_INET6, &sin6.sin6_addr, text, sizeof text) != nullptr) url.host = text;
   std::memcpy(&url.address, &sin6, sizeof sin6);
   url.address_length = sizeof sin6;
   return true;

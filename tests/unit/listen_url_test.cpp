@@ -72,6 +72,7 @@ TEST(ListenUrl, BracketedIpv6IsDualStackUnderTcpAndV6OnlyUnderTcp6) {
   EXPECT_EQ(v6.family, AF_INET6);
   EXPECT_TRUE(v6.v6only);
   EXPECT_EQ(v6.str(), "tcp6://[::]:443");
+  EXPECT_EQ(parsed("tcp6://[0:0:0::1]:443").str(), "tcp6://[::1]:443");
 }
 
 TEST(ListenUrl, ParsesUnixPathsAndAbstractNames) {

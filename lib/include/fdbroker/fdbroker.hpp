@@ -4,6 +4,7 @@
 
 #include <fdbroker/client.hpp>
 #include <fdbroker/error.hpp>
+#include <fdbroker/handoff.hpp>
 #include <fdbroker/listen_fds.hpp>
 #include <fdbroker/listen_url.hpp>
 #include <fdbroker/result.hpp>
