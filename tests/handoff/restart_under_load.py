@@ -108,6 +108,19 @@ def start_broker(fdbrokerd: str, directory: str) -> tuple[subprocess.Popen, str]
     raise TimeoutError("fdbrokerd did not start listening")
 
 
+def broker_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def settle(pid: int, expected: int, timeout: float = 3.0) -> int:
+    """Waits for the broker's fd count to reach `expected` (it notices hang-ups
+    asynchronously); returns how many it holds beyond that."""
+    deadline = time.monotonic() + timeout
+    while broker_fds(pid) != expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return broker_fds(pid) - expected
+
+
 def run_phase(mode: str, args: argparse.Namespace, env: dict[str, str]) -> dict:
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
@@ -172,7 +185,12 @@ def main() -> int:
         broker, sock = start_broker(args.fdbrokerd, directory)
         env = dict(os.environ, FDBROKER_SOCKET=sock)
         try:
+            baseline = broker_fds(broker.pid)
             handoff = run_phase("handoff", args, env)
+            # Every server has exited: the broker holds the listening socket and the
+            # last leader's pidfd, and nothing else it received (retire requests were
+            # taken, every connection of every generation closed).
+            leaked = settle(broker.pid, baseline + 2)
             rebind = run_phase("rebind", args, env)
         finally:
             broker.send_signal(signal.SIGTERM)
@@ -184,7 +202,10 @@ def main() -> int:
               f"server_pids={r['pids']}" + (f" first errors: {r['errors'][:3]}" if r["errors"] else ""))
         sys.stdout.flush()
 
+    print(f"broker fds after the handoff phase: {'as expected' if leaked == 0 else f'{leaked:+d} vs expected'}")
     problems = []
+    if leaked:
+        problems.append(f"the broker holds {leaked:+d} fds more than its entries need after the handoff phase")
     if handoff["refused"] or handoff["reset"] or handoff["failed"]:
         problems.append("handoff restarts lost connections")
     if handoff["ok"] < 1000:
