@@ -109,3 +109,8 @@ def alarm() -> Iterator[None]:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         faulthandler.cancel_dump_traceback_later()
+
+
+# A real fdbrokerd per test (`broker`) and the environment for its client processes
+# (`broker_env`): see broker_fixture.py.
+from broker_fixture import broker, broker_env  # noqa: E402, F401
