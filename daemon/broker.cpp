@@ -6,6 +6,7 @@
 #include <fdbroker/unix_socket.hpp>
 #include <fdbroker/version.hpp>
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -87,6 +88,7 @@ Broker::Broker(EventLoop& loop, unique_fd listener, std::string unlink_path, con
       buffer_(max_message_bytes + 1) {
   reply_.reserve(max_message_bytes);
   fds_.reserve(max_fds_per_message);
+  for (auto& fd : reserve_) fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
 }
 
 Broker::~Broker() {
@@ -249,7 +251,9 @@ void Broker::on_listener(std::uint32_t) {
       if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         // Level-triggered epoll would wake us again at once for the same pending
         // connection: rest the listener instead of spinning.
+        for (auto& fd : reserve_) fd.reset();
         spdlog::warn("accept: {}: not accepting for {} ms", error_name(err), accept_backoff.count());
+        for (auto& fd : reserve_) fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));  // the same slots, at once
         pause_listener(accept_backoff);
         return;
       }

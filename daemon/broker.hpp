@@ -117,6 +117,10 @@ class Broker {
 
   EventLoop& loop_;
   unique_fd listener_;
+  // Two fds kept in reserve, released for the moment the broker must do something
+  // when its table is full (EMFILE at accept): logging, and sanitizer runtimes,
+  // may need descriptors of their own (UBSan probes memory through a pipe: two).
+  unique_fd reserve_[2];
   std::string unlink_path_;
   Config config_;
   EffectiveLimits limits_;
