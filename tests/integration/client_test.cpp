@@ -50,7 +50,7 @@ int broker_errno(F&& f) {
 class ClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    baseline_ = broker_.fd_count();
+    baseline_ = settled_fd_count();
     client_.connect(broker_.socket_path());
   }
 
@@ -61,6 +61,22 @@ class ClientTest : public ::testing::Test {
     client_.close();
     EXPECT_TRUE(broker_.settles_at(baseline_));
     EXPECT_EQ(broker_.terminate(), 0);
+  }
+
+  // The broker's fd count once it stops moving: READY=1 can arrive while
+  // sd_notify's own socket is still open in the broker.
+  std::size_t settled_fd_count() const {
+    std::size_t last = broker_.fd_count();
+    auto stable_since = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - stable_since < std::chrono::milliseconds(200)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      std::size_t now = broker_.fd_count();
+      if (now != last) {
+        last = now;
+        stable_since = std::chrono::steady_clock::now();
+      }
+    }
+    return last;
   }
 
   BrokerProcess broker_;
