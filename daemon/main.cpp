@@ -165,8 +165,22 @@ int run(const Options& opts) {
     watchdog();
   }
 
-  systemd::notify("READY=1\nSTATUS=" + broker.status());
-  spdlog::info("ready: {}", broker.status());
+  // Keep systemctl status current: STATUS= whenever the counts changed, checked
+  // every few seconds (only when someone listens).
+  std::function<void()> status_update;
+  std::string last_status = broker.status();
+  if (std::getenv("NOTIFY_SOCKET") != nullptr) {
+    status_update = [&] {
+      std::string now = broker.status();
+      if (now != last_status) systemd::notify("STATUS=" + now);
+      last_status = now;
+      loop.add_timer(std::chrono::steady_clock::now() + std::chrono::seconds(2), status_update);
+    };
+    loop.add_timer(std::chrono::steady_clock::now() + std::chrono::seconds(2), status_update);
+  }
+
+  systemd::notify("READY=1\nSTATUS=" + last_status);
+  spdlog::info("ready: {}", last_status);
   loop.run();
   spdlog::info("stopped");
   return EXIT_SUCCESS;
