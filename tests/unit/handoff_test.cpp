@@ -121,6 +121,23 @@ TEST(Listen, CreatesDepositsAndThenSharesTheSameSocket) {
   EXPECT_EQ(::recv(accepted.get(), buf, 2, 0), 2);
 }
 
+TEST(Listen, UnixSocketIsKeptByTheBrokerToo) {
+  Broker broker;
+  test::TempDir dir;
+  std::string url = "unix:" + dir.socket_path("app.sock");
+  auto first = open_listener("app/unix", url, via(broker));
+  EXPECT_EQ(first.origin, ListenerOrigin::created);
+  auto second = open_listener("app/unix", url, via(broker));
+  EXPECT_EQ(second.origin, ListenerOrigin::broker);
+  EXPECT_EQ(inode_of(second.fd.get()), inode_of(first.fd.get()));
+  try {
+    (void)listen("app/unix", "unix:" + dir.socket_path("other.sock"), via(broker));
+    FAIL() << "no exception";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), EEXIST) << e.what();
+  }
+}
+
 TEST(Listen, EntryIsDescribedWithItsUrl) {
   Broker broker;
   auto listener = open_listener("web/http", "tcp://127.0.0.1:0", via(broker));
