@@ -448,6 +448,9 @@ void Broker::send_reply(Connection& c, const std::shared_ptr<const FdSet>& fds) 
 }
 
 void Broker::send_error(Connection& c, const Request& req, int err, std::string_view message) {
+  // The descriptors of a refused request are closed before the reply leaves, so a
+  // client that saw the error can count on them being gone.
+  fds_.clear();
   count(req, err);
   begin_reply(req.id);
   reply_ += "\"ok\":false,\"error\":\"";

@@ -420,3 +420,33 @@ TEST(BrokerOps, PutOfTheMaximumOf253FdsWorks) {
   }
   EXPECT_TRUE(broker.settles_at(baseline));
 }
+
+TEST(BrokerOps, RefusedPutsCloseEveryFdTheyCarried) {
+  json config = {{"limits", {{"max_entries_per_uid", 2}, {"max_fds", 4}}},
+                 {"entries", {{{"name", "static"}, {"type", "file"}, {"path", "/etc/hostname"}}}}};
+  BrokerProcess broker(config);
+  auto c = broker.connect();
+  auto keep = pipe_pair();
+  ASSERT_TRUE(call(c.get(), {{"op", "put"}, {"name", "held"}}, {keep.write.get()}).ok());
+  std::size_t baseline = broker.fd_count();
+  auto p = pipe_pair();
+  std::vector<int> three(3, p.write.get());
+  std::vector<int> four(4, p.write.get());
+  std::string near_limit(65536 - 200, 'm');
+  const std::pair<json, std::string> refused[] = {
+      {{{"op", "put"}, {"name", "held"}}, "EEXIST"},
+      {{{"op", "put"}, {"name", "held"}, {"expect_generation", 1}}, "ESTALE"},
+      {{{"op", "put"}, {"name", "static"}, {"replace", true}}, "EPERM"},
+      {{{"op", "put"}, {"name", "fresh"}, {"meta", {{"pad", near_limit}}}}, "EMSGSIZE"},
+  };
+  for (const auto& [request, error] : refused) {
+    EXPECT_EQ(call(c.get(), request, {p.write.get()}).error(), error) << request.dump().substr(0, 100);
+  }
+  EXPECT_EQ(call(c.get(), {{"op", "put"}, {"name", "x"}}, four).error(), "ENOSPC");
+  ASSERT_TRUE(call(c.get(), {{"op", "put"}, {"name", "second"}}, {p.read.get()}).ok());
+  ++baseline;
+  EXPECT_EQ(call(c.get(), {{"op", "put"}, {"name", "third"}}, three).error(), "EDQUOT");
+  EXPECT_EQ(broker.fd_count(), baseline);
+  p.write.reset();
+  EXPECT_TRUE(reaches_eof(p.read.get()));
+}
