@@ -22,6 +22,8 @@
 #   --baseline-only      do not start fdbrokerd
 #   --also LABEL=PATH    also measure another fdbrokerd binary under LABEL (repeatable;
 #                        to A/B a change to the daemon in the same run)
+#   --syscalls           afterwards, count each server's system calls per get with
+#                        `perf stat` tracepoints (needs perf): exact, whatever the noise
 #   --keep FILE          also keep the raw JSON lines in FILE
 set -euo pipefail
 
@@ -29,7 +31,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=$root/build/release
 repeats=3 duration=3 warmup=1 clients="1 8 64" connect_clients=8 threads=1
-pin=0 baseline_only=0 keep= log_level=info also=()
+pin=0 baseline_only=0 keep= log_level=info also=() syscalls=0
 if [[ $# -gt 0 && $1 != --* ]]; then build=$(cd "$1" && pwd); shift; fi
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -43,6 +45,7 @@ while [[ $# -gt 0 ]]; do
     --log-level) log_level=$2; shift 2 ;;
     --baseline-only) baseline_only=1; shift ;;
     --also) also+=("$2"); shift 2 ;;
+    --syscalls) syscalls=1; shift ;;
     --keep) keep=$2; shift 2 ;;
     *) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 100 ;;
   esac
@@ -134,6 +137,37 @@ done
 
 echo
 /usr/bin/python3 "$here/report.py" "$results"
+# System calls per get: a count, not a time, so the shared machine cannot blur it.
+# Each server's calls during one short run, divided by its sendmsg calls (one per reply).
+if [[ $syscalls == 1 ]]; then
+  events=raw_syscalls:sys_enter
+  for call in recvmsg sendmsg epoll_wait epoll_ctl accept4 getsockopt close; do
+    events+=,syscalls:sys_enter_$call
+  done
+  echo
+  echo "| mode | clients | server | syscalls/get | recvmsg | sendmsg | epoll_wait | epoll_ctl | accept4 | getsockopt | close |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  for point in "${points[@]}"; do
+    read -r mode n <<<"$point"
+    for label in "${labels[@]}"; do
+      perf stat -x, -e "$events" -p "${pid[$label]}" -o "$tmp/perf.csv" -- sleep 1.3 &
+      perf_pid=$!
+      sleep 0.2  # perf attaches
+      "$loadgen" --socket "${socket[$label]}" --label "$label" --mode "$mode" --clients "$n" \
+        --warmup 0 --duration 1 >/dev/null || true
+      wait "$perf_pid"
+      awk -F, -v m="$mode" -v n="$n" -v l="$label" '
+        /sys_enter/ { split($3, e, ":"); sub("sys_enter_", "", e[2]); c[e[2]] = $1 }
+        END {
+          g = c["sendmsg"]; if (g == 0) g = 1
+          printf "| %s | %s | %s | %.2f", m, n, l, c["sys_enter"] / g
+          split("recvmsg sendmsg epoll_wait epoll_ctl accept4 getsockopt close", k, " ")
+          for (i = 1; i <= 7; i++) printf " | %.2f", c[k[i]] / g
+          print " |"
+        }' "$tmp/perf.csv"
+    done
+  done
+fi
 sleep 0.5  # let the brokers see the last connections close
 for label in "${brokers[@]}"; do
   echo "$label fds: ${fds_before[$label]} after the put, $(fd_count "${pid[$label]}") at the end"
