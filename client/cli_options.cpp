@@ -22,9 +22,11 @@ Commands:
       --fd N                    a descriptor fdbrokerctl inherited
       --file PATH [--mode M]    PATH opened by fdbrokerctl: M = r (default), w (append,
                                 created if missing) or rw (created if missing)
-      --listen URL              a socket fdbrokerctl binds: tcp://HOST:PORT,
-                                tcp6://[ADDR]:PORT, udp://HOST:PORT, udp6://[ADDR]:PORT
-                                (bound, no listen), unix:/PATH or unix:@ABSTRACT
+      --listen URL              a socket fdbrokerctl binds and listens on:
+                                tcp://ADDR:PORT (ADDR: IPv4, *, localhost or [IPv6]),
+                                tcp6://[ADDR]:PORT (IPv6 only), unix:/PATH,
+                                unix:@ABSTRACT; or udp://, udp6:// (bound only).
+                                PORT 0 picks a free port (see get).
   delete NAME               remove an entry
   stats                     show the broker's counters
   exec (--get NAME | --take NAME)... [--wait MS] -- PROGRAM [ARGS...]

@@ -2,17 +2,17 @@
 #include "fd_sources.hpp"
 
 #include <fdbroker/error.hpp>
+#include <fdbroker/listen_url.hpp>
 
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <string_view>
+#include <system_error>
 
 namespace fdbrokerctl {
 
@@ -36,90 +36,43 @@ void check_inherited(int fd) {
   }
 }
 
-fdbroker::unique_fd bind_unix(const std::string& url, std::string_view path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
-    throw UsageError("--listen " + url + ": bad UNIX socket path");
+// A UDP socket bound to the address of a udp:// URL. The address syntax is the
+// listen URL's (lib/listen_url.hpp), so it is parsed as the tcp:// twin.
+fdbroker::unique_fd bind_udp(const std::string& url, const fdbroker::ListenUrl& address) {
+  fdbroker::unique_fd sock(::socket(address.family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) fdbroker::throw_errno(errno, "socket for " + url);
+  if (address.family == AF_INET6) {
+    int v6only = address.v6only ? 1 : 0;
+    if (::setsockopt(sock.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0) {
+      fdbroker::throw_errno(errno, "IPV6_V6ONLY for " + url);
+    }
   }
-  bool abstract = path[0] == '@';
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  if (abstract) addr.sun_path[0] = '\0';
-  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (abstract ? 0 : 1));
-  fdbroker::unique_fd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!sock.valid()) fdbroker::throw_errno(errno, "socket(AF_UNIX)");
-  if (::bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), len) < 0) {
+  if (::bind(sock.get(), reinterpret_cast<const sockaddr*>(&address.address), address.address_length) < 0) {
     fdbroker::throw_errno(errno, "bind " + url);
   }
-  if (::listen(sock.get(), SOMAXCONN) < 0) fdbroker::throw_errno(errno, "listen " + url);
   return sock;
 }
 
-fdbroker::unique_fd bind_inet(const std::string& url, std::string_view scheme, std::string_view rest) {
-  bool stream = scheme == "tcp" || scheme == "tcp6";
-  bool want_v6 = scheme == "tcp6" || scheme == "udp6";
-  // HOST:PORT, with IPv6 addresses in brackets: [::1]:443.
-  std::string host, port;
-  if (!rest.empty() && rest[0] == '[') {
-    auto close = rest.find(']');
-    if (close == std::string_view::npos || close + 1 >= rest.size() || rest[close + 1] != ':') {
-      throw UsageError("--listen " + url + ": expected [ADDRESS]:PORT");
-    }
-    host = std::string(rest.substr(1, close - 1));
-    port = std::string(rest.substr(close + 2));
-    want_v6 = true;
-  } else {
-    auto colon = rest.rfind(':');
-    if (colon == std::string_view::npos) throw UsageError("--listen " + url + ": expected HOST:PORT");
-    host = std::string(rest.substr(0, colon));
-    port = std::string(rest.substr(colon + 1));
+// A malformed URL is a usage error (exit 100), not a system one.
+fdbroker::ListenUrl parse_url(const std::string& url, const std::string& as) {
+  try {
+    return fdbroker::parse_listen_url(as);
+  } catch (const std::system_error& e) {
+    throw UsageError("--listen " + url + ": " + e.what());
   }
-  if (port.empty()) throw UsageError("--listen " + url + ": no port");
-
-  addrinfo hints{};
-  hints.ai_family = want_v6 ? AF_INET6 : (host.empty() ? AF_INET : AF_UNSPEC);
-  hints.ai_socktype = stream ? SOCK_STREAM : SOCK_DGRAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  int r = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
-  if (r != 0) {
-    if (r == EAI_SYSTEM) fdbroker::throw_errno(errno, "resolve " + url);
-    throw UsageError("--listen " + url + ": " + ::gai_strerror(r));
-  }
-  // Bind the first address only: one URL, one socket.
-  int family = found->ai_family;
-  sockaddr_storage addr{};
-  auto addrlen = found->ai_addrlen;
-  std::memcpy(&addr, found->ai_addr, addrlen);
-  ::freeaddrinfo(found);
-
-  fdbroker::unique_fd sock(::socket(family, (stream ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0));
-  if (!sock.valid()) fdbroker::throw_errno(errno, "socket for " + url);
-  int one = 1;
-  // A restarted server must be able to bind again while old connections linger in
-  // TIME_WAIT: the usual choice for listening sockets.
-  if (stream && ::setsockopt(sock.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
-    fdbroker::throw_errno(errno, "SO_REUSEADDR for " + url);
-  }
-  if (::bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), addrlen) < 0) {
-    fdbroker::throw_errno(errno, "bind " + url);
-  }
-  if (stream && ::listen(sock.get(), SOMAXCONN) < 0) fdbroker::throw_errno(errno, "listen " + url);
-  return sock;
 }
 
 }  // namespace
 
 fdbroker::unique_fd listen_on(const std::string& url) {
   std::string_view u(url);
-  if (u.rfind("unix:", 0) == 0) return bind_unix(url, u.substr(5));
-  auto sep = u.find("://");
-  if (sep == std::string_view::npos) throw UsageError("--listen " + url + ": expected SCHEME://...");
-  std::string_view scheme = u.substr(0, sep);
-  if (scheme != "tcp" && scheme != "tcp6" && scheme != "udp" && scheme != "udp6") {
-    throw UsageError("--listen " + url + ": scheme must be tcp, tcp6, udp, udp6 or unix:");
+  for (std::string_view scheme : {"udp://", "udp6://"}) {
+    if (u.rfind(scheme, 0) == 0) {
+      std::string as = (scheme == "udp://" ? "tcp://" : "tcp6://") + url.substr(scheme.size());
+      return bind_udp(url, parse_url(url, as));
+    }
   }
-  return bind_inet(url, scheme, u.substr(sep + 3));
+  return fdbroker::bind_listener(parse_url(url, url));
 }
 
 PreparedFds prepare_fds(const std::vector<FdSource>& sources) {

@@ -24,6 +24,10 @@ constexpr int exit_system = 111;
 
 int run(const fdbrokerctl::Options& o) {
   using namespace fdbrokerctl;
+  // put's descriptors first: a bad --file or --listen is reported as such even
+  // when the broker is unreachable.
+  PreparedFds prepared;
+  if (o.command == "put") prepared = prepare_fds(o.sources);
   fdbroker::Client client(o.socket);
   const std::string& c = o.command;
   if (c == "hello") {
@@ -35,7 +39,6 @@ int run(const fdbrokerctl::Options& o) {
   } else if (c == "take") {
     print_entry(std::cout, client.take(o.name, o.wait_ms), o.json);
   } else if (c == "put") {
-    PreparedFds prepared = prepare_fds(o.sources);
     fdbroker::PutOptions options;
     options.meta_json = o.meta;
     options.ttl_ms = o.ttl_ms;
