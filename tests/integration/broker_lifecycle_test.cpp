@@ -306,6 +306,26 @@ TEST(BrokerSlowClient, IsDroppedAndNeverStallsOthers) {
   EXPECT_TRUE(broker.settles_at(baseline));  // - the entry's fd, + the fast connection
 }
 
+TEST(BrokerSlowClient, ATakeNeverDeliveredGivesTheEntryBack) {
+  BrokerProcess broker(json{{"limits", {{"client_timeout_ms", 300}, {"max_queued_replies", 2000}}}});
+  auto root = broker.connect();
+  auto p = pipe_pair();
+  auto put = call(root.get(), {{"op", "put"}, {"name", "k"}}, {p.write.get()});
+  ASSERT_TRUE(put.ok());
+  auto slow = broker.connect();
+  // Enough gets to fill its receive buffer, so that the take's reply is queued
+  // in the broker (and the entry held there) rather than delivered.
+  for (int i = 0; i < 600; ++i) send_raw(slow.get(), json({{"op", "get"}, {"name", "k"}}).dump());
+  send_raw(slow.get(), json({{"op", "take"}, {"name", "k"}}).dump());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(call(root.get(), {{"op", "get"}, {"name", "k"}}).error(), "ENOENT");  // taken, pending
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the slow one is dropped
+  auto back = call(root.get(), {{"op", "get"}, {"name", "k"}});
+  ASSERT_TRUE(back.ok()) << back.raw;
+  EXPECT_EQ(back.body["generation"], put.body["generation"]);
+  EXPECT_TRUE(same_file(back.fds[0].get(), p.write.get()));
+}
+
 TEST(BrokerConnections, ThousandsOfConcurrentClientsAreServed) {
   BrokerProcess broker;
   std::size_t baseline = broker.fd_count();
