@@ -7,6 +7,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <poll.h>
+
+#include <cerrno>
+
 #include <mutex>
 #include <optional>
 #include <string>
@@ -25,8 +29,23 @@ namespace {
 class PyClient {
  public:
   explicit PyClient(const std::string& path) {
+    client_.set_reply_waiter(&wait_for_reply);
     py::gil_scoped_release nogil;
     client_.connect(path);
+  }
+
+  // Waits for the reply with poll(), which a signal interrupts (EINTR) whatever
+  // SA_RESTART says, so that Python's handlers run during a long wait_ms: Ctrl-C
+  // interrupts a get() as it would a socket.recv(). Called without the GIL.
+  static void wait_for_reply(int sock) {
+    for (;;) {
+      pollfd watched{sock, POLLIN, 0};
+      int ready = ::poll(&watched, 1, -1);
+      if (ready > 0) return;
+      if (ready < 0 && errno != EINTR) throw_os_error(errno, "poll");
+      py::gil_scoped_acquire gil;
+      run_signal_handlers();  // raises what a handler raised; the Client then disconnects
+    }
   }
 
   template <class F>

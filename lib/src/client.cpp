@@ -65,6 +65,14 @@ Client::Reply Client::call(const std::string& request, const std::vector<int>& f
     throw_errno(EMSGSIZE, "fdbroker request larger than 64 KiB");
   }
   sendfds(sock_.get(), request, fds);
+  if (reply_waiter_) {
+    try {
+      reply_waiter_(sock_.get());
+    } catch (...) {
+      sock_.reset();
+      throw;
+    }
+  }
   // One byte more than the limit, so that an oversized reply shows as truncation.
   received_message message = recvfds(sock_.get(), detail::max_message_size + 1);
   if (message.empty()) throw_errno(ECONNRESET, "fdbroker closed the connection");

@@ -2,24 +2,22 @@
 // fdbroker::Client against a real fdbrokerd: every operation, broker refusals as
 // BrokerError with the errno the reply named, transport failures as plain
 // std::system_error, and no descriptor left behind on either side.
-#include <fdbroker/client.hpp>
-#include <fdbroker/error.hpp>
-
-#include "broker_harness.hpp"
-#include "test_util.hpp"
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <fdbroker/client.hpp>
+#include <fdbroker/error.hpp>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
+#include "broker_harness.hpp"
+#include "test_util.hpp"
 
 namespace {
 
@@ -259,12 +257,31 @@ TEST_F(ClientTest, AnotherUserIsRefusedWithEacces) {
     if (nobody.hello().peer.uid != 65534) problems += "hello: wrong uid; ";
     if (broker_errno([&] { nobody.get("private"); }) != EACCES) problems += "get not EACCES; ";
     if (broker_errno([&] { nobody.take("private"); }) != EACCES) problems += "take not EACCES; ";
-    if (broker_errno([&] { nobody.remove("private"); }) != EACCES) problems += "delete not EACCES; ";
+    if (broker_errno([&] { nobody.remove("private"); }) != EACCES)
+      problems += "delete not EACCES; ";
     if (!nobody.list().empty()) problems += "list shows root's entry; ";
     return problems;
   });
   EXPECT_EQ(outcome, "");
   EXPECT_EQ(client_.get("private").fds.size(), 1u);
+}
+
+TEST_F(ClientTest, ReplyWaiterRunsBeforeEachReplyAndAThrowClosesTheConnection) {
+  int calls = 0;
+  client_.set_reply_waiter([&](int sock) {
+    EXPECT_EQ(sock, client_.fd());
+    ++calls;
+  });
+  client_.hello();
+  client_.stats();
+  EXPECT_EQ(calls, 2);
+
+  client_.set_reply_waiter([](int) { throw std::runtime_error("interrupted"); });
+  EXPECT_THROW(client_.get("never", 20000), std::runtime_error);
+  EXPECT_FALSE(client_.connected());
+  client_.set_reply_waiter(nullptr);
+  client_.connect(broker_.socket_path());
+  EXPECT_EQ(client_.hello().protocol, 1);
 }
 
 TEST(ClientTransport, MissingSocketIsATransportErrorNotARefusal) {

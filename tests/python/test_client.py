@@ -9,6 +9,7 @@ import json
 import multiprocessing
 import os
 import select
+import signal
 import socket
 import threading
 import time
@@ -517,3 +518,47 @@ def test_entry_meta_round_trips_as_json(client: fdbroker.Client) -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_signal_handler_can_interrupt_a_long_wait(client: fdbroker.Client, alarm: None) -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise _Interrupted()
+
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    start = time.monotonic()
+    with pytest.raises(_Interrupted):
+        client.get("never", wait_ms=25000)
+    assert time.monotonic() - start < 20
+    # The reply still due could not be matched any more: the connection is closed.
+    with pytest.raises(OSError) as info:
+        client.hello()
+    assert info.value.errno == errno.ENOTCONN
+
+
+def test_quiet_signal_handlers_run_and_the_wait_goes_on(broker: Broker, client: fdbroker.Client, alarm: None) -> None:
+    calls = []
+    signal.signal(signal.SIGALRM, lambda signum, frame: calls.append(signum))
+    signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
+    r, w = os.pipe()
+
+    def producer() -> None:
+        time.sleep(0.5)
+        with fdbroker.Client(broker.socket) as other:
+            other.put("awaited", [r])
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    try:
+        with client.get("awaited", wait_ms=25000) as entry:
+            assert same_file(entry.fds[0], r)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        thread.join()
+        os.close(r)
+        os.close(w)
+    assert len(calls) >= 3

@@ -22,10 +22,12 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace fdbroker {
@@ -145,6 +147,15 @@ class FDBROKER_API Client {
   // Closes the connection.
   void close() noexcept { sock_.reset(); }
 
+  // Called with the connection's socket (borrowed) after each request is sent and
+  // before its reply is read; it must return once the socket is readable, or throw.
+  // Without one the read simply blocks (EINTR is retried). It lets a caller keep a
+  // long wait (get/take with wait_ms) interruptible: the Python binding runs signal
+  // handlers here. If it throws, the connection is closed, since the reply still
+  // due could no longer be told from the next one; connect() again to go on.
+  using ReplyWaiter = std::function<void(int sock)>;
+  void set_reply_waiter(ReplyWaiter waiter) { reply_waiter_ = std::move(waiter); }
+
   Hello hello();
 
   // The entry `name` with new descriptors for its open files. With wait_ms, waits
@@ -186,6 +197,7 @@ class FDBROKER_API Client {
   // if the broker refused.
   Reply call(const std::string& request, const std::vector<int>& fds = {});
   std::int64_t next_id_ = 1;
+  ReplyWaiter reply_waiter_;
   unique_fd sock_;
 };
 
