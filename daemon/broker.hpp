@@ -6,14 +6,13 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <fdbroker/unique_fd.hpp>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include <fdbroker/unique_fd.hpp>
 
 #include "config.hpp"
 #include "connection.hpp"
@@ -23,6 +22,9 @@
 #include "request.hpp"
 
 namespace fdbroker::daemon {
+
+class FdStoreSync;
+struct Restored;
 
 // The limits actually in force, derived from the config and RLIMIT_NOFILE.
 struct EffectiveLimits {
@@ -62,6 +64,15 @@ class Broker {
   // every connection, then calls `done`. Waiting requests (wait_ms) get no reply:
   // their connections are closed, and clients retry against the next broker.
   void shutdown(std::function<void()> done);
+
+  // Persistence (broker_persist.cpp). attach(): `sync` (borrowed, outlives the
+  // broker) follows every change of the store and renders state from it.
+  // adopt(): before start(), takes in entries restored from a previous broker
+  // (restore.hpp); static ones whose declaration is unchanged keep their fds.
+  // state_json(): the state memfd's text (names, meta, owners, expiry, fdnames).
+  void attach(FdStoreSync& sync);
+  void adopt(Restored&& restored);
+  [[nodiscard]] std::string state_json() const;
 
   // "3 entries, 7 fds, 2 clients" for STATUS= lines.
   [[nodiscard]] std::string status() const;
@@ -116,6 +127,7 @@ class Broker {
   void drop_entry(Entry&& e, const char* why);
 
   EventLoop& loop_;
+  FdStoreSync* sync_ = nullptr;
   unique_fd listener_;
   // Two fds kept in reserve, released for the moment the broker must do something
   // when its table is full (EMFILE at accept): logging, and sanitizer runtimes,

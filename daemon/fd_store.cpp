@@ -47,6 +47,13 @@ const Entry* FdStore::find(std::string_view name, Clock::time_point now) const {
 }
 
 void FdStore::account(const Entry& e, bool add) {
+  if (observer_ != nullptr) {
+    if (add) {
+      observer_->entry_added(e);
+    } else {
+      observer_->entry_removed(e);
+    }
+  }
   std::size_t n = e.fds ? e.fds->size() : 0;
   if (add) {
     fds_held_ += n;

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <fdbroker/unique_fd.hpp>
 #include <map>
 #include <memory>
 #include <optional>
@@ -17,8 +18,6 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
-
-#include <fdbroker/unique_fd.hpp>
 
 namespace fdbroker::daemon {
 
@@ -50,8 +49,8 @@ class FdSet {
 struct Entry {
   std::string name;
   std::shared_ptr<const FdSet> fds;
-  std::string meta = "{}";   // compact JSON object
-  std::string fds_json;      // JSON array describing fds, in order
+  std::string meta = "{}";  // compact JSON object
+  std::string fds_json;     // JSON array describing fds, in order
   uid_t owner = 0;
   bool is_static = false;
   std::uint64_t generation = 0;
@@ -59,12 +58,21 @@ struct Entry {
 
   // Precomputed reply fragments, so that a get splices instead of serialising:
   // get/take reply = "{" [ "\"id\":" ID "," ] [ "\"expires_ms\":" N "," ] + reply_body
-  std::string reply_body;   // "\"ok\":true,\"name\":...,\"fds\":[...]}"
+  std::string reply_body;  // "\"ok\":true,\"name\":...,\"fds\":[...]}"
   // list item = list_head [ ",\"expires_ms\":" N ] "}"
   std::string list_head;
 
   // Fills reply_body and list_head from the fields above.
   void render();
+};
+
+// Told of every entry that enters or leaves the store (persistence: systemd's
+// fd store and the state memfd follow the store through this; see fdstore_sync.hpp).
+class StoreObserver {
+ public:
+  virtual ~StoreObserver() = default;
+  virtual void entry_added(const Entry& e) = 0;
+  virtual void entry_removed(const Entry& e) = 0;
 };
 
 struct Usage {
@@ -98,6 +106,15 @@ class FdStore {
 
   // A number larger than any returned before by this store.
   std::uint64_t next_generation() noexcept { return next_generation_++; }
+  // The number next_generation() would return, without taking it.
+  [[nodiscard]] std::uint64_t peek_generation() const noexcept { return next_generation_; }
+  // Never hand out a generation below `at_least` (a restored broker's counter).
+  void seed_generation(std::uint64_t at_least) noexcept {
+    if (next_generation_ < at_least) next_generation_ = at_least;
+  }
+
+  // `observer` (borrowed; nullptr: none) hears of every insert and removal from now on.
+  void set_observer(StoreObserver* observer) noexcept { observer_ = observer; }
 
   [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
   [[nodiscard]] std::uint64_t fds_held() const noexcept { return fds_held_; }
@@ -113,6 +130,7 @@ class FdStore {
   std::unordered_map<uid_t, Usage> usage_;
   std::uint64_t fds_held_ = 0;
   std::uint64_t next_generation_;
+  StoreObserver* observer_ = nullptr;
 };
 
 }  // namespace fdbroker::daemon

@@ -1,11 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // fdbrokerd: argv → Config, logging, the event loop, the exit code. No logic.
-#include <fdbroker/error.hpp>
-#include <fdbroker/version.hpp>
-
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -13,15 +11,18 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <fdbroker/error.hpp>
+#include <fdbroker/version.hpp>
 #include <optional>
-#include <spdlog/spdlog.h>
 #include <string>
 
 #include "broker.hpp"
 #include "config.hpp"
 #include "event_loop.hpp"
+#include "fdstore_sync.hpp"
 #include "listener.hpp"
 #include "logging.hpp"
+#include "restore.hpp"
 #include "systemd.hpp"
 
 using namespace fdbroker::daemon;
@@ -31,20 +32,21 @@ namespace {
 constexpr int exit_usage = 2;
 
 void usage(std::FILE* out) {
-  std::fprintf(out,
-               "Usage: fdbrokerd [OPTIONS]\n"
-               "Holds open file descriptors and hands them to allowed processes (docs/protocol.md).\n\n"
-               "  --config PATH      configuration file (default %s; if that is missing,\n"
-               "                     built-in defaults are used)\n"
-               "  --socket PATH      listen here instead of the configured socket path\n"
-               "  --check-config     validate the configuration, print problems, and exit\n"
-               "  --log-level LEVEL  trace, debug, info, warning, error, critical, off\n"
-               "                     (overrides the configuration)\n"
-               "  --help, --version\n\n"
-               "Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT shut down cleanly.\n"
-               "Exit status: 0 after a clean shutdown or a valid --check-config, 1 on errors,\n"
-               "2 on bad usage.\n",
-               std::string(default_config_path).c_str());
+  std::fprintf(
+      out,
+      "Usage: fdbrokerd [OPTIONS]\n"
+      "Holds open file descriptors and hands them to allowed processes (docs/protocol.md).\n\n"
+      "  --config PATH      configuration file (default %s; if that is missing,\n"
+      "                     built-in defaults are used)\n"
+      "  --socket PATH      listen here instead of the configured socket path\n"
+      "  --check-config     validate the configuration, print problems, and exit\n"
+      "  --log-level LEVEL  trace, debug, info, warning, error, critical, off\n"
+      "                     (overrides the configuration)\n"
+      "  --help, --version\n\n"
+      "Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT shut down cleanly.\n"
+      "Exit status: 0 after a clean shutdown or a valid --check-config, 1 on errors,\n"
+      "2 on bad usage.\n",
+      std::string(default_config_path).c_str());
 }
 
 struct Options {
@@ -94,12 +96,15 @@ int run(const Options& opts) {
                limits.max_connections, limits.max_fds);
 
   EventLoop loop;
-  auto activated = systemd::listen_socket();
-  if (!activated) {
-    fail_status(std::string("socket activation: ") + fdbroker::errno_name(activated.error().value()));
+  // The socket, and whatever a previous broker left in systemd's fd store or
+  // handed over (restore.hpp).
+  auto passed = take_passed_fds();
+  if (!passed) {
+    fail_status(std::string("socket activation: ") + fdbroker::errno_name(passed.error().value()));
     return EXIT_FAILURE;
   }
-  fdbroker::unique_fd listener = std::move(*activated);
+  Restored restored = std::move(*passed);
+  fdbroker::unique_fd listener = std::move(restored.listener);
   std::string unlink_path;
   if (listener.valid()) {
     // systemd's socket is blocking unless NonBlocking= was set; the loop needs it not to be.
@@ -118,7 +123,10 @@ int run(const Options& opts) {
     spdlog::info("listening on '{}'", config.socket_path);
   }
 
+  FdStoreSync fdstore(loop, fdstore_wanted());  // before the broker: it outlives it
   Broker broker(loop, std::move(listener), unlink_path, config, limits);
+  broker.attach(fdstore);
+  broker.adopt(std::move(restored));
   std::vector<std::string> errors;
   if (!broker.start(errors)) {
     for (const auto& e : errors) spdlog::critical("{}", e);
@@ -137,7 +145,8 @@ int run(const Options& opts) {
   loop.on_signal(SIGINT, stop);
   loop.on_signal(SIGHUP, [&] {
     auto now = std::chrono::duration_cast<std::chrono::microseconds>(
-                   std::chrono::steady_clock::now().time_since_epoch()).count();
+                   std::chrono::steady_clock::now().time_since_epoch())
+                   .count();
     systemd::notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(now));
     ConfigResult next = load(opts);
     std::vector<std::string> reload_errors;
@@ -182,6 +191,7 @@ int run(const Options& opts) {
   systemd::notify("READY=1\nSTATUS=" + last_status);
   spdlog::info("ready: {}", last_status);
   loop.run();
+  fdstore.flush();  // the loop may have stopped with the last change unwritten
   spdlog::info("stopped");
   return EXIT_SUCCESS;
 }
@@ -191,11 +201,13 @@ int run(const Options& opts) {
 int main(int argc, char** argv) {
   setup_logging();
   Options opts;
-  static const option long_options[] = {
-      {"config", required_argument, nullptr, 'c'}, {"socket", required_argument, nullptr, 's'},
-      {"check-config", no_argument, nullptr, 'C'}, {"log-level", required_argument, nullptr, 'l'},
-      {"help", no_argument, nullptr, 'h'},         {"version", no_argument, nullptr, 'V'},
-      {nullptr, 0, nullptr, 0}};
+  static const option long_options[] = {{"config", required_argument, nullptr, 'c'},
+                                        {"socket", required_argument, nullptr, 's'},
+                                        {"check-config", no_argument, nullptr, 'C'},
+                                        {"log-level", required_argument, nullptr, 'l'},
+                                        {"help", no_argument, nullptr, 'h'},
+                                        {"version", no_argument, nullptr, 'V'},
+                                        {nullptr, 0, nullptr, 0}};
   int opt;
   while ((opt = ::getopt_long(argc, argv, "", long_options, nullptr)) != -1) {
     switch (opt) {
@@ -203,8 +215,12 @@ int main(int argc, char** argv) {
         opts.config_path = optarg;
         opts.config_given = true;
         break;
-      case 's': opts.socket = optarg; break;
-      case 'C': opts.check_only = true; break;
+      case 's':
+        opts.socket = optarg;
+        break;
+      case 'C':
+        opts.check_only = true;
+        break;
       case 'l':
         if (!parse_log_level(optarg)) {
           std::fprintf(stderr, "fdbrokerd: unknown log level '%s'\n", optarg);
@@ -212,9 +228,15 @@ int main(int argc, char** argv) {
         }
         opts.log_level = optarg;
         break;
-      case 'h': usage(stdout); return EXIT_SUCCESS;
-      case 'V': std::printf("fdbrokerd %s (protocol 1)\n", FDBROKER_VERSION_STRING); return EXIT_SUCCESS;
-      default: usage(stderr); return exit_usage;
+      case 'h':
+        usage(stdout);
+        return EXIT_SUCCESS;
+      case 'V':
+        std::printf("fdbrokerd %s (protocol 1)\n", FDBROKER_VERSION_STRING);
+        return EXIT_SUCCESS;
+      default:
+        usage(stderr);
+        return exit_usage;
     }
   }
   if (optind < argc) {
@@ -232,8 +254,8 @@ int main(int argc, char** argv) {
       for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.c_str());
       return EXIT_FAILURE;
     }
-    std::printf("%s: OK (%zu rules, %zu static entries)\n", opts.config_path.c_str(), loaded.config->rules.size(),
-                loaded.config->entries.size());
+    std::printf("%s: OK (%zu rules, %zu static entries)\n", opts.config_path.c_str(),
+                loaded.config->rules.size(), loaded.config->entries.size());
     return EXIT_SUCCESS;
   }
 

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include "fdstore_sync.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/mman.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fdbroker/error.hpp>
+
+namespace fdbroker::daemon {
+
+bool fdstore_wanted() {
+  if (const char* forced = std::getenv("FDBROKER_FDSTORE"); forced != nullptr && *forced != '\0') {
+    return std::strcmp(forced, "0") != 0;
+  }
+  return std::getenv("NOTIFY_SOCKET") != nullptr && std::getenv("INVOCATION_ID") != nullptr;
+}
+
+std::string entry_fdname(std::uint64_t serial, std::size_t index) {
+  return "e" + std::to_string(serial) + "." + std::to_string(index);
+}
+
+result<unique_fd> make_state_memfd(std::string_view text) {
+  unique_fd fd(::memfd_create("state", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd.valid()) return errno_code(errno);
+  std::size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_code(errno);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  // Sealed, so that nobody holding it (systemd, a successor) can change what the
+  // next broker will read, and a reader needs no lock.
+  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) <
+      0) {
+    return errno_code(errno);
+  }
+  return fd;
+}
+
+FdStoreSync::FdStoreSync(EventLoop& loop, bool push) : loop_(loop), push_(push) {}
+
+FdStoreSync::~FdStoreSync() {
+  if (flush_timer_ != 0) loop_.cancel(flush_timer_);
+}
+
+void FdStoreSync::expect_restored(const std::string& name, std::uint64_t serial) {
+  expected_[name] = serial;
+  seed_serial(serial + 1);
+}
+
+std::uint64_t FdStoreSync::serial_of(std::string_view name) const {
+  auto it = serials_.find(std::string(name));
+  return it == serials_.end() ? 0 : it->second;
+}
+
+void FdStoreSync::adopt_stored_states(const std::vector<std::uint64_t>& seqs) {
+  for (std::uint64_t seq : seqs) {
+    stored_states_.push_back(seq);
+    if (state_seq_ <= seq) state_seq_ = seq + 1;
+  }
+  if (!seqs.empty()) mark_dirty();
+}
+
+void FdStoreSync::forget(const std::string& fdname) {
+  if (push_) notify("FDSTOREREMOVE=1\nFDNAME=" + fdname);
+}
+
+void FdStoreSync::notify_with_fd(const std::string& state, int fd) {
+  int r = ::sd_pid_notify_with_fds(0, 0, state.c_str(), &fd, 1);
+  if (r < 0)
+    spdlog::error("fd store: {}: {}", state.substr(0, state.find('\n')), std::strerror(-r));
+}
+
+void FdStoreSync::notify(const std::string& state) {
+  int r = ::sd_notify(0, state.c_str());
+  if (r < 0)
+    spdlog::error("fd store: {}: {}", state.substr(0, state.find('\n')), std::strerror(-r));
+}
+
+void FdStoreSync::entry_added(const Entry& e) {
+  if (auto it = expected_.find(e.name); it != expected_.end()) {
+    serials_[e.name] = it->second;  // already in systemd's store under these fdnames
+    expected_.erase(it);
+    mark_dirty();
+    return;
+  }
+  std::uint64_t serial = next_serial_++;
+  serials_[e.name] = serial;
+  if (push_ && e.fds) {
+    // FDPOLL=0: systemd must keep what it would otherwise drop on POLLHUP (a pipe
+    // whose writer closed, a socket whose peer left), as the broker's store does.
+    for (std::size_t i = 0; i < e.fds->size(); ++i) {
+      notify_with_fd("FDSTORE=1\nFDNAME=" + entry_fdname(serial, i) + "\nFDPOLL=0", (*e.fds)[i]);
+    }
+  }
+  mark_dirty();
+}
+
+void FdStoreSync::entry_removed(const Entry& e) {
+  auto it = serials_.find(e.name);
+  if (it == serials_.end()) return;
+  std::uint64_t serial = it->second;
+  serials_.erase(it);
+  if (push_ && e.fds) {
+    for (std::size_t i = 0; i < e.fds->size(); ++i) {
+      notify("FDSTOREREMOVE=1\nFDNAME=" + entry_fdname(serial, i));
+    }
+  }
+  mark_dirty();
+}
+
+void FdStoreSync::mark_dirty() {
+  dirty_ = true;
+  if (!push_ || flush_timer_ != 0) return;
+  // A timer due now runs after the current batch of events: one state write per
+  // loop iteration, however many puts and deletes the batch held.
+  flush_timer_ = loop_.add_timer(Clock::now(), [this] {
+    flush_timer_ = 0;
+    flush();
+  });
+}
+
+void FdStoreSync::flush() {
+  if (!push_ || !dirty_ || !source_) return;
+  dirty_ = false;
+  auto memfd = make_state_memfd(source_());
+  if (!memfd) {
+    spdlog::error("fd store: cannot write the state memfd: {}", memfd.error().message());
+    dirty_ = true;
+    return;
+  }
+  std::uint64_t seq = state_seq_++;
+  // The new state first, then the old one goes: a crash in between leaves both,
+  // and restore takes the newer.
+  notify_with_fd("FDSTORE=1\nFDNAME=state." + std::to_string(seq) + "\nFDPOLL=0", memfd->get());
+  for (std::uint64_t old : stored_states_)
+    notify("FDSTOREREMOVE=1\nFDNAME=state." + std::to_string(old));
+  stored_states_.assign(1, seq);
+}
+
+}  // namespace fdbroker::daemon

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Keeps systemd's fd store in step with the broker's store, so that a crash
+// (kill -9) or `systemctl restart` loses no entry: every held fd is pushed with
+// FDSTORE=1 under a short fdname, removed with FDSTOREREMOVE=1 when its entry
+// goes, and the entries' state (names, meta, owners, generations, expiry, which
+// fdname is which fd of which entry) is kept in a sealed memfd stored too.
+//
+// fdnames: "e<serial>.<index>" for entries (serial: unique per stored entry in
+// this broker's lineage; names travel in the state, never raw in FDNAME, which
+// allows only 255 printable characters and no ':'), "state.<seq>" for the state.
+// The state is replaced by storing the new memfd before removing the old one, so
+// a crash in between leaves two, and restore takes the higher <seq>.
+#pragma once
+
+#include <cstdint>
+#include <fdbroker/result.hpp>
+#include <fdbroker/unique_fd.hpp>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "event_loop.hpp"
+#include "fd_store.hpp"
+
+namespace fdbroker::daemon {
+
+// Whether this broker should use systemd's fd store: $NOTIFY_SOCKET is set and a
+// service manager started us ($INVOCATION_ID). $FDBROKER_FDSTORE=1/0 overrides
+// (a notify socket alone, as the tests' fixtures set, is no fd store).
+bool fdstore_wanted();
+
+// The fdname of fd `index` of the entry stored under `serial`.
+std::string entry_fdname(std::uint64_t serial, std::size_t index);
+
+// A sealed (no grow/shrink/write, seals sealed), close-on-exec memfd named
+// "state" holding `text`. Errors: memfd_create's, write's, fcntl's.
+result<unique_fd> make_state_memfd(std::string_view text);
+
+class FdStoreSync final : public StoreObserver {
+ public:
+  // `push`: talk to systemd (fdstore_wanted()). Without it the sync still
+  // assigns serials, which a handover to a new binary uses as fdnames.
+  FdStoreSync(EventLoop& loop, bool push);
+  ~FdStoreSync() override;
+  FdStoreSync(const FdStoreSync&) = delete;
+  FdStoreSync& operator=(const FdStoreSync&) = delete;
+
+  // Renders the current state as JSON (the broker provides it: restore.hpp reads it).
+  void set_state_source(std::function<std::string()> source) { source_ = std::move(source); }
+
+  // The next entry_added() for `name` is one restored under `serial`: its fds are
+  // in systemd's store already, under that serial's fdnames.
+  void expect_restored(const std::string& name, std::uint64_t serial);
+  // Serials handed out from now on are at least `at_least` (restored lineage).
+  void seed_serial(std::uint64_t at_least) noexcept {
+    if (next_serial_ < at_least) next_serial_ = at_least;
+  }
+  // The state memfds systemd passed back (their sequence numbers): the next
+  // state write removes them, and numbering goes on after them.
+  void adopt_stored_states(const std::vector<std::uint64_t>& seqs);
+  // Removes an fd systemd passed back that no restored entry claims.
+  void forget(const std::string& fdname);
+
+  // The serial of the stored entry `name` (0: unknown).
+  [[nodiscard]] std::uint64_t serial_of(std::string_view name) const;
+  [[nodiscard]] std::uint64_t next_serial() const noexcept { return next_serial_; }
+  [[nodiscard]] bool pushing() const noexcept { return push_; }
+
+  void entry_added(const Entry& e) override;
+  void entry_removed(const Entry& e) override;
+
+  // Marks the state changed; it is written at most once per loop iteration.
+  void mark_dirty();
+  // Writes the state now if it changed (at shutdown; the loop may not turn again).
+  void flush();
+
+ private:
+  void notify_with_fd(const std::string& state, int fd);
+  void notify(const std::string& state);
+
+  EventLoop& loop_;
+  bool push_;
+  std::function<std::string()> source_;
+  std::unordered_map<std::string, std::uint64_t> serials_;   // entry name → serial
+  std::unordered_map<std::string, std::uint64_t> expected_;  // restored, not yet re-added
+  std::uint64_t next_serial_ = 1;
+  std::uint64_t state_seq_ = 1;
+  std::vector<std::uint64_t> stored_states_;  // in systemd's store now
+  bool dirty_ = false;
+  EventLoop::TimerId flush_timer_ = 0;
+};
+
+}  // namespace fdbroker::daemon
