@@ -27,11 +27,14 @@ TEST(BrokerAccess, ByDefaultOnlyRootAndTheBrokersUidMayDoAnything) {
     std::string out;
     auto hello = call(c.get(), {{"op", "hello"}});
     out += expect_outcome(hello, "", "hello");
-    if (hello.body["peer"]["uid"] != nobody) out += "hello reports uid " + hello.body["peer"]["uid"].dump();
+    if (hello.body["peer"]["uid"] != nobody)
+      out += "hello reports uid " + hello.body["peer"]["uid"].dump();
     out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "secret"}}), "EACCES", "get");
     out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "secret"}}), "EACCES", "take");
-    out += expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "secret"}}), "EACCES", "delete");
-    out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "mine"}}, {pp.write.get()}), "EACCES", "put");
+    out +=
+        expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "secret"}}), "EACCES", "delete");
+    out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "mine"}}, {pp.write.get()}),
+                          "EACCES", "put");
     out += expect_outcome(call(c.get(), {{"op", "stats"}}), "EACCES", "stats");
     auto list = call(c.get(), {{"op", "list"}});
     out += expect_outcome(list, "", "list");
@@ -45,8 +48,9 @@ TEST(BrokerAccess, ByDefaultOnlyRootAndTheBrokersUidMayDoAnything) {
 }
 
 TEST(BrokerAccess, RulesGrantOperationsOnPrefixes) {
-  json config = {{"rules", {{{"prefix", "shared/"}, {"users", {"nobody"}}, {"allow", {"get", "put"}}},
-                            {{"name", "stats-ok"}, {"users", {nobody}}, {"allow", {"stats"}}}}}};
+  json config = {{"rules",
+                  {{{"prefix", "shared/"}, {"users", {"nobody"}}, {"allow", {"get", "put"}}},
+                   {{"name", "stats-ok"}, {"users", {nobody}}, {"allow", {"stats"}}}}}};
   BrokerProcess broker(config);
   auto root = broker.connect();
   auto p = pipe_pair();
@@ -56,16 +60,22 @@ TEST(BrokerAccess, RulesGrantOperationsOnPrefixes) {
     auto c = broker.connect();
     auto pp = pipe_pair();
     std::string out;
-    out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "shared/root"}}), "", "get shared");
-    out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "shared/root"}}), "EACCES", "take shared");
-    out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "private/root"}}), "EACCES", "get private");
-    out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "shared/mine"}}, {pp.write.get()}), "", "put shared");
-    out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "other/mine"}}, {pp.write.get()}), "EACCES", "put other");
+    out +=
+        expect_outcome(call(c.get(), {{"op", "get"}, {"name", "shared/root"}}), "", "get shared");
+    out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "shared/root"}}), "EACCES",
+                          "take shared");
+    out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "private/root"}}), "EACCES",
+                          "get private");
+    out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "shared/mine"}}, {pp.write.get()}),
+                          "", "put shared");
+    out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "other/mine"}}, {pp.write.get()}),
+                          "EACCES", "put other");
     out += expect_outcome(call(c.get(), {{"op", "stats"}}), "", "stats");
     auto list = call(c.get(), {{"op", "list"}});
     std::vector<std::string> names;
     for (auto& e : list.body["entries"]) names.push_back(e["name"]);
-    if (names != std::vector<std::string>{"shared/mine", "shared/root"}) out += "list shows " + list.body.dump();
+    if (names != std::vector<std::string>{"shared/mine", "shared/root"})
+      out += "list shows " + list.body.dump();
     return out;
   });
   EXPECT_EQ(result, "");
@@ -77,48 +87,68 @@ TEST(BrokerAccess, RulesGrantOperationsOnPrefixes) {
 TEST(BrokerAccess, OwnersMayGetTakeDeleteWhatTheyPutOthersMayNot) {
   json config = {{"rules", {{{"prefix", "u/"}, {"users", {nobody, other}}, {"allow", {"put"}}}}}};
   BrokerProcess broker(config);
-  EXPECT_EQ(as_user(nobody, nogroup, {}, [&] {
-              auto c = broker.connect();
-              auto pp = pipe_pair();
-              std::string out;
-              out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "u/a"}}, {pp.write.get()}), "", "put a");
-              out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "u/b"}}, {pp.write.get()}), "", "put b");
-              out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "u/a"}}), "", "get own");
-              out += expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "u/a"}}), "", "delete own");
-              return out;
-            }),
+  EXPECT_EQ(
+      as_user(
+          nobody, nogroup, {},
+          [&] {
+            auto c = broker.connect();
+            auto pp = pipe_pair();
+            std::string out;
+            out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "u/a"}}, {pp.write.get()}),
+                                  "", "put a");
+            out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "u/b"}}, {pp.write.get()}),
+                                  "", "put b");
+            out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "u/a"}}), "", "get own");
+            out += expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "u/a"}}), "",
+                                  "delete own");
+            return out;
+          }),
+      "");
+  EXPECT_EQ(as_user(other, other, {},
+                    [&] {
+                      auto c = broker.connect();
+                      std::string out;
+                      out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "u/b"}}),
+                                            "EACCES", "get other's");
+                      out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "u/b"}}),
+                                            "EACCES", "take other's");
+                      out += expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "u/b"}}),
+                                            "EACCES", "delete other's");
+                      return out;
+                    }),
             "");
-  EXPECT_EQ(as_user(other, other, {}, [&] {
-              auto c = broker.connect();
-              std::string out;
-              out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "u/b"}}), "EACCES", "get other's");
-              out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "u/b"}}), "EACCES", "take other's");
-              out += expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "u/b"}}), "EACCES", "delete other's");
-              return out;
-            }),
-            "");
-  EXPECT_EQ(as_user(nobody, nogroup, {}, [&] {
-              auto c = broker.connect();
-              return expect_outcome(call(c.get(), {{"op", "take"}, {"name", "u/b"}}), "", "take own");
-            }),
-            "");
+  EXPECT_EQ(
+      as_user(
+          nobody, nogroup, {},
+          [&] {
+            auto c = broker.connect();
+            return expect_outcome(call(c.get(), {{"op", "take"}, {"name", "u/b"}}), "", "take own");
+          }),
+      "");
 }
 
 TEST(BrokerAccess, DenyRulesOverrideOwnership) {
-  json config = {{"rules", {{{"prefix", "u/"}, {"users", {"*"}}, {"allow", {"put"}}},
-                            {{"name", "u/pinned"}, {"users", {"*"}}, {"deny", {"take", "delete"}}}}}};
+  json config = {{"rules",
+                  {{{"prefix", "u/"}, {"users", {"*"}}, {"allow", {"put"}}},
+                   {{"name", "u/pinned"}, {"users", {"*"}}, {"deny", {"take", "delete"}}}}}};
   BrokerProcess broker(config);
-  EXPECT_EQ(as_user(nobody, nogroup, {}, [&] {
-              auto c = broker.connect();
-              auto pp = pipe_pair();
-              std::string out;
-              out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "u/pinned"}}, {pp.write.get()}), "", "put");
-              out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "u/pinned"}}), "", "get");
-              out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "u/pinned"}}), "EACCES", "take");
-              out += expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "u/pinned"}}), "EACCES", "delete");
-              return out;
-            }),
-            "");
+  EXPECT_EQ(
+      as_user(
+          nobody, nogroup, {},
+          [&] {
+            auto c = broker.connect();
+            auto pp = pipe_pair();
+            std::string out;
+            out += expect_outcome(
+                call(c.get(), {{"op", "put"}, {"name", "u/pinned"}}, {pp.write.get()}), "", "put");
+            out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "u/pinned"}}), "", "get");
+            out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "u/pinned"}}), "EACCES",
+                                  "take");
+            out += expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "u/pinned"}}), "EACCES",
+                                  "delete");
+            return out;
+          }),
+      "");
 }
 
 TEST(BrokerAccess, SupplementaryGroupsFromSoPeergroupsCount) {
@@ -127,33 +157,43 @@ TEST(BrokerAccess, SupplementaryGroupsFromSoPeergroupsCount) {
   auto root = broker.connect();
   auto p = pipe_pair();
   ASSERT_TRUE(call(root.get(), {{"op", "put"}, {"name", "g/x"}}, {p.write.get()}).ok());
-  EXPECT_EQ(as_user(nobody, nogroup, {4242}, [&] {
-              auto c = broker.connect();
-              return expect_outcome(call(c.get(), {{"op", "get"}, {"name", "g/x"}}), "", "with group");
-            }),
+  EXPECT_EQ(as_user(nobody, nogroup, {4242},
+                    [&] {
+                      auto c = broker.connect();
+                      return expect_outcome(call(c.get(), {{"op", "get"}, {"name", "g/x"}}), "",
+                                            "with group");
+                    }),
             "");
-  EXPECT_EQ(as_user(nobody, nogroup, {4243}, [&] {
-              auto c = broker.connect();
-              return expect_outcome(call(c.get(), {{"op", "get"}, {"name", "g/x"}}), "EACCES", "without group");
-            }),
+  EXPECT_EQ(as_user(nobody, nogroup, {4243},
+                    [&] {
+                      auto c = broker.connect();
+                      return expect_outcome(call(c.get(), {{"op", "get"}, {"name", "g/x"}}),
+                                            "EACCES", "without group");
+                    }),
             "");
 }
 
 TEST(BrokerAccess, StaticEntryAccessListsApply) {
-  json config = {{"entries", {{{"name", "hostname"}, {"type", "file"}, {"path", "/etc/hostname"},
-                               {"access", {{{"users", {"nobody"}}, {"allow", {"get"}}}}}},
-                              {{"name", "hidden"}, {"type", "file"}, {"path", "/etc/hostname"}}}}};
+  json config = {{"entries",
+                  {{{"name", "hostname"},
+                    {"type", "file"},
+                    {"path", "/etc/hostname"},
+                    {"access", {{{"users", {"nobody"}}, {"allow", {"get"}}}}}},
+                   {{"name", "hidden"}, {"type", "file"}, {"path", "/etc/hostname"}}}}};
   BrokerProcess broker(config);
-  EXPECT_EQ(as_user(nobody, nogroup, {}, [&] {
-              auto c = broker.connect();
-              std::string out;
-              auto r = call(c.get(), {{"op", "get"}, {"name", "hostname"}});
-              out += expect_outcome(r, "", "get granted static");
-              if (r.fds.size() != 1) out += "no fd; ";
-              out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "hidden"}}), "EACCES", "get other static");
-              out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "hostname"}}), "EPERM", "take static");
-              return out;
-            }),
+  EXPECT_EQ(as_user(nobody, nogroup, {},
+                    [&] {
+                      auto c = broker.connect();
+                      std::string out;
+                      auto r = call(c.get(), {{"op", "get"}, {"name", "hostname"}});
+                      out += expect_outcome(r, "", "get granted static");
+                      if (r.fds.size() != 1) out += "no fd; ";
+                      out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "hidden"}}),
+                                            "EACCES", "get other static");
+                      out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "hostname"}}),
+                                            "EPERM", "take static");
+                      return out;
+                    }),
             "");
 }
 
@@ -165,13 +205,18 @@ TEST(BrokerAccess, QuotasArePerUid) {
   auto p = pipe_pair();
   ASSERT_TRUE(call(root.get(), {{"op", "put"}, {"name", "r1"}}, {p.write.get()}).ok());
   EXPECT_EQ(call(root.get(), {{"op", "put"}, {"name", "r2"}}, {p.write.get()}).error(), "EDQUOT");
-  EXPECT_EQ(as_user(nobody, nogroup, {}, [&] {
-              auto c = broker.connect();
-              auto pp = pipe_pair();
-              std::string out;
-              out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "n1"}}, {pp.write.get()}), "", "first");
-              out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "n2"}}, {pp.write.get()}), "EDQUOT", "second");
-              return out;
-            }),
-            "");
+  EXPECT_EQ(
+      as_user(nobody, nogroup, {},
+              [&] {
+                auto c = broker.connect();
+                auto pp = pipe_pair();
+                std::string out;
+                out += expect_outcome(
+                    call(c.get(), {{"op", "put"}, {"name", "n1"}}, {pp.write.get()}), "", "first");
+                out +=
+                    expect_outcome(call(c.get(), {{"op", "put"}, {"name", "n2"}}, {pp.write.get()}),
+                                   "EDQUOT", "second");
+                return out;
+              }),
+      "");
 }

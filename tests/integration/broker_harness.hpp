@@ -5,12 +5,10 @@
 // Plus raw protocol helpers: one JSON request out, one reply (with fds) back.
 #pragma once
 
-#include <fdbroker/scm_rights.hpp>
-#include <fdbroker/unique_fd.hpp>
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -23,6 +21,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fdbroker/scm_rights.hpp>
+#include <fdbroker/unique_fd.hpp>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -31,8 +31,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace fdbroker::test {
 
@@ -121,9 +119,7 @@ class BrokerProcess {
   BrokerProcess(const BrokerProcess&) = delete;
   BrokerProcess& operator=(const BrokerProcess&) = delete;
 
-  void write_config(const json& config) {
-    std::ofstream(config_path_) << config.dump(2);
-  }
+  void write_config(const json& config) { std::ofstream(config_path_) << config.dump(2); }
   void write_config_text(const std::string& text) { std::ofstream(config_path_) << text; }
 
   [[nodiscard]] const std::string& socket_path() const { return socket_; }
@@ -149,7 +145,8 @@ class BrokerProcess {
 
   // Waits until the broker holds `expected` fds (it closes a client's socket when
   // it notices the hang-up, which is asynchronous to the test).
-  [[nodiscard]] ::testing::AssertionResult settles_at(std::size_t expected, int timeout_ms = 3000) const {
+  [[nodiscard]] ::testing::AssertionResult settles_at(std::size_t expected,
+                                                      int timeout_ms = 3000) const {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     std::size_t now = fd_count();
     while (now != expected && std::chrono::steady_clock::now() < deadline) {
@@ -208,7 +205,9 @@ class BrokerProcess {
     std::string seen;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      deadline - std::chrono::steady_clock::now())
+                      .count();
       if (left <= 0) throw std::runtime_error("no '" + what + "' from the broker; saw: " + seen);
       pollfd pfd{notify_.get(), POLLIN, 0};
       if (::poll(&pfd, 1, static_cast<int>(left)) != 1) continue;
@@ -293,7 +292,8 @@ inline std::string as_user(uid_t uid, gid_t gid, const std::vector<gid_t>& group
 }
 
 // For bodies of as_user(): "" if the reply has the expected error ("" = ok).
-inline std::string expect_outcome(const Reply& r, const std::string& expected, const std::string& what) {
+inline std::string expect_outcome(const Reply& r, const std::string& expected,
+                                  const std::string& what) {
   std::string got = r.ok() ? "" : r.error();
   if (got == expected) return "";
   return what + ": expected " + (expected.empty() ? "ok" : expected) + ", got " + r.raw + "; ";

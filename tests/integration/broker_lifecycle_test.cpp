@@ -70,7 +70,8 @@ Run run_broker(const std::vector<std::string>& args) {
   Run run{};
   char buf[4096];
   ssize_t n;
-  while ((n = ::read(p[0], buf, sizeof buf)) > 0) run.output.append(buf, static_cast<std::size_t>(n));
+  while ((n = ::read(p[0], buf, sizeof buf)) > 0)
+    run.output.append(buf, static_cast<std::size_t>(n));
   ::close(p[0]);
   int status = 0;
   ::waitpid(pid, &status, 0);
@@ -86,7 +87,8 @@ TEST(BrokerWait, GetWithWaitIsAnsweredByAPutAndOthersAreServedMeanwhile) {
   {
     auto waiter = broker.connect();
     auto other = broker.connect();
-    send_raw(waiter.get(), json({{"op", "get"}, {"name", "later"}, {"wait_ms", 5000}, {"id", "w"}}).dump());
+    send_raw(waiter.get(),
+             json({{"op", "get"}, {"name", "later"}, {"wait_ms", 5000}, {"id", "w"}}).dump());
     // Pipelined behind the waiting get: answered after it, in order.
     send_raw(waiter.get(), json({{"op", "hello"}, {"id", "behind"}}).dump());
     EXPECT_TRUE(silent_for(waiter.get(), 100));
@@ -113,7 +115,8 @@ TEST(BrokerWait, WaitRunsOutWithEtimedout) {
   EXPECT_GE(took, std::chrono::milliseconds(100));
   // Capped by limits.max_wait_ms.
   start = std::chrono::steady_clock::now();
-  EXPECT_EQ(call(c.get(), {{"op", "take"}, {"name", "never"}, {"wait_ms", 60000}}).error(), "ETIMEDOUT");
+  EXPECT_EQ(call(c.get(), {{"op", "take"}, {"name", "never"}, {"wait_ms", 60000}}).error(),
+            "ETIMEDOUT");
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
   EXPECT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
 }
@@ -155,7 +158,9 @@ TEST(BrokerTake, OfManyConcurrentTakersExactlyOneWins) {
         json req = {{"op", "take"}, {"name", "prize"}};
         if (waiting) req["wait_ms"] = 2000;
         auto r = call(c.get(), req);
-        ::_exit(r.ok() && r.fds.size() == 1 ? 1 : (r.error() == (waiting ? "ETIMEDOUT" : "ENOENT") ? 0 : 2));
+        ::_exit(r.ok() && r.fds.size() == 1
+                    ? 1
+                    : (r.error() == (waiting ? "ETIMEDOUT" : "ENOENT") ? 0 : 2));
       }
       children.push_back(pid);
     }
@@ -181,8 +186,10 @@ TEST(BrokerTake, OfManyConcurrentTakersExactlyOneWins) {
 }
 
 TEST(BrokerReload, KeepsListeningSocketsAndTheirBacklog) {
-  json config = {{"entries", {{{"name", "web"}, {"type", "tcp"}, {"address", "127.0.0.1:0"}, {"meta", {{"v", 1}}}},
-                              {{"name", "file"}, {"type", "file"}, {"path", "/etc/hostname"}}}}};
+  json config = {
+      {"entries",
+       {{{"name", "web"}, {"type", "tcp"}, {"address", "127.0.0.1:0"}, {"meta", {{"v", 1}}}},
+        {{"name", "file"}, {"type", "file"}, {"path", "/etc/hostname"}}}}};
   BrokerProcess broker(config);
   auto c = broker.connect();
   auto before = call(c.get(), {{"op", "get"}, {"name", "web"}});
@@ -194,7 +201,7 @@ TEST(BrokerReload, KeepsListeningSocketsAndTheirBacklog) {
   ASSERT_EQ(::write(pending.get(), "hi", 2), 2);
   before.fds.clear();
 
-  config["entries"][0]["meta"] = {{"v", 2}};  // meta changes: same socket, new generation
+  config["entries"][0]["meta"] = {{"v", 2}};     // meta changes: same socket, new generation
   config["entries"][1]["path"] = "/etc/passwd";  // the file changes: reopened
   config["entries"].push_back({{"name", "added"}, {"type", "file"}, {"path", "/etc/hostname"}});
   config["socket"] = {{"path", broker.socket_path()}, {"mode", "0666"}};
@@ -243,18 +250,21 @@ TEST(BrokerReload, DroppedStaticEntriesGoAndRulesChange) {
   json config = {{"entries", {{{"name", "file"}, {"type", "file"}, {"path", "/etc/hostname"}}}}};
   BrokerProcess broker(config);
   std::size_t fds = broker.fd_count();
-  json next = {{"socket", {{"path", broker.socket_path()}, {"mode", "0666"}}}, {"log_level", "warning"},
+  json next = {{"socket", {{"path", broker.socket_path()}, {"mode", "0666"}}},
+               {"log_level", "warning"},
                {"rules", {{{"prefix", ""}, {"users", {"nobody"}}, {"allow", {"stats"}}}}}};
   broker.write_config(next);
   broker.reload();
   auto c = broker.connect();
   EXPECT_EQ(call(c.get(), {{"op", "get"}, {"name", "file"}}).error(), "ENOENT");
   EXPECT_EQ(broker.fd_count(), fds);  // -1 for the file, +1 for our connection
-  EXPECT_EQ(as_user(65534, 65534, {}, [&] {
-              auto n = broker.connect();
-              return expect_outcome(call(n.get(), {{"op", "stats"}}), "", "stats after reload");
-            }),
-            "");
+  EXPECT_EQ(
+      as_user(65534, 65534, {},
+              [&] {
+                auto n = broker.connect();
+                return expect_outcome(call(n.get(), {{"op", "stats"}}), "", "stats after reload");
+              }),
+      "");
 }
 
 TEST(BrokerSlowClient, IsDroppedAndNeverStallsOthers) {
@@ -272,7 +282,8 @@ TEST(BrokerSlowClient, IsDroppedAndNeverStallsOthers) {
   int sent = 0;
   for (; sent < 100000; ++sent) {
     std::string request = json({{"op", "get"}, {"name", "k"}, {"id", sent}}).dump();
-    if (try_sendfds(slow.get(), request.data(), request.size(), nullptr, 0, io_flags::dontwait)) continue;
+    if (try_sendfds(slow.get(), request.data(), request.size(), nullptr, 0, io_flags::dontwait))
+      continue;
     pollfd pfd{slow.get(), POLLOUT, 0};
     if (::poll(&pfd, 1, 100) != 1) break;
     --sent;
@@ -302,12 +313,13 @@ TEST(BrokerSlowClient, IsDroppedAndNeverStallsOthers) {
   EXPECT_GT(replies, 0);
   EXPECT_LT(replies, sent);
   slow.reset();
-  EXPECT_TRUE(reaches_eof(p.read.get()));  // every copy is gone now
+  EXPECT_TRUE(reaches_eof(p.read.get()));    // every copy is gone now
   EXPECT_TRUE(broker.settles_at(baseline));  // - the entry's fd, + the fast connection
 }
 
 TEST(BrokerSlowClient, ATakeNeverDeliveredGivesTheEntryBack) {
-  BrokerProcess broker(json{{"limits", {{"client_timeout_ms", 300}, {"max_queued_replies", 2000}}}});
+  BrokerProcess broker(
+      json{{"limits", {{"client_timeout_ms", 300}, {"max_queued_replies", 2000}}}});
   auto root = broker.connect();
   auto p = pipe_pair();
   auto put = call(root.get(), {{"op", "put"}, {"name", "k"}}, {p.write.get()});
@@ -332,7 +344,8 @@ TEST(BrokerConnections, ThousandsOfConcurrentClientsAreServed) {
   constexpr int clients = 2000;
   std::vector<unique_fd> conns;
   for (int i = 0; i < clients; ++i) conns.push_back(broker.connect());
-  for (int i = 0; i < clients; ++i) send_raw(conns[i].get(), json({{"op", "hello"}, {"id", i}}).dump());
+  for (int i = 0; i < clients; ++i)
+    send_raw(conns[i].get(), json({{"op", "hello"}, {"id", i}}).dump());
   for (int i = 0; i < clients; ++i) EXPECT_EQ(receive(conns[i].get()).body["id"], i);
   EXPECT_TRUE(broker.settles_at(baseline + clients));
   conns.clear();
@@ -402,7 +415,8 @@ TEST(BrokerShutdown, RequestsAlreadySentAreAnsweredFirst) {
 }
 
 TEST(BrokerShutdown, ReadyAndStatusAreNotified) {
-  BrokerProcess broker(json{{"entries", {{{"name", "f"}, {"type", "file"}, {"path", "/etc/hostname"}}}}});
+  BrokerProcess broker(
+      json{{"entries", {{{"name", "f"}, {"type", "file"}, {"path", "/etc/hostname"}}}}});
   ::kill(broker.pid(), SIGHUP);
   std::string seen = broker.wait_notify("READY=1");
   EXPECT_NE(seen.find("RELOADING=1"), std::string::npos) << seen;
@@ -472,7 +486,8 @@ TEST(BrokerCommandLine, CheckConfigReportsEveryProblemByKey) {
   EXPECT_NE(bad.output.find("limits.max_connections:"), std::string::npos) << bad.output;
   EXPECT_NE(bad.output.find("entries[0].address:"), std::string::npos) << bad.output;
   for (const char* example : {"fdbroker.json", "dev.json"}) {
-    auto good = run_broker({"--check-config", "--config", std::string(FDBROKER_SOURCE_DIR) + "/config/" + example});
+    auto good = run_broker(
+        {"--check-config", "--config", std::string(FDBROKER_SOURCE_DIR) + "/config/" + example});
     EXPECT_EQ(good.status, 0) << example << ": " << good.output;
   }
   EXPECT_EQ(run_broker({"--check-config", "--config", "/nonexistent.json"}).status, 1);
@@ -481,9 +496,10 @@ TEST(BrokerCommandLine, CheckConfigReportsEveryProblemByKey) {
 TEST(BrokerCommandLine, AStartupFailureExitsNonZero) {
   TempDir dir;
   std::string path = dir.path() + "/c.json";
-  std::ofstream(path) << json({{"socket", {{"path", dir.socket_path()}}},
-                               {"entries", {{{"name", "x"}, {"type", "file"}, {"path", "/nonexistent/file"}}}}})
-                             .dump();
+  std::ofstream(path)
+      << json({{"socket", {{"path", dir.socket_path()}}},
+               {"entries", {{{"name", "x"}, {"type", "file"}, {"path", "/nonexistent/file"}}}}})
+             .dump();
   auto r = run_broker({"--config", path});
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.output.find("/nonexistent/file"), std::string::npos) << r.output;

@@ -14,7 +14,8 @@ namespace {
 // Sends `payload` with a pipe's write end attached, expects `error`, and proves
 // the broker closed the fd (EOF on the read end once ours is closed) and that the
 // connection still answers.
-void expect_rejected(BrokerProcess& broker, int sock, const std::string& payload, const std::string& error) {
+void expect_rejected(BrokerProcess& broker, int sock, const std::string& payload,
+                     const std::string& error) {
   auto p = pipe_pair();
   auto r = call_raw(sock, payload, {p.write.get()});
   EXPECT_FALSE(r.ok()) << payload;
@@ -23,7 +24,8 @@ void expect_rejected(BrokerProcess& broker, int sock, const std::string& payload
   EXPECT_TRUE(r.fds.empty());
   p.write.reset();
   EXPECT_TRUE(reaches_eof(p.read.get())) << payload.substr(0, 200);
-  EXPECT_TRUE(call(sock, {{"op", "hello"}}).ok()) << "connection unusable after " << payload.substr(0, 200);
+  EXPECT_TRUE(call(sock, {{"op", "hello"}}).ok())
+      << "connection unusable after " << payload.substr(0, 200);
   (void)broker;
 }
 

@@ -52,7 +52,8 @@ TEST(BrokerOps, PutThenGetHandsOutTheSameOpenFileDescription) {
   {
     auto c = broker.connect();
     auto p = pipe_pair();
-    auto put = call(c.get(), {{"op", "put"}, {"name", "db/pipe"}, {"meta", {{"role", "primary"}}}}, {p.write.get()});
+    auto put = call(c.get(), {{"op", "put"}, {"name", "db/pipe"}, {"meta", {{"role", "primary"}}}},
+                    {p.write.get()});
     ASSERT_TRUE(put.ok()) << put.raw;
     EXPECT_GE(put.body["generation"].get<std::uint64_t>(), 1u);
     p.write.reset();
@@ -126,7 +127,8 @@ TEST(BrokerOps, PutOfAnExistingNameIsEexistUnlessReplace) {
   EXPECT_EQ(call(c.get(), {{"op", "put"}, {"name", "x"}}, {p.read.get()}).error(), "EEXIST");
   auto second = call(c.get(), {{"op", "put"}, {"name", "x"}, {"replace", true}}, {p.read.get()});
   ASSERT_TRUE(second.ok()) << second.raw;
-  EXPECT_GT(second.body["generation"].get<std::uint64_t>(), first.body["generation"].get<std::uint64_t>());
+  EXPECT_GT(second.body["generation"].get<std::uint64_t>(),
+            first.body["generation"].get<std::uint64_t>());
   // The replaced fds were closed: only our write end keeps the pipe writable.
   p.write.reset();
   EXPECT_TRUE(reaches_eof(p.read.get()));
@@ -136,22 +138,31 @@ TEST(BrokerOps, ExpectGenerationIsACompareAndSwap) {
   BrokerProcess broker;
   auto c = broker.connect();
   auto p = pipe_pair();
-  EXPECT_EQ(call(c.get(), {{"op", "put"}, {"name", "cas"}, {"expect_generation", 5}}, {p.write.get()}).error(),
-            "ESTALE");
-  auto created = call(c.get(), {{"op", "put"}, {"name", "cas"}, {"expect_generation", 0}}, {p.write.get()});
+  EXPECT_EQ(
+      call(c.get(), {{"op", "put"}, {"name", "cas"}, {"expect_generation", 5}}, {p.write.get()})
+          .error(),
+      "ESTALE");
+  auto created =
+      call(c.get(), {{"op", "put"}, {"name", "cas"}, {"expect_generation", 0}}, {p.write.get()});
   ASSERT_TRUE(created.ok()) << created.raw;
   auto gen = created.body["generation"].get<std::uint64_t>();
-  EXPECT_EQ(call(c.get(), {{"op", "put"}, {"name", "cas"}, {"expect_generation", 0}}, {p.write.get()}).error(),
+  EXPECT_EQ(
+      call(c.get(), {{"op", "put"}, {"name", "cas"}, {"expect_generation", 0}}, {p.write.get()})
+          .error(),
+      "ESTALE");
+  EXPECT_EQ(call(c.get(), {{"op", "put"}, {"name", "cas"}, {"expect_generation", gen + 1}},
+                 {p.write.get()})
+                .error(),
             "ESTALE");
-  EXPECT_EQ(call(c.get(), {{"op", "put"}, {"name", "cas"}, {"expect_generation", gen + 1}}, {p.write.get()}).error(),
-            "ESTALE");
-  auto swapped = call(c.get(), {{"op", "put"}, {"name", "cas"}, {"expect_generation", gen}}, {p.read.get()});
+  auto swapped =
+      call(c.get(), {{"op", "put"}, {"name", "cas"}, {"expect_generation", gen}}, {p.read.get()});
   ASSERT_TRUE(swapped.ok()) << swapped.raw;
   EXPECT_GT(swapped.body["generation"].get<std::uint64_t>(), gen);
   // Generations keep growing across delete and put of the same name.
   ASSERT_TRUE(call(c.get(), {{"op", "delete"}, {"name", "cas"}}).ok());
   auto again = call(c.get(), {{"op", "put"}, {"name", "cas"}}, {p.read.get()});
-  EXPECT_GT(again.body["generation"].get<std::uint64_t>(), swapped.body["generation"].get<std::uint64_t>());
+  EXPECT_GT(again.body["generation"].get<std::uint64_t>(),
+            swapped.body["generation"].get<std::uint64_t>());
 }
 
 TEST(BrokerOps, TakeRemovesTheEntryAndHandsOverItsFds) {
@@ -221,7 +232,8 @@ TEST(BrokerOps, ListStaysWithinTheMessageLimit) {
   auto p = pipe_pair();
   std::string big(15000, 'm');
   for (int i = 0; i < 10; ++i) {
-    auto r = call(c.get(), {{"op", "put"}, {"name", "big/" + std::to_string(i)}, {"meta", {{"pad", big}}}},
+    auto r = call(c.get(),
+                  {{"op", "put"}, {"name", "big/" + std::to_string(i)}, {"meta", {{"pad", big}}}},
                   {p.write.get()});
     ASSERT_TRUE(r.ok()) << r.raw;
   }
@@ -259,7 +271,8 @@ TEST(BrokerOps, IdIsEchoedVerbatim) {
 TEST(BrokerOps, PipelinedRequestsAreAnsweredInOrder) {
   BrokerProcess broker;
   auto c = broker.connect();
-  for (int i = 0; i < 50; ++i) send_raw(c.get(), json({{"op", i % 2 ? "hello" : "get"}, {"name", "n"}, {"id", i}}).dump());
+  for (int i = 0; i < 50; ++i)
+    send_raw(c.get(), json({{"op", i % 2 ? "hello" : "get"}, {"name", "n"}, {"id", i}}).dump());
   for (int i = 0; i < 50; ++i) {
     auto r = receive(c.get());
     EXPECT_EQ(r.body["id"], i);
@@ -292,7 +305,8 @@ TEST(BrokerOps, TtlExpiresTheEntry) {
   std::size_t baseline = broker.fd_count();
   auto c = broker.connect();
   auto p = pipe_pair();
-  ASSERT_TRUE(call(c.get(), {{"op", "put"}, {"name", "ttl"}, {"ttl_ms", 150}}, {p.write.get()}).ok());
+  ASSERT_TRUE(
+      call(c.get(), {{"op", "put"}, {"name", "ttl"}, {"ttl_ms", 150}}, {p.write.get()}).ok());
   p.write.reset();
   auto r = call(c.get(), {{"op", "get"}, {"name", "ttl"}});
   ASSERT_TRUE(r.ok());
@@ -307,8 +321,11 @@ TEST(BrokerOps, TtlExpiresTheEntry) {
 }
 
 TEST(BrokerOps, StaticEntriesAreReadOnly) {
-  json config = {{"entries", {{{"name", "etc/hostname"}, {"type", "file"}, {"path", "/etc/hostname"},
-                               {"meta", {{"from", "config"}}}}}}};
+  json config = {{"entries",
+                  {{{"name", "etc/hostname"},
+                    {"type", "file"},
+                    {"path", "/etc/hostname"},
+                    {"meta", {{"from", "config"}}}}}}};
   BrokerProcess broker(config);
   auto c = broker.connect();
   auto r = call(c.get(), {{"op", "get"}, {"name", "etc/hostname"}});
@@ -317,8 +334,10 @@ TEST(BrokerOps, StaticEntriesAreReadOnly) {
   EXPECT_EQ(r.body["meta"]["from"], "config");
   EXPECT_EQ(r.body["fds"][0]["path"], "/etc/hostname");
   auto p = pipe_pair();
-  EXPECT_EQ(call(c.get(), {{"op", "put"}, {"name", "etc/hostname"}, {"replace", true}}, {p.write.get()}).error(),
-            "EPERM");
+  EXPECT_EQ(
+      call(c.get(), {{"op", "put"}, {"name", "etc/hostname"}, {"replace", true}}, {p.write.get()})
+          .error(),
+      "EPERM");
   EXPECT_EQ(call(c.get(), {{"op", "take"}, {"name", "etc/hostname"}}).error(), "EPERM");
   EXPECT_EQ(call(c.get(), {{"op", "delete"}, {"name", "etc/hostname"}}).error(), "EPERM");
   auto list = call(c.get(), {{"op", "list"}});
@@ -329,7 +348,11 @@ TEST(BrokerOps, StaticEntriesAreReadOnly) {
 TEST(BrokerOps, StaticListeningSocketsAreOpenedFromConfig) {
   json config = {{"entries",
                   {{{"name", "tcp4"}, {"type", "tcp"}, {"address", "127.0.0.1:0"}, {"backlog", 8}},
-                   {{"name", "tcp6"}, {"type", "tcp"}, {"address", "[::1]:0"}, {"v6only", true}, {"reuseport", true}},
+                   {{"name", "tcp6"},
+                    {"type", "tcp"},
+                    {"address", "[::1]:0"},
+                    {"v6only", true},
+                    {"reuseport", true}},
                    {{"name", "udp4"}, {"type", "udp"}, {"address", "127.0.0.1:0"}}}}};
   BrokerProcess broker(config);
   auto c = broker.connect();
@@ -364,8 +387,14 @@ TEST(BrokerOps, StaticUnixSocketGetsItsModeAndOwner) {
   char tmpl[] = "/tmp/fdbroker-unix-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
   std::string path = std::string(tmpl) + "/ctl.sock";
-  json config = {{"entries", {{{"name", "ctl"}, {"type", "unix"}, {"path", path}, {"socket_type", "seqpacket"},
-                               {"mode", "0640"}, {"owner", 65534}, {"group", "nogroup"}}}}};
+  json config = {{"entries",
+                  {{{"name", "ctl"},
+                    {"type", "unix"},
+                    {"path", path},
+                    {"socket_type", "seqpacket"},
+                    {"mode", "0640"},
+                    {"owner", 65534},
+                    {"group", "nogroup"}}}}};
   {
     BrokerProcess broker(config);
     struct stat st {};
@@ -384,21 +413,27 @@ TEST(BrokerOps, StaticUnixSocketGetsItsModeAndOwner) {
 }
 
 TEST(BrokerOps, QuotasGiveEdquotAndTheGlobalLimitEnospc) {
-  BrokerProcess broker(json{{"limits", {{"max_entries_per_uid", 2}, {"max_fds_per_uid", 3}, {"max_fds", 100}}}});
+  BrokerProcess broker(
+      json{{"limits", {{"max_entries_per_uid", 2}, {"max_fds_per_uid", 3}, {"max_fds", 100}}}});
   auto c = broker.connect();
   auto p = pipe_pair();
   ASSERT_TRUE(call(c.get(), {{"op", "put"}, {"name", "q1"}}, {p.write.get()}).ok());
-  EXPECT_EQ(call(c.get(), {{"op", "put"}, {"name", "q2"}}, {p.write.get(), p.write.get(), p.write.get()}).error(),
-            "EDQUOT");
+  EXPECT_EQ(
+      call(c.get(), {{"op", "put"}, {"name", "q2"}}, {p.write.get(), p.write.get(), p.write.get()})
+          .error(),
+      "EDQUOT");
   ASSERT_TRUE(call(c.get(), {{"op", "put"}, {"name", "q2"}}, {p.write.get()}).ok());
   EXPECT_EQ(call(c.get(), {{"op", "put"}, {"name", "q3"}}, {p.write.get()}).error(), "EDQUOT");
   // Replacing one's own entry does not count twice.
-  EXPECT_TRUE(call(c.get(), {{"op", "put"}, {"name", "q2"}, {"replace", true}}, {p.write.get(), p.read.get()}).ok());
+  EXPECT_TRUE(call(c.get(), {{"op", "put"}, {"name", "q2"}, {"replace", true}},
+                   {p.write.get(), p.read.get()})
+                  .ok());
 
   BrokerProcess small(json{{"limits", {{"max_fds", 3}}}});
   auto s = small.connect();
   ASSERT_TRUE(call(s.get(), {{"op", "put"}, {"name", "a"}}, {p.write.get(), p.write.get()}).ok());
-  EXPECT_EQ(call(s.get(), {{"op", "put"}, {"name", "b"}}, {p.write.get(), p.write.get()}).error(), "ENOSPC");
+  EXPECT_EQ(call(s.get(), {{"op", "put"}, {"name", "b"}}, {p.write.get(), p.write.get()}).error(),
+            "ENOSPC");
   EXPECT_TRUE(call(s.get(), {{"op", "put"}, {"name", "b"}}, {p.write.get()}).ok());
   auto stats = call(s.get(), {{"op", "stats"}});
   EXPECT_EQ(stats.body["fds_limit"], 3);
@@ -440,7 +475,8 @@ TEST(BrokerOps, RefusedPutsCloseEveryFdTheyCarried) {
       {{{"op", "put"}, {"name", "fresh"}, {"meta", {{"pad", near_limit}}}}, "EMSGSIZE"},
   };
   for (const auto& [request, error] : refused) {
-    EXPECT_EQ(call(c.get(), request, {p.write.get()}).error(), error) << request.dump().substr(0, 100);
+    EXPECT_EQ(call(c.get(), request, {p.write.get()}).error(), error)
+        << request.dump().substr(0, 100);
   }
   EXPECT_EQ(call(c.get(), {{"op", "put"}, {"name", "x"}}, four).error(), "ENOSPC");
   ASSERT_TRUE(call(c.get(), {{"op", "put"}, {"name", "second"}}, {p.read.get()}).ok());

@@ -2,9 +2,8 @@
 #include "config.hpp"
 
 #include <fcntl.h>
-#include <sys/socket.h>
-
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 using namespace fdbroker::daemon;
 
@@ -18,7 +17,9 @@ std::string only_error(const std::string& text) {
   return r.errors.empty() ? "" : r.errors[0];
 }
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
 
 }  // namespace
 
@@ -89,8 +90,10 @@ TEST(Config, FullConfigIsParsed) {
 }
 
 TEST(Config, OpeningChangesOnlyWithHowTheFdIsOpened) {
-  auto a = parse_config(R"({"entries": [{"name": "t", "type": "tcp", "address": "127.0.0.1:1", "meta": {"x": 1}}]})");
-  auto b = parse_config(R"({"entries": [{"name": "t", "type": "tcp", "address": "127.0.0.1:1", "meta": {"x": 2}}]})");
+  auto a = parse_config(
+      R"({"entries": [{"name": "t", "type": "tcp", "address": "127.0.0.1:1", "meta": {"x": 1}}]})");
+  auto b = parse_config(
+      R"({"entries": [{"name": "t", "type": "tcp", "address": "127.0.0.1:1", "meta": {"x": 2}}]})");
   auto c = parse_config(R"({"entries": [{"name": "t", "type": "tcp", "address": "127.0.0.1:2"}]})");
   ASSERT_TRUE(a.config && b.config && c.config);
   EXPECT_EQ(a.config->entries[0].opening, b.config->entries[0].opening);
@@ -118,39 +121,56 @@ TEST(Config, EveryErrorNamesItsKey) {
       {R"({"owner_rights": ["put"]})", "owner_rights:"},
       {R"({"owner_rights": ["fly"]})", "owner_rights[0]: unknown operation"},
       {R"({"rules": {}})", "rules: must be an array"},
-      {R"({"rules": [{"users": ["root"], "allow": ["get"]}]})", "rules[0]: needs \"prefix\" or \"name\""},
-      {R"({"rules": [{"prefix": "a", "name": "b", "users": ["root"], "allow": ["get"]}]})", "rules[0]: has both"},
-      {R"({"rules": [{"prefix": "a b", "users": ["root"], "allow": ["get"]}]})", "rules[0].prefix: invalid prefix"},
-      {R"({"rules": [{"name": "a/../b", "users": ["root"], "allow": ["get"]}]})", "rules[0].name: invalid entry name"},
-      {R"({"rules": [{"prefix": "", "allow": ["get"]}]})", "rules[0]: needs \"users\" or \"groups\""},
-      {R"({"rules": [{"prefix": "", "users": ["root"]}]})", "rules[0]: needs \"allow\" or \"deny\""},
+      {R"({"rules": [{"users": ["root"], "allow": ["get"]}]})",
+       "rules[0]: needs \"prefix\" or \"name\""},
+      {R"({"rules": [{"prefix": "a", "name": "b", "users": ["root"], "allow": ["get"]}]})",
+       "rules[0]: has both"},
+      {R"({"rules": [{"prefix": "a b", "users": ["root"], "allow": ["get"]}]})",
+       "rules[0].prefix: invalid prefix"},
+      {R"({"rules": [{"name": "a/../b", "users": ["root"], "allow": ["get"]}]})",
+       "rules[0].name: invalid entry name"},
+      {R"({"rules": [{"prefix": "", "allow": ["get"]}]})",
+       "rules[0]: needs \"users\" or \"groups\""},
+      {R"({"rules": [{"prefix": "", "users": ["root"]}]})",
+       "rules[0]: needs \"allow\" or \"deny\""},
       {R"({"rules": [{"prefix": "", "users": ["no-such-user-xyz"], "allow": ["get"]}]})",
        "rules[0].users[0]: unknown user"},
       {R"({"rules": [{"prefix": "", "users": [true], "allow": ["get"]}]})", "rules[0].users[0]:"},
-      {R"({"rules": [{"prefix": "", "groups": "wheel", "allow": ["get"]}]})", "rules[0].groups: must be an array"},
-      {R"({"rules": [{"prefix": "", "users": ["root"], "allow": ["get", 1]}]})", "rules[0].allow[1]: must be a string"},
-      {R"({"rules": [{"prefix": "", "users": ["root"], "allow": ["get"], "extra": 1}]})", "rules[0].extra: unknown key"},
+      {R"({"rules": [{"prefix": "", "groups": "wheel", "allow": ["get"]}]})",
+       "rules[0].groups: must be an array"},
+      {R"({"rules": [{"prefix": "", "users": ["root"], "allow": ["get", 1]}]})",
+       "rules[0].allow[1]: must be a string"},
+      {R"({"rules": [{"prefix": "", "users": ["root"], "allow": ["get"], "extra": 1}]})",
+       "rules[0].extra: unknown key"},
       {R"({"entries": [{"type": "file", "path": "/x"}]})", "entries[0].name: is required"},
-      {R"({"entries": [{"name": "..", "type": "file", "path": "/x"}]})", "entries[0].name: invalid entry name"},
+      {R"({"entries": [{"name": "..", "type": "file", "path": "/x"}]})",
+       "entries[0].name: invalid entry name"},
       {R"({"entries": [{"name": "a", "type": "pipe"}]})", "entries[0].type:"},
       {R"({"entries": [{"name": "a", "type": "file"}]})", "entries[0].path: is required"},
       {R"({"entries": [{"name": "a", "type": "file", "path": "/x", "flags": ["rdonly", "wronly"]}]})",
        "entries[0].flags: more than one"},
       {R"({"entries": [{"name": "a", "type": "file", "path": "/x", "flags": ["sideways"]}]})",
        "entries[0].flags[0]: unknown open flag"},
-      {R"({"entries": [{"name": "a", "type": "tcp", "address": "localhost:80"}]})", "entries[0].address: bad IPv4"},
-      {R"({"entries": [{"name": "a", "type": "tcp", "address": "[::1:80"}]})", "entries[0].address:"},
-      {R"({"entries": [{"name": "a", "type": "tcp", "address": "1.2.3.4:70000"}]})", "entries[0].address: bad port"},
-      {R"({"entries": [{"name": "a", "type": "tcp", "address": "1.2.3.4"}]})", "entries[0].address:"},
-      {R"({"entries": [{"name": "a", "type": "tcp", "address": "1.2.3.4:1", "backlog": 0}]})", "entries[0].backlog:"},
+      {R"({"entries": [{"name": "a", "type": "tcp", "address": "localhost:80"}]})",
+       "entries[0].address: bad IPv4"},
+      {R"({"entries": [{"name": "a", "type": "tcp", "address": "[::1:80"}]})",
+       "entries[0].address:"},
+      {R"({"entries": [{"name": "a", "type": "tcp", "address": "1.2.3.4:70000"}]})",
+       "entries[0].address: bad port"},
+      {R"({"entries": [{"name": "a", "type": "tcp", "address": "1.2.3.4"}]})",
+       "entries[0].address:"},
+      {R"({"entries": [{"name": "a", "type": "tcp", "address": "1.2.3.4:1", "backlog": 0}]})",
+       "entries[0].backlog:"},
       {R"({"entries": [{"name": "a", "type": "udp", "address": "1.2.3.4:1", "backlog": 5}]})",
        "entries[0].backlog: unknown key"},
-      {R"({"entries": [{"name": "a", "type": "tcp", "address": "1.2.3.4:1", "v6only": "yes"}]})", "entries[0].v6only:"},
+      {R"({"entries": [{"name": "a", "type": "tcp", "address": "1.2.3.4:1", "v6only": "yes"}]})",
+       "entries[0].v6only:"},
       {R"({"entries": [{"name": "a", "type": "unix", "path": "/x", "socket_type": "dgram"}]})",
        "entries[0].socket_type:"},
       {R"({"entries": [{"name": "a", "type": "unix", "path": "/x", "owner": "no-such-user-xyz"}]})",
        "entries[0].owner: unknown user"},
-      {R"({"entries": [{"name": "a", "type": "file", "path": "/x", "meta": []}]})", "entries[0].meta: must be an object"},
+      {R"({"entries": [{"name": "a", "type": "file", "path": "/x", "meta": []}]})",
+       "entries[0].meta: must be an object"},
       {R"({"entries": [{"name": "a", "type": "file", "path": "/x", "access": [{"prefix": "", "users": ["root"], "allow": ["get"]}]}]})",
        "entries[0].access[0].prefix: unknown key"},
       {R"({"entries": [{"name": "a", "type": "file", "path": "/x"}, {"name": "a", "type": "file", "path": "/y"}]})",
@@ -158,7 +178,8 @@ TEST(Config, EveryErrorNamesItsKey) {
   };
   for (const auto& c : cases) {
     std::string error = only_error(c.text);
-    EXPECT_TRUE(starts_with(error, c.key)) << c.text << "\n  gave: " << error << "\n  want: " << c.key;
+    EXPECT_TRUE(starts_with(error, c.key))
+        << c.text << "\n  gave: " << error << "\n  want: " << c.key;
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -10,8 +11,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <gtest/gtest.h>
-
 #include <fdbroker/unix_socket.hpp>
 
 #include "test_util.hpp"
@@ -75,7 +74,9 @@ TEST(FdDescription, SocketsHaveFamilyTypeListeningAndAddress) {
   sockaddr_un un{};
   un.sun_family = AF_UNIX;
   std::memcpy(un.sun_path, "\0fdbroker-test", 14);
-  ASSERT_EQ(::bind(abstract.get(), reinterpret_cast<sockaddr*>(&un), offsetof(sockaddr_un, sun_path) + 14), 0);
+  ASSERT_EQ(::bind(abstract.get(), reinterpret_cast<sockaddr*>(&un),
+                   offsetof(sockaddr_un, sun_path) + 14),
+            0);
   EXPECT_EQ(describe_fd(abstract.get())["local"], "@fdbroker-test");
   auto [a, b] = fdbroker::socketpair();
   EXPECT_EQ(describe_fd(a.get())["local"], "");

@@ -76,7 +76,8 @@ TEST(FdStore, SharedFdSetOutlivesTheEntry) {
   FdStore store;
   auto p = pipe_pair();
   store.insert(make_entry("a", 1, one(std::move(p.write))));
-  std::shared_ptr<const FdSet> queued = store.find("a", Clock::now())->fds;  // as a queued reply holds it
+  std::shared_ptr<const FdSet> queued =
+      store.find("a", Clock::now())->fds;  // as a queued reply holds it
   store.extract("a");
   EXPECT_TRUE(fdbroker::test::write_end_open(p.read.get()));
   EXPECT_EQ(FdSet::live(), 1u);
@@ -90,7 +91,8 @@ TEST(FdStore, ExpiredEntriesAreInvisibleAndExpireRemovesThem) {
   auto now = Clock::now();
   auto p = pipe_pair();
   store.insert(make_entry("soon", 1, one(std::move(p.write)), now + std::chrono::milliseconds(10)));
-  store.insert(make_entry("later", 1, one(unique_fd(::dup(p.read.get()))), now + std::chrono::hours(1)));
+  store.insert(
+      make_entry("later", 1, one(unique_fd(::dup(p.read.get()))), now + std::chrono::hours(1)));
   store.insert(make_entry("never", 1, one(unique_fd(::dup(p.read.get())))));
   ASSERT_TRUE(store.next_expiry().has_value());
   EXPECT_EQ(*store.next_expiry(), now + std::chrono::milliseconds(10));
@@ -122,8 +124,10 @@ TEST(FdStore, RenderPrecomputesReplyAndListFragments) {
   e.meta = R"({"k":"v"})";
   e.fds_json = R"([{"kind":"pipe"}])";
   e.render();
-  EXPECT_EQ(e.reply_body,
-            R"("ok":true,"name":"n/a","generation":42,"meta":{"k":"v"},"owner":{"uid":7},"fds":[{"kind":"pipe"}]})");
-  EXPECT_EQ(e.list_head + "}",
-            R"({"name":"n/a","generation":42,"meta":{"k":"v"},"owner":{"uid":7},"fds":[{"kind":"pipe"}],"static":false})");
+  EXPECT_EQ(
+      e.reply_body,
+      R"("ok":true,"name":"n/a","generation":42,"meta":{"k":"v"},"owner":{"uid":7},"fds":[{"kind":"pipe"}]})");
+  EXPECT_EQ(
+      e.list_head + "}",
+      R"({"name":"n/a","generation":42,"meta":{"k":"v"},"owner":{"uid":7},"fds":[{"kind":"pipe"}],"static":false})");
 }

@@ -60,8 +60,9 @@ TEST(Policy, PrefixRulesMatchUsersAndGroups) {
   users.users = {1000};
   Principals groups;
   groups.groups = {50};
-  Policy policy({rule("web/", true, users, perm_get | perm_put), rule("db", false, groups, perm_get)},
-                perm_get, 0);
+  Policy policy(
+      {rule("web/", true, users, perm_get | perm_put), rule("db", false, groups, perm_get)},
+      perm_get, 0);
   EXPECT_TRUE(policy.check(peer(1000), perm_get, "web/http", nullptr).allowed);
   EXPECT_TRUE(policy.check(peer(1000), perm_put, "web/", nullptr).allowed);
   EXPECT_FALSE(policy.check(peer(1000), perm_take, "web/http", nullptr).allowed);
@@ -78,8 +79,9 @@ TEST(Policy, PrefixRulesMatchUsersAndGroups) {
 TEST(Policy, DenyBeatsAllowAndOwnership) {
   Principals anyone;
   anyone.any = true;
-  Policy policy({rule("", true, anyone, perm_get), rule("locked", false, anyone, 0, perm_get | perm_delete)},
-                perm_get | perm_take | perm_delete, 0);
+  Policy policy(
+      {rule("", true, anyone, perm_get), rule("locked", false, anyone, 0, perm_get | perm_delete)},
+      perm_get | perm_take | perm_delete, 0);
   uid_t owner = 1000;
   EXPECT_TRUE(policy.check(peer(5), perm_get, "open", nullptr).allowed);
   EXPECT_FALSE(policy.check(peer(5), perm_get, "locked", nullptr).allowed);

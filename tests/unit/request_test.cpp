@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "request.hpp"
 
-#include <cerrno>
 #include <gtest/gtest.h>
+
+#include <cerrno>
 
 using namespace fdbroker::daemon;
 
@@ -34,9 +35,10 @@ TEST(Request, SimpleGetTakesTheFastPath) {
 
 TEST(Request, BothPathsAgree) {
   // The same requests, once plain and once with an escape that forces the DOM path.
-  const char* plain[] = {R"({"op":"put","name":"a","ttl_ms":5,"replace":true,"expect_generation":0,"id":"x"})",
-                         R"( { "op" : "list" , "prefix" : "a/" , "limit" : 3 , "cursor" : "a/b" } )",
-                         R"({"op":"take","name":"n","id":null,"unknown":[1,{"x":2}]})"};
+  const char* plain[] = {
+      R"({"op":"put","name":"a","ttl_ms":5,"replace":true,"expect_generation":0,"id":"x"})",
+      R"( { "op" : "list" , "prefix" : "a/" , "limit" : 3 , "cursor" : "a/b" } )",
+      R"({"op":"take","name":"n","id":null,"unknown":[1,{"x":2}]})"};
   for (const char* text : plain) {
     auto fast = parse(text);
     std::string escaped = text;
