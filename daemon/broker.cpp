@@ -513,6 +513,7 @@ void Broker::dispatch(Connection& c, Request& req) {
     case Op::del: do_delete(c, req); break;
     case Op::list: do_list(c, req); break;
     case Op::stats: do_stats(c, req); break;
+    case Op::upgrade: do_upgrade(c, req); break;
   }
 }
 

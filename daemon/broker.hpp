@@ -74,6 +74,27 @@ class Broker {
   void adopt(Restored&& restored);
   [[nodiscard]] std::string state_json() const;
 
+  // Upgrade without systemd (broker_handover.cpp, upgrade.hpp). The `upgrade` op
+  // calls `handler` with the requester's fd, its request id and the binary asked
+  // for ("" = the running one); the handler answers through reply_to().
+  using UpgradeHandler = std::function<void(int conn_fd, const std::string& id, const std::string& binary)>;
+  void set_upgrade_handler(UpgradeHandler handler) { upgrade_handler_ = std::move(handler); }
+  // Stops accepting (the listening socket stays open and its backlog waits),
+  // shuts the receiving side of every connection but `keep_fd` (a client's next
+  // send fails with EPIPE: nothing it sent is ever lost unanswered), answers
+  // what they had sent and closes them; calls `quiet` once none but `keep_fd`
+  // is left (or limits.shutdown_timeout_ms passed and the rest were dropped).
+  void begin_handover(int keep_fd, std::function<void()> quiet);
+  // The handover failed: accept again.
+  void end_handover();
+  // What a successor needs, borrowed, with fdnames: "listen", "e<serial>.<i>".
+  [[nodiscard]] std::vector<std::pair<std::string, int>> handover_fds() const;
+  // The socket file is the successor's now: never remove it at exit.
+  void release_socket_file() { unlink_path_.clear(); }
+  // Answers the connection on `conn_fd` if it is still open: `err` 0 sends
+  // {"ok":true,<fields>} (`text` = fields), else an error with `text` as message.
+  void reply_to(int conn_fd, const std::string& id, int err, const std::string& text);
+
   // "3 entries, 7 fds, 2 clients" for STATUS= lines.
   [[nodiscard]] std::string status() const;
 
@@ -97,6 +118,7 @@ class Broker {
   void do_delete(Connection& c, const Request& req);
   void do_list(Connection& c, const Request& req);
   void do_stats(Connection& c, const Request& req);
+  void do_upgrade(Connection& c, const Request& req);
 
   // Replies.
   void begin_reply(const std::string& id);
@@ -128,6 +150,13 @@ class Broker {
 
   EventLoop& loop_;
   FdStoreSync* sync_ = nullptr;
+  UpgradeHandler upgrade_handler_;
+  bool handing_over_ = false;
+  EventLoop::TimerId handover_timer_ = 0;
+  int handover_keep_fd_ = -1;
+  Clock::time_point handover_deadline_;
+  std::function<void()> handover_quiet_;
+  void handover_check();
   unique_fd listener_;
   // Two fds kept in reserve, released for the moment the broker must do something
   // when its table is full (EMFILE at accept): logging, and sanitizer runtimes,

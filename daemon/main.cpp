@@ -24,6 +24,7 @@
 #include "logging.hpp"
 #include "restore.hpp"
 #include "systemd.hpp"
+#include "upgrade.hpp"
 
 using namespace fdbroker::daemon;
 
@@ -43,7 +44,8 @@ void usage(std::FILE* out) {
       "  --log-level LEVEL  trace, debug, info, warning, error, critical, off\n"
       "                     (overrides the configuration)\n"
       "  --help, --version\n\n"
-      "Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT shut down cleanly.\n"
+      "Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT shut down cleanly;\n"
+      "SIGUSR2 upgrades: runs this binary anew and hands it every entry.\n"
       "Exit status: 0 after a clean shutdown or a valid --check-config, 1 on errors,\n"
       "2 on bad usage.\n",
       std::string(default_config_path).c_str());
@@ -55,6 +57,7 @@ struct Options {
   std::optional<std::string> socket;
   std::optional<std::string> log_level;
   bool check_only = false;
+  std::vector<std::string> argv;  // as given: an upgrade runs the new binary with them
 };
 
 // Loads the configuration as the options say, applying command-line overrides.
@@ -143,6 +146,10 @@ int run(const Options& opts) {
   };
   loop.on_signal(SIGTERM, stop);
   loop.on_signal(SIGINT, stop);
+  // Upgrade without systemd (upgrade.hpp): the `upgrade` op, or SIGUSR2.
+  Upgrader upgrader(loop, broker, opts.argv, own_binary(), fdstore.pushing());
+  upgrader.on_handed_over(stop);
+  loop.on_signal(SIGUSR2, [&] { upgrader.start(-1, "", ""); });
   loop.on_signal(SIGHUP, [&] {
     auto now = std::chrono::duration_cast<std::chrono::microseconds>(
                    std::chrono::steady_clock::now().time_since_epoch())
@@ -189,6 +196,7 @@ int run(const Options& opts) {
   }
 
   systemd::notify("READY=1\nSTATUS=" + last_status);
+  report_upgrade_ready();  // to the broker that started us, if one did
   spdlog::info("ready: {}", last_status);
   loop.run();
   fdstore.flush();  // the loop may have stopped with the last change unwritten
@@ -201,6 +209,7 @@ int run(const Options& opts) {
 int main(int argc, char** argv) {
   setup_logging();
   Options opts;
+  opts.argv.assign(argv, argv + argc);
   static const option long_options[] = {{"config", required_argument, nullptr, 'c'},
                                         {"socket", required_argument, nullptr, 's'},
                                         {"check-config", no_argument, nullptr, 'C'},

@@ -18,6 +18,7 @@ const char* op_name(Op op) noexcept {
     case Op::del: return "delete";
     case Op::list: return "list";
     case Op::stats: return "stats";
+    case Op::upgrade: return "upgrade";
   }
   return "?";
 }
@@ -39,7 +40,7 @@ struct Value {
 };
 
 enum Key : std::uint8_t { k_op, k_id, k_name, k_wait_ms, k_ttl_ms, k_replace, k_expect_generation,
-                          k_meta, k_prefix, k_limit, k_cursor, k_count, k_unknown = 255 };
+                          k_meta, k_prefix, k_limit, k_cursor, k_binary, k_count, k_unknown = 255 };
 
 Key key_of(std::string_view k) {
   switch (k.size()) {
@@ -58,6 +59,7 @@ Key key_of(std::string_view k) {
       if (k == "ttl_ms") return k_ttl_ms;
       if (k == "prefix") return k_prefix;
       if (k == "cursor") return k_cursor;
+      if (k == "binary") return k_binary;
       break;
     case 7:
       if (k == "wait_ms") return k_wait_ms;
@@ -277,6 +279,7 @@ int interpret(Fields& f, Request& req, std::string& ret_message) {
   else if (o == "list") req.op = Op::list;
   else if (o == "hello") req.op = Op::hello;
   else if (o == "stats") req.op = Op::stats;
+  else if (o == "upgrade") req.op = Op::upgrade;
   else return bad(ret_message, "unknown op '" + std::string(o) + "'");
   req.has_op = true;
 
@@ -286,6 +289,17 @@ int interpret(Fields& f, Request& req, std::string& ret_message) {
     case Op::hello:
     case Op::stats:
       break;
+    case Op::upgrade: {
+      const Value& binary = f[k_binary];
+      if (binary.kind != Value::absent) {
+        // An absolute path: the broker must not resolve it against its own cwd.
+        if (binary.kind != Value::string || binary.text.empty() || binary.text.front() != '/') {
+          return bad(ret_message, "field 'binary' must be an absolute path");
+        }
+        req.binary.assign(binary.text);
+      }
+      break;
+    }
     case Op::get:
     case Op::take:
       if ((err = want_name(f[k_name], "name", req.name, ret_message))) return err;
@@ -339,6 +353,7 @@ int parse_request(std::string_view text, Request& req, std::string& ret_message)
   req.prefix.clear();
   req.cursor.clear();
   req.meta = "{}";
+  req.binary.clear();
   req.wait_ms = req.ttl_ms = req.expect_generation = -1;
   req.limit = 100;
   req.replace = false;

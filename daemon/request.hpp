@@ -15,8 +15,8 @@
 
 namespace fdbroker::daemon {
 
-enum class Op : std::uint8_t { hello, get, take, put, del, list, stats };
-inline constexpr std::size_t op_count = 7;
+enum class Op : std::uint8_t { hello, get, take, put, del, list, stats, upgrade };
+inline constexpr std::size_t op_count = 8;
 
 // The wire name: "hello", "get", ..., "delete", ...
 const char* op_name(Op op) noexcept;
@@ -33,6 +33,7 @@ struct Request {
   std::string prefix;
   std::string cursor;        // empty: none
   std::string meta = "{}";   // compact JSON object
+  std::string binary;        // upgrade: the fdbrokerd to run (empty: the running one's)
   std::int64_t wait_ms = -1;  // -1: absent
   std::int64_t ttl_ms = -1;
   std::int64_t expect_generation = -1;

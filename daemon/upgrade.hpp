@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Upgrade without systemd: `fdbrokerctl upgrade` (the `upgrade` op) or SIGUSR2
+// makes the broker run a new fdbrokerd and hand it everything, through the same
+// LISTEN_FDS/LISTEN_FDNAMES path a start under systemd uses (restore.hpp):
+//
+//  1. The broker goes quiet (Broker::begin_handover): it stops accepting (new
+//     clients wait in the listening socket's backlog), lets no connection send
+//     more (SHUT_RD: their next send fails with EPIPE, at a request boundary),
+//     answers what was sent and closes them. The state is final from here on:
+//     nothing a client did is lost by the handover.
+//  2. fork + exec of the new binary with the same arguments: the listening
+//     socket ("listen"), every entry's fds ("e<serial>.<i>"), a sealed state
+//     memfd ("state.<seq>"), and a pipe ($FDBROKER_UPGRADE_READY_FD) on which
+//     the new broker says it is ready (once it would say READY=1).
+//  3. Ready: the old broker answers the requester, leaves the socket file to
+//     the new one and exits (lame duck, as on SIGTERM). Not ready (exec error,
+//     bad config, exit, upgrade_timeout): the child is killed and reaped, and
+//     the old broker accepts again with everything intact.
+//
+// Under systemd this is refused (EOPNOTSUPP): systemd tracks the main PID and
+// holds the fd store; `systemctl restart` already keeps every entry.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <fdbroker/unique_fd.hpp>
+
+#include "broker.hpp"
+#include "event_loop.hpp"
+
+namespace fdbroker::daemon {
+
+// How long a new broker may take to become ready.
+inline constexpr std::chrono::seconds upgrade_timeout{10};
+
+// The environment variable naming the readiness pipe's fd in a new broker.
+inline constexpr const char* upgrade_ready_env = "FDBROKER_UPGRADE_READY_FD";
+
+class Upgrader {
+ public:
+  // `argv`: the running broker's arguments, passed on unchanged. `default_binary`:
+  // what /proc/self/exe named at start (the path, so that a replaced file there
+  // is what runs). `under_systemd`: refuse (see above).
+  Upgrader(EventLoop& loop, Broker& broker, std::vector<std::string> argv, std::string default_binary,
+           bool under_systemd);
+  ~Upgrader();
+  Upgrader(const Upgrader&) = delete;
+  Upgrader& operator=(const Upgrader&) = delete;
+
+  // Called once a successor is ready: the broker should now shut down.
+  void on_handed_over(std::function<void()> fn) { handed_over_ = std::move(fn); }
+
+  // Starts an upgrade to `binary` (empty: default). `conn_fd` is the requester
+  // (-1: SIGUSR2), answered with {"ok":true,"pid":N} or an error: EBUSY (one is
+  // running), EOPNOTSUPP, the exec's errno, ECHILD (exited before ready),
+  // ETIMEDOUT.
+  void start(int conn_fd, const std::string& id, const std::string& binary);
+
+ private:
+  void launch();
+  void on_ready_pipe();
+  void fail(int err, const std::string& why);
+
+  EventLoop& loop_;
+  Broker& broker_;
+  std::vector<std::string> argv_;
+  std::string default_binary_;
+  bool under_systemd_;
+  std::function<void()> handed_over_;
+
+  bool running_ = false;
+  int conn_fd_ = -1;
+  std::string id_;
+  std::string binary_;
+  pid_t child_ = -1;
+  unique_fd ready_;
+  EventLoop::TimerId timer_ = 0;
+};
+
+// In a new broker: tells the old one it is ready, if one waits
+// ($FDBROKER_UPGRADE_READY_FD), and forgets the variable.
+void report_upgrade_ready();
+
+// /proc/self/exe's target, read now (empty if unreadable).
+std::string own_binary();
+
+}  // namespace fdbroker::daemon
