@@ -29,6 +29,9 @@ Commands:
                                 PORT 0 picks a free port (see get).
   delete NAME               remove an entry
   stats                     show the broker's counters
+  upgrade [--binary PATH]   make the broker run a new fdbrokerd (PATH, absolute;
+                            default: its own binary) and hand it every entry;
+                            prints the new broker's pid once it is ready
   exec (--get NAME | --take NAME)... [--wait MS] -- PROGRAM [ARGS...]
                             run PROGRAM with the entries' descriptors at 3, 4, ...
                             and LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES set (systemd
@@ -69,6 +72,8 @@ const std::set<std::string_view>& allowed_options(const std::string& command) {
                                               "--listen", "--meta", "--ttl",
                                               "--replace", "--expect-generation"};
   static const std::set<std::string_view> exec{"--get", "--take", "--wait"};
+  static const std::set<std::string_view> upgrade{"--binary"};
+  if (command == "upgrade") return upgrade;
   if (command == "list") return list;
   if (command == "get" || command == "take") return get;
   if (command == "put") return put;
@@ -84,10 +89,12 @@ bool takes_value(std::string_view option) {
 
 Options parse_options(const std::vector<std::string>& args) {
   static const std::set<std::string_view> commands{"hello", "list", "get",    "take",
-                                                   "put",   "delete", "stats", "exec"};
+                                                   "put",   "delete", "stats", "exec",
+                                                   "upgrade"};
   static const std::set<std::string_view> known{
       "--socket", "--json", "--help", "--version", "--limit", "--wait", "--fd", "--file",
-      "--mode", "--listen", "--meta", "--ttl", "--replace", "--expect-generation", "--get", "--take"};
+      "--mode", "--listen", "--meta", "--ttl", "--replace", "--expect-generation", "--get", "--take",
+      "--binary"};
   Options o;
   std::vector<std::string> positional;
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -172,6 +179,9 @@ Options parse_options(const std::vector<std::string>& args) {
         o.replace = true;
       } else if (arg == "--expect-generation") {
         o.expect_generation = parse_number<std::uint64_t>(arg, value, 0);
+      } else if (arg == "--binary") {
+        if (value.empty() || value.front() != '/') throw UsageError("--binary needs an absolute path");
+        o.binary = value;
       } else if (arg == "--get" || arg == "--take") {
         o.exec_entries.push_back({value, arg == "--take"});
       }

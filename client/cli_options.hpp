@@ -36,7 +36,7 @@ struct Options {
   bool json = false;
   bool help = false;
   bool version = false;
-  std::string command;  // hello, list, get, take, put, delete, stats, exec
+  std::string command;  // hello, list, get, take, put, delete, stats, exec, upgrade
 
   std::string name;    // get, take, put, delete
   std::string prefix;  // list
@@ -49,6 +49,8 @@ struct Options {
   std::optional<std::int64_t> ttl_ms;
   bool replace = false;
   std::optional<std::uint64_t> expect_generation;
+
+  std::string binary;  // upgrade: --binary PATH (empty: the broker's own)
 
   // exec
   std::vector<ExecEntry> exec_entries;

@@ -50,6 +50,13 @@ int run(const fdbrokerctl::Options& o) {
     print_deleted(std::cout, o.name, o.json);
   } else if (c == "stats") {
     print_stats(std::cout, client.stats(), o.json);
+  } else if (c == "upgrade") {
+    std::int64_t pid = client.upgrade(o.binary);
+    if (o.json) {
+      std::cout << "{\"pid\":" << pid << "}\n";
+    } else {
+      std::cout << "upgraded: the new broker is pid " << pid << '\n';
+    }
   } else if (c == "exec") {
     exec_with_entries(o, client);
   }

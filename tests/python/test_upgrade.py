@@ -237,9 +237,16 @@ def test_upgrades_under_get_load_lose_no_get_and_no_entry(tmp_path: Path):
         with GetLoad(sock_path, originals) as load:
             for i in range(10):
                 time.sleep(0.05)  # let the clients get going between upgrades
-                conn = Raw(sock_path)
-                reply, _ = conn.call({"op": "upgrade", "id": i})
-                conn.close()
+                if i == 2:
+                    # fdbrokerctl upgrade: the same operation from the command line.
+                    out = subprocess.run([binary("FDBROKERCTL"), "--socket", sock_path, "--json",
+                                          "upgrade"], capture_output=True, text=True, timeout=30)
+                    assert out.returncode == 0, out.stderr
+                    reply = {"ok": True, "id": i, **json.loads(out.stdout)}
+                else:
+                    conn = Raw(sock_path)
+                    reply, _ = conn.call({"op": "upgrade", "id": i})
+                    conn.close()
                 assert reply["ok"] is True and reply["id"] == i, reply
                 wait_gone(pid)
                 assert reply["pid"] != pid and pid_alive(reply["pid"])
@@ -253,6 +260,10 @@ def test_upgrades_under_get_load_lose_no_get_and_no_entry(tmp_path: Path):
                     reply, _ = conn.call({"op": "upgrade", "binary": str(tmp_path / "missing")})
                     assert (reply["ok"], reply["error"]) == (False, "ENOENT"), reply
                     conn.close()
+                    out = subprocess.run([binary("FDBROKERCTL"), "--socket", sock_path, "upgrade",
+                                          "--binary", "/bin/false"],
+                                         capture_output=True, text=True, timeout=30)
+                    assert out.returncode == 1 and "ECHILD" in out.stderr, (out.returncode, out.stderr)
                     assert pid_alive(pid)
                 if i == 7:
                     os.kill(pid, signal.SIGUSR2)  # the same, by signal

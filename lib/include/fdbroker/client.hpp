@@ -191,6 +191,14 @@ class FDBROKER_API Client {
 
   Stats stats();
 
+  // Asks the broker to upgrade itself (docs/protocol.md, `upgrade`): run `binary`
+  // (an absolute path; empty: the broker's own) and hand it every entry. Returns
+  // the new broker's pid once it is ready; the old one then exits. Only root and
+  // the broker's own user may. Throws BrokerError (EACCES, EBUSY, EOPNOTSUPP under
+  // systemd, ECHILD if it exited before ready, ETIMEDOUT, the exec's errno such
+  // as ENOENT) or std::system_error (transport).
+  std::int64_t upgrade(std::string_view binary = {});
+
  private:
   struct Reply;
   // Sends one request (JSON text) with `fds`, returns the reply; throws BrokerError
