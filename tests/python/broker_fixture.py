@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -65,15 +65,19 @@ def default_config(socket_path: str) -> dict[str, Any]:
     }
 
 
+# Makes a broker's config from its socket path.
+ConfigFactory = Callable[[str], dict[str, Any]]
+
+
 class Broker:
     """One fdbrokerd process."""
 
-    def __init__(self, workdir: str, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, workdir: str, config: ConfigFactory | None = None) -> None:
         self.workdir = workdir
         self.socket = os.path.join(workdir, "fdbroker.sock")
         self.config_path = os.path.join(workdir, "fdbroker.json")
         self.log_path = os.path.join(workdir, "fdbrokerd.log")
-        self.config = config if config is not None else default_config(self.socket)
+        self.config = (config or default_config)(self.socket)
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_via = ""
         self.baseline_fds = 0
@@ -219,8 +223,9 @@ def make_workdir() -> str:
     return workdir
 
 
-def running_broker(config: dict[str, Any] | None = None) -> Iterator[Broker]:
-    """Starts a broker, yields it, then checks its fds and stops it."""
+def running_broker(config: ConfigFactory | None = None) -> Iterator[Broker]:
+    """Starts a broker (its config made by `config` from the socket path, default
+    default_config), yields it, then checks its fds and stops it."""
     workdir = make_workdir()
     broker = Broker(workdir, config)
     try:

@@ -562,3 +562,46 @@ def test_quiet_signal_handlers_run_and_the_wait_goes_on(broker: Broker, client: 
         os.close(r)
         os.close(w)
     assert len(calls) >= 3
+
+
+@pytest.fixture
+def static_broker():
+    """A broker that opens two entries itself, from its configuration."""
+    from broker_fixture import default_config, running_broker
+
+    def config_for(socket_path: str) -> dict:
+        config = default_config(socket_path)
+        config["entries"] = [
+            {"name": "static/hostname", "type": "file", "path": "/etc/hostname",
+             "flags": ["rdonly"], "meta": {"from": "config"}},
+            {"name": "static/udp", "type": "udp", "address": "127.0.0.1:0"},
+        ]
+        return config
+
+    yield from running_broker(config_for)
+
+
+def test_static_entries_can_be_read_but_not_changed(static_broker: Broker) -> None:
+    with fdbroker.Client(static_broker.socket) as c:
+        with c.get("static/hostname") as entry:
+            assert entry.static
+            assert entry.meta == {"from": "config"}
+            assert entry.fd_info[0]["kind"] == "file"
+            assert entry.fd_info[0]["path"] == "/etc/hostname"
+            assert os.pread(entry.fds[0], 4096, 0) == open("/etc/hostname", "rb").read()
+        with c.get("static/udp") as entry:
+            assert entry.fd_info[0]["type"] == "dgram"
+        r, w = os.pipe()
+        try:
+            for attempt in (
+                lambda: c.put("static/hostname", [r], replace=True),
+                lambda: c.take("static/hostname"),
+                lambda: c.delete("static/hostname"),
+            ):
+                with pytest.raises(PermissionError) as info:
+                    attempt()
+                assert info.value.errno == errno.EPERM
+        finally:
+            os.close(r)
+            os.close(w)
+        assert {e.name: e.static for e in c.list("static/")} == {"static/hostname": True, "static/udp": True}
