@@ -605,3 +605,36 @@ def test_static_entries_can_be_read_but_not_changed(static_broker: Broker) -> No
             os.close(r)
             os.close(w)
         assert {e.name: e.static for e in c.list("static/")} == {"static/hostname": True, "static/udp": True}
+
+
+@pytest.fixture
+def small_quota_broker():
+    """A broker allowing each uid 3 entries and 4 fds."""
+    from broker_fixture import default_config, running_broker
+
+    def config_for(socket_path: str) -> dict:
+        config = default_config(socket_path)
+        config["limits"].update({"max_entries_per_uid": 3, "max_fds_per_uid": 4})
+        return config
+
+    yield from running_broker(config_for)
+
+
+def test_quotas_are_edquot(small_quota_broker: Broker) -> None:
+    r, w = os.pipe()
+    try:
+        with fdbroker.Client(small_quota_broker.socket) as c:
+            c.put("q/1", [r])
+            c.put("q/2", [r, w])
+            with pytest.raises(OSError) as info:
+                c.put("q/3", [r, w])  # 5 fds
+            assert info.value.errno == errno.EDQUOT
+            c.put("q/3", [r])
+            with pytest.raises(OSError) as info:
+                c.put("q/4", [r])  # a 4th entry
+            assert info.value.errno == errno.EDQUOT
+            c.delete("q/1")
+            c.put("q/4", [r])
+    finally:
+        os.close(r)
+        os.close(w)
