@@ -96,6 +96,12 @@ def notifications(machine, pid: int) -> list[str]:
     return found
 
 
+def lifecycle(messages: list[str]) -> list[str]:
+    """The start/reload/stop notifications, without watchdog pings and the fd
+    store's FDSTORE=/FDSTOREREMOVE= traffic (test_fdstore.py covers that)."""
+    return [m for m in messages if m != "WATCHDOG=1" and not m.startswith("FDSTORE")]
+
+
 def debug_logging(machine) -> None:
     # systemd logs every notification message it gets at debug level.
     machine.systemctl("log-level", "debug")
@@ -153,7 +159,7 @@ def test_start_returns_once_ready_with_entry_and_fd_counts_in_status(broker_mach
     assert state == {"ActiveState": "active", "SubState": "running", "Type": "notify",
                      "NotifyAccess": "main"}
     # The first message other than a watchdog ping (the shipped unit has WatchdogSec=).
-    messages = [m for m in notifications(machine, main_pid(machine)) if m != "WATCHDOG=1"]
+    messages = lifecycle(notifications(machine, main_pid(machine)))
     assert messages and messages[0].startswith("READY=1"), messages
 
 
@@ -197,7 +203,7 @@ def test_reload_reports_reloading_then_ready_and_keeps_static_sockets(broker_mac
     machine.wait_for(lambda: any(ready_again.fullmatch(m) for m in notifications(machine, pid))
                      and service_state(machine, "ActiveState")["ActiveState"] == "active",
                      "READY=1 after the reload")
-    messages = [m for m in notifications(machine, pid) if m != "WATCHDOG=1"]
+    messages = lifecycle(notifications(machine, pid))
     assert [m.split(",")[0] for m in messages] == ["RELOADING=1", "READY=1"], messages
     assert main_pid(machine) == pid
     reply, fds = get_entry(machine, "test/added")
