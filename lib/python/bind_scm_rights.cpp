@@ -118,30 +118,78 @@ The supplementary group ids of the peer of the connected AF_UNIX socket sock
 Raises OSError: EBADF, ENOTSOCK, ENOPROTOOPT (kernel older than 4.13).
 )";
 
+// sendfds and recvfds are plain METH_FASTCALL functions, not pybind11 ones: they are
+// called in tight loops, and pybind11's dispatcher (overload resolution, keyword
+// matching, its casters) costs about as much as the rest of the call. The
+// signatures, defaults and errors are the documented ones above.
+
+PyObject* sendfds_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs,
+                           PyObject* kwnames) {
+  return guarded([&]() -> PyObject* {
+    static const char* const names[] = {"sock", "msg", "fds", "dontwait"};
+    PyObject* arg[4];
+    if (!parse_fastcall_args("sendfds", args, nargs, kwnames, names, 4, 3, 2, arg)) {
+      return nullptr;
+    }
+    const int dontwait = arg[3] == nullptr ? 0 : PyObject_IsTrue(arg[3]);
+    if (dontwait < 0) return nullptr;
+    // fds=() by default; None is taken as no fds as well.
+    const std::size_t sent =
+        send_message(arg[0], arg[1], arg[2] != nullptr ? arg[2] : Py_None, dontwait != 0);
+    return PyLong_FromSize_t(sent);
+  });
+}
+
+// An int argument as Py_ssize_t; -1 with an error set if it is not an int.
+Py_ssize_t size_arg(PyObject* arg) { return PyNumber_AsSsize_t(arg, PyExc_OverflowError); }
+
+PyObject* recvfds_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs,
+                           PyObject* kwnames) {
+  return guarded([&]() -> PyObject* {
+    static const char* const names[] = {"sock", "bufsize", "numfds", "accept_truncated",
+                                        "dontwait"};
+    PyObject* arg[5];
+    if (!parse_fastcall_args("recvfds", args, nargs, kwnames, names, 5, 3, 2, arg)) {
+      return nullptr;
+    }
+    const Py_ssize_t bufsize = size_arg(arg[1]);
+    if (bufsize == -1 && PyErr_Occurred() != nullptr) return nullptr;
+    Py_ssize_t numfds = static_cast<Py_ssize_t>(max_fds_per_message);
+    if (arg[2] != nullptr) {
+      numfds = size_arg(arg[2]);
+      if (numfds == -1 && PyErr_Occurred() != nullptr) return nullptr;
+    }
+    const int accept_truncated = arg[3] == nullptr ? 0 : PyObject_IsTrue(arg[3]);
+    if (accept_truncated < 0) return nullptr;
+    const int dontwait = arg[4] == nullptr ? 0 : PyObject_IsTrue(arg[4]);
+    if (dontwait < 0) return nullptr;
+    return receive_message(arg[0], bufsize, numfds, accept_truncated != 0, dontwait != 0,
+                           fd_sequence::list)
+        .release()
+        .ptr();
+  });
+}
+
+// The module's functions keep pointers to these for their lifetime.
+PyMethodDef fastcall_defs[] = {
+    {"sendfds", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(sendfds_fastcall)),
+     METH_FASTCALL | METH_KEYWORDS, sendfds_doc},
+    {"recvfds", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(recvfds_fastcall)),
+     METH_FASTCALL | METH_KEYWORDS, recvfds_doc},
+};
+
 }  // namespace
 
 void bind_scm_rights(py::module_& m) {
   add_recv_result_type(m);
   m.attr("MAX_FDS") = py::int_(max_fds_per_message);
 
-  m.def(
-      "sendfds",
-      [](py::handle sock, py::handle msg, py::handle fds, bool dontwait) {
-        return send_message(sock, msg, fds, dontwait);
-      },
-      py::arg("sock"), py::arg("msg"), py::arg("fds") = py::tuple(), py::kw_only(),
-      py::arg("dontwait") = false, sendfds_doc);
-
-  m.def(
-      "recvfds",
-      [](py::handle sock, Py_ssize_t bufsize, Py_ssize_t numfds, bool accept_truncated,
-         bool dontwait) {
-        return receive_message(sock, bufsize, numfds, accept_truncated, dontwait,
-                               fd_sequence::list);
-      },
-      py::arg("sock"), py::arg("bufsize"),
-      py::arg("numfds") = static_cast<Py_ssize_t>(max_fds_per_message), py::kw_only(),
-      py::arg("accept_truncated") = false, py::arg("dontwait") = false, recvfds_doc);
+  py::object module_name = m.attr("__name__");
+  for (PyMethodDef& def : fastcall_defs) {
+    PyObject* function = PyCFunction_NewEx(&def, nullptr, module_name.ptr());
+    if (function == nullptr) throw py::error_already_set();
+    m.add_object(def.ml_name, py::reinterpret_steal<py::object>(function));
+  }
 
   m.def(
       "socketpair",

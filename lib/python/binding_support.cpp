@@ -3,6 +3,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <exception>
@@ -22,8 +23,8 @@ int errno_of(const std::error_code& code) noexcept {
   return condition.category() == std::generic_category() ? condition.value() : 0;
 }
 
-// Sets the Python error for `error`: OSError(errno, what) through the OSError
-// constructor itself, which is what selects the subclass (BlockingIOError, ...).
+}  // namespace
+
 void set_os_error(const std::system_error& error) {
   const int err = errno_of(error.code());
   const char* what = error.what();
@@ -41,8 +42,6 @@ void set_os_error(const std::system_error& error) {
   Py_DECREF(exception);
 }
 
-}  // namespace
-
 void register_error_translator() {
   // Local to this module: other pybind11 extensions in the process keep their own
   // idea of what a std::system_error becomes.
@@ -55,6 +54,47 @@ void register_error_translator() {
   });
 }
 
+bool parse_fastcall_args(const char* fname, PyObject* const* args, Py_ssize_t nargs,
+                         PyObject* kwnames, const char* const* names, Py_ssize_t n,
+                         Py_ssize_t npos, Py_ssize_t nrequired, PyObject** ret_args) {
+  if (nargs > npos) {
+    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional arguments (%zd given)",
+                 fname, npos, nargs);
+    return false;
+  }
+  PyObject* got[16] = {};  // ret_args is written only on success
+  if (n > 16) {
+    PyErr_SetString(PyExc_SystemError, "parse_fastcall_args: too many parameters");
+    return false;
+  }
+  for (Py_ssize_t i = 0; i < nargs; ++i) got[i] = args[i];
+  const Py_ssize_t nkw = kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames);
+  for (Py_ssize_t k = 0; k < nkw; ++k) {
+    PyObject* key = PyTuple_GET_ITEM(kwnames, k);
+    Py_ssize_t i = 0;
+    while (i < n && PyUnicode_CompareWithASCIIString(key, names[i]) != 0) ++i;
+    if (i == n) {
+      PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname, key);
+      return false;
+    }
+    if (got[i] != nullptr) {
+      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
+                   names[i]);
+      return false;
+    }
+    got[i] = args[nargs + k];
+  }
+  for (Py_ssize_t i = 0; i < nrequired; ++i) {
+    if (got[i] == nullptr) {
+      PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s' (pos %zd)", fname,
+                   names[i], i + 1);
+      return false;
+    }
+  }
+  std::copy(got, got + n, ret_args);
+  return true;
+}
+
 void throw_os_error(int err, const char* what) {
   throw std::system_error(err, std::system_category(), what);
 }
@@ -63,13 +103,21 @@ int fd_of(py::handle obj) {
   py::object from_fileno;
   PyObject* number = obj.ptr();
   if (!PyLong_Check(number)) {
-    py::object fileno = py::getattr(obj, "fileno", py::none());
-    if (fileno.is_none()) {
-      throw py::type_error(std::string("expected a file descriptor (an int or an object with a "
-                                       "fileno() method), not ") +
-                           Py_TYPE(number)->tp_name);
+    // Interned once; a vectorcall method call creates no bound method object.
+    static PyObject* const fileno_name = PyUnicode_InternFromString("fileno");
+    PyObject* self = obj.ptr();
+    // nargsf 1, no PY_VECTORCALL_ARGUMENTS_OFFSET: there is no writable args[-1].
+    PyObject* got = PyObject_VectorcallMethod(fileno_name, &self, 1, nullptr);
+    if (got == nullptr) {
+      if (PyErr_ExceptionMatches(PyExc_AttributeError) && !PyObject_HasAttr(self, fileno_name)) {
+        PyErr_Clear();
+        throw py::type_error(std::string("expected a file descriptor (an int or an object with a "
+                                         "fileno() method), not ") +
+                             Py_TYPE(number)->tp_name);
+      }
+      throw py::error_already_set();
     }
-    from_fileno = fileno();
+    from_fileno = py::reinterpret_steal<py::object>(got);
     number = from_fileno.ptr();
     if (!PyLong_Check(number)) {
       throw py::type_error(std::string("fileno() returned ") + Py_TYPE(number)->tp_name +

@@ -11,6 +11,8 @@
 
 #include <cerrno>
 #include <chrono>
+#include <exception>
+#include <new>
 #include <optional>
 #include <system_error>
 #include <utility>
@@ -24,6 +26,40 @@ namespace py = pybind11;
 // picks the subclass from the errno: EAGAIN -> BlockingIOError, ENOENT ->
 // FileNotFoundError, EPERM -> PermissionError, EPIPE -> BrokenPipeError, ...
 void register_error_translator();
+
+// Sets the Python error for `error`: OSError(errno, what) through the OSError
+// constructor itself, which is what selects the subclass (BlockingIOError, ...).
+void set_os_error(const std::system_error& error);
+
+// Runs `body` (returning a new reference, or nullptr with a Python error set) as the
+// body of a plain CPython function: any C++ exception escaping it becomes the Python
+// exception pybind11 would have raised, and nullptr is returned.
+template <class Body>
+PyObject* guarded(Body&& body) noexcept {
+  try {
+    return body();
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const py::builtin_exception& e) {
+    e.set_error();
+  } catch (const std::system_error& e) {
+    set_os_error(e);
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+// Argument parsing for a METH_FASTCALL | METH_KEYWORDS function `fname` whose
+// parameters are names[0..n), the first `npos` positional-or-keyword and the rest
+// keyword-only; the first `nrequired` are required. Fills ret_args[0..n) with
+// borrowed references, nullptr for those not given. Returns false with TypeError set
+// (too many positional, unknown or repeated keyword, missing required argument).
+bool parse_fastcall_args(const char* fname, PyObject* const* args, Py_ssize_t nargs,
+                         PyObject* kwnames, const char* const* names, Py_ssize_t n,
+                         Py_ssize_t npos, Py_ssize_t nrequired, PyObject** ret_args);
 
 // Throws std::system_error for `err`, which the translator above turns into OSError.
 [[noreturn]] void throw_os_error(int err, const char* what);
