@@ -160,9 +160,10 @@ std::vector<EntryInfo> Client::list(std::string_view prefix, unsigned page_size)
   std::optional<std::string> cursor;
   do {
     ListPage page = list_page(prefix, page_size, cursor);
-    // A cursor that does not move would loop forever: treat it as a broker bug.
-    if (page.cursor && page.entries.empty()) {
-      throw_errno(EPROTO, "fdbroker list returned a cursor but no entries");
+    // A page may be empty (the broker skipped entries this client may not see), but
+    // a cursor that does not move would loop forever: that is a broker bug.
+    if (page.cursor && page.cursor == cursor) {
+      throw_errno(EPROTO, "fdbroker list returned the same cursor again");
     }
     for (auto& e : page.entries) all.push_back(std::move(e));
     cursor = std::move(page.cursor);
