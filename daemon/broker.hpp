@@ -84,7 +84,8 @@ class Broker {
   // send fails with EPIPE: nothing it sent is ever lost unanswered), answers
   // what they had sent and closes them; calls `quiet` once none but `keep_fd`
   // is left (or limits.shutdown_timeout_ms passed and the rest were dropped).
-  void begin_handover(int keep_fd, std::function<void()> quiet);
+  // False (and nothing done) if the broker is shutting down.
+  bool begin_handover(int keep_fd, std::function<void()> quiet);
   // The handover failed: accept again.
   void end_handover();
   // What a successor needs, borrowed, with fdnames: "listen", "e<serial>.<i>".

@@ -26,6 +26,10 @@ void Broker::do_upgrade(Connection& c, const Request& req) {
     send_error(c, req, EACCES, "upgrade is for root and the broker's own user");
     return;
   }
+  if (shutting_down_ || !listener_.valid()) {
+    send_error(c, req, ESHUTDOWN, "the broker is shutting down");
+    return;
+  }
   if (!upgrade_handler_) {
     send_error(c, req, EOPNOTSUPP, "this broker cannot upgrade itself");
     return;
@@ -58,7 +62,8 @@ void Broker::reply_to(int conn_fd, const std::string& id, int err, const std::st
   reap();
 }
 
-void Broker::begin_handover(int keep_fd, std::function<void()> quiet) {
+bool Broker::begin_handover(int keep_fd, std::function<void()> quiet) {
+  if (shutting_down_ || !listener_.valid()) return false;
   handing_over_ = true;
   if (listener_timer_ != 0) loop_.cancel(listener_timer_);
   listener_timer_ = 0;
@@ -88,6 +93,7 @@ void Broker::begin_handover(int keep_fd, std::function<void()> quiet) {
   handover_deadline_ = Clock::now() + std::chrono::milliseconds(config_.limits.shutdown_timeout_ms);
   handover_quiet_ = std::move(quiet);
   handover_timer_ = loop_.add_timer(Clock::now(), [this] { handover_check(); });
+  return true;
 }
 
 void Broker::handover_check() {

@@ -109,7 +109,10 @@ void Upgrader::start(int conn_fd, const std::string& id, const std::string& bina
   id_ = id;
   binary_ = target;
   spdlog::info("upgrade to '{}': going quiet", binary_);
-  broker_.begin_handover(conn_fd, [this] { launch(); });
+  if (!broker_.begin_handover(conn_fd, [this] { launch(); })) {
+    running_ = false;
+    if (conn_fd >= 0) broker_.reply_to(conn_fd, id, ESHUTDOWN, "the broker is shutting down");
+  }
 }
 
 void Upgrader::launch() {

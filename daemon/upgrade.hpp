@@ -57,7 +57,7 @@ class Upgrader {
 
   // Starts an upgrade to `binary` (empty: default). `conn_fd` is the requester
   // (-1: SIGUSR2), answered with {"ok":true,"pid":N} or an error: EBUSY (one is
-  // running), EOPNOTSUPP, the exec's errno, ECHILD (exited before ready),
+  // running), ESHUTDOWN, EOPNOTSUPP, the exec's errno, ECHILD (exited before ready),
   // ETIMEDOUT.
   void start(int conn_fd, const std::string& id, const std::string& binary);
 
