@@ -7,6 +7,7 @@
 
 #include <poll.h>
 
+#include <cerrno>
 #include <system_error>
 #include <vector>
 
@@ -69,6 +70,9 @@ std::vector<int> fds_of(py::handle items) {
   return fds;
 }
 
+// Payloads up to this size are received into a stack buffer (see receive_message).
+constexpr Py_ssize_t stack_buffer_size = 4096;
+
 py::object steal_or_throw(PyObject* obj) {
   if (obj == nullptr) throw py::error_already_set();
   return py::reinterpret_steal<py::object>(obj);
@@ -90,10 +94,41 @@ std::size_t send_message(py::handle sock, py::handle payload, py::handle fds, bo
   const std::vector<int> to_send = fds_of(fds);
   const io_flags flags =
       io_flags::no_retry_eintr | (dontwait ? io_flags::dontwait : io_flags::none);
-  auto sent = call_blocking(sock, fd, POLLOUT, dontwait, [&] {
-    return try_sendfds(fd, bytes.data(), bytes.size(), to_send.data(), to_send.size(), flags);
-  });
-  if (!sent) throw std::system_error(sent.error(), "sendfds");
+  const auto send_blocking = [&] {
+    return call_blocking(sock, fd, POLLOUT, dontwait, [&] {
+      return try_sendfds(fd, bytes.data(), bytes.size(), to_send.data(), to_send.size(), flags);
+    });
+  };
+
+  // The GIL is released around every call that can block. MSG_DONTWAIT cannot, so
+  // the first attempt keeps the GIL: when the socket has room, which is nearly always,
+  // the message leaves without the cost of releasing and taking the GIL again.
+  auto sent = try_sendfds(fd, bytes.data(), bytes.size(), to_send.data(), to_send.size(),
+                          flags | io_flags::dontwait);
+  if (!sent) {
+    const int err = sent.error().value();
+    // Nothing was sent: do what the caller asked for (wait, time out, run signal
+    // handlers) from the start.
+    if (err == EINTR || (!dontwait && (err == EAGAIN || err == EWOULDBLOCK))) {
+      sent = send_blocking();
+    }
+    if (!sent) throw std::system_error(sent.error(), "sendfds");
+    return *sent;
+  }
+  if (*sent < bytes.size() && !dontwait) {
+    // Only a stream socket sends part of a message, and MSG_DONTWAIT made it stop
+    // where a blocking send would have gone on. Go on as the kernel would: send the
+    // rest (the descriptors went with the first byte), blocking, without the GIL, and
+    // report what was sent in all, the part alone if the rest fails (a blocking
+    // sendmsg interrupted or failing midway reports its partial count the same way).
+    const auto* rest = static_cast<const char*>(bytes.data()) + *sent;
+    const std::size_t rest_size = bytes.size() - *sent;
+    result<std::size_t> more = [&] {
+      py::gil_scoped_release nogil;
+      return try_sendfds(fd, rest, rest_size, nullptr, 0, io_flags::no_retry_eintr);
+    }();
+    if (more) return *sent + *more;
+  }
   return *sent;
 }
 
@@ -106,20 +141,44 @@ py::object receive_message(py::handle sock, Py_ssize_t bufsize, Py_ssize_t numfd
   if (dontwait) flags = flags | io_flags::dontwait;
   if (accept_truncated) flags = flags | io_flags::accept_truncated_fds;
 
-  // The kernel writes straight into a new bytes object: nobody else can see it yet,
-  // so filling it without the GIL is safe.
-  py::object payload = steal_or_throw(PyBytes_FromStringAndSize(nullptr, bufsize));
-  char* buffer = PyBytes_AS_STRING(payload.ptr());
+  // A small payload is received on the stack and copied into a bytes object of the
+  // size that arrived, which costs less than allocating bufsize and shrinking it.
+  // A larger one goes straight into a new bytes object: nobody else can see it yet,
+  // so the kernel may fill it while the GIL is released.
+  char stack_buffer[stack_buffer_size];
+  py::object payload;
+  char* buffer = stack_buffer;
+  if (bufsize > stack_buffer_size) {
+    payload = steal_or_throw(PyBytes_FromStringAndSize(nullptr, bufsize));
+    buffer = PyBytes_AS_STRING(payload.ptr());
+  }
   std::vector<unique_fd> fds;
-  auto info = call_blocking(sock, fd, POLLIN, dontwait, [&] {
+  const auto receive = [&](io_flags with) {
     return try_recvfds_into(fd, buffer, static_cast<std::size_t>(bufsize), fds,
-                            static_cast<std::size_t>(numfds), flags);
-  });
-  if (!info) throw std::system_error(info.error(), "recvfds");
+                            static_cast<std::size_t>(numfds), with);
+  };
+
+  // The GIL is released around every call that can block. MSG_DONTWAIT cannot, so
+  // the first attempt keeps the GIL: when a message is already waiting, it is
+  // received without the cost of releasing and taking the GIL again, and the result
+  // is the same as a blocking call's (both return what is there). Only when nothing
+  // is there does the call release the GIL and wait as the caller asked. (One
+  // difference, which nothing here relies on: SO_RCVLOWAT on a SOCK_STREAM socket is
+  // not waited for when some bytes are already there, as with a non-blocking socket.)
+  auto info = receive(flags | io_flags::dontwait);
+  if (!info) {
+    const int err = info.error().value();
+    if (err == EINTR || (!dontwait && (err == EAGAIN || err == EWOULDBLOCK))) {
+      info = call_blocking(sock, fd, POLLIN, dontwait, [&] { return receive(flags); });
+    }
+    if (!info) throw std::system_error(info.error(), "recvfds");
+  }
 
   // From here `fds` owns what arrived: any exception below closes all of it.
   const auto size = static_cast<Py_ssize_t>(info->size);
-  if (size != bufsize) {
+  if (!payload) {
+    payload = steal_or_throw(PyBytes_FromStringAndSize(stack_buffer, size));
+  } else if (size != bufsize) {
     PyObject* resized = payload.release().ptr();
     if (_PyBytes_Resize(&resized, size) != 0) throw py::error_already_set();
     payload = py::reinterpret_steal<py::object>(resized);

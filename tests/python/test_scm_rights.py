@@ -464,6 +464,49 @@ def test_partial_write_on_a_stream_socket_is_reported(pipe):
         close_all(first.fds)
 
 
+def test_blocking_stream_send_larger_than_the_buffer_sends_everything(alarm, pipe):
+    # The binding first tries without waiting (MSG_DONTWAIT, GIL held); on a blocking
+    # stream socket that stops when the buffer is full, and the rest must still go out
+    # as one blocking sendmsg would send it, while another thread reads.
+    a, b = fdbroker.socketpair(socket.SOCK_STREAM)
+    with a, b:
+        payload = os.urandom(4 << 20)
+        received = bytearray()
+        fds_received: list[int] = []
+
+        def read_all():
+            first = fdbroker.recvfds(b, 65536)
+            received.extend(first.msg)
+            fds_received.extend(first.fds)
+            while len(received) < len(payload):
+                received.extend(b.recv(1 << 20))
+
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        assert fdbroker.sendfds(a, payload, [pipe[0]]) == len(payload)
+        reader.join()
+        assert bytes(received) == payload
+        assert [file_identity(fd) for fd in fds_received] == [file_identity(pipe[0])]
+        close_all(fds_received)
+
+
+def test_blocking_recv_releases_the_gil(alarm, seqpacket, pipe):
+    # If recvfds held the GIL while waiting, this thread could not run to send the
+    # message it waits for: the alarm fixture's watchdog would end the hung test.
+    a, b = seqpacket
+    results = []
+    receiver = threading.Thread(target=lambda: results.append(fdbroker.recvfds(b, 64)))
+    receiver.start()
+    time.sleep(0.1)  # let it block in recvmsg
+    assert receiver.is_alive()
+    fdbroker.sendfds(a, b"woke you", [pipe[1]])
+    receiver.join()
+    [(msg, fds)] = results
+    assert msg == b"woke you"
+    assert [file_identity(fd) for fd in fds] == [file_identity(pipe[1])]
+    close_all(fds)
+
+
 def test_socket_timeout_raises_timeout_error(seqpacket):
     a, b = seqpacket
     b.settimeout(0.05)
