@@ -145,8 +145,12 @@ void print_stats(std::ostream& out, const fdbroker::Stats& s, bool json) {
                                          std::to_string(s.connections_total) + " total, " +
                                          std::to_string(s.connections_dropped) + " dropped"},
                     {"entries:", std::to_string(s.entries)},
-                    {"fds held:", std::to_string(s.fds_held) + " of " + std::to_string(s.fds_limit)},
-                    {"all:", s.json}});
+                    {"fds held:", std::to_string(s.fds_held) + " of " + std::to_string(s.fds_limit)}});
+  std::vector<std::vector<std::string>> rows{{"OP", "OUTCOME", "REQUESTS"}};
+  for (const auto& [op, outcomes] : s.requests) {
+    for (const auto& [outcome, count] : outcomes) rows.push_back({op, outcome, std::to_string(count)});
+  }
+  print_table(out, rows);
 }
 
 }  // namespace fdbrokerctl

@@ -206,6 +206,15 @@ Stats parse_stats_reply(std::string_view text, std::int64_t id) {
   out.entries = optional_field<std::int64_t>(reply, "entries", 0);
   out.fds_held = optional_field<std::int64_t>(reply, "fds_held", 0);
   out.fds_limit = optional_field<std::int64_t>(reply, "fds_limit", 0);
+  if (auto requests = reply.find("requests"); requests != reply.end() && requests->is_object()) {
+    for (const auto& [op, outcomes] : requests->items()) {
+      if (!outcomes.is_object()) protocol_error("\"requests." + op + "\" is not an object");
+      for (const auto& [outcome, count] : outcomes.items()) {
+        if (!count.is_number_integer()) protocol_error("a request count is not an integer");
+        out.requests[op][outcome] = count.get<std::int64_t>();
+      }
+    }
+  }
   out.json = body_text(std::move(reply));
   return out;
 }

@@ -233,6 +233,7 @@ TEST_F(ClientTest, StatsCountEntriesAndFds) {
   EXPECT_EQ(stats.entries, 1);
   EXPECT_EQ(stats.fds_held, 2);
   EXPECT_GE(stats.connections_current, 1);
+  EXPECT_GE(stats.requests.at("put").at("ok"), 1);
   EXPECT_NE(stats.json.find("\"requests\""), std::string::npos);
 }
 

@@ -201,7 +201,9 @@ def test_stats(broker: Broker) -> None:
     ctl(broker, "put", "s", "--file", "/dev/null", "--file", "/dev/null")
     stats = ctl_json(broker, "stats")
     assert stats["entries"] == 1 and stats["fds_held"] == 2
-    assert "entries:" in ctl(broker, "stats").stdout
+    human = ctl(broker, "stats").stdout
+    assert "entries:" in human
+    assert ["put", "ok", "1"] in [line.split() for line in human.splitlines()]
 
 
 @pytest.mark.parametrize(

@@ -148,3 +148,18 @@ TEST(ClientProtocol, PutReplyReturnsGeneration) {
   EXPECT_EQ(detail::parse_put_reply(R"({"id":1,"ok":true,"name":"a","generation":41})", 1), 41u);
   EXPECT_EQ(thrown_errno([] { detail::parse_put_reply(R"({"id":1,"ok":true,"name":"a"})", 1); }), EPROTO);
 }
+
+TEST(ClientProtocol, StatsReplyParsesCountersByOpAndOutcome) {
+  auto stats = detail::parse_stats_reply(R"({"id":1,"ok":true,"uptime_ms":5,"entries":2,"fds_held":3,
+      "fds_limit":100,"connections":{"current":1,"total":4,"dropped":0},
+      "requests":{"get":{"ok":7,"ENOENT":2},"put":{"ok":1}}})",
+                                         1);
+  EXPECT_EQ(stats.entries, 2);
+  EXPECT_EQ(stats.fds_held, 3);
+  EXPECT_EQ(stats.connections_total, 4);
+  EXPECT_EQ(stats.requests.at("get").at("ok"), 7);
+  EXPECT_EQ(stats.requests.at("get").at("ENOENT"), 2);
+  EXPECT_EQ(stats.requests.at("put").at("ok"), 1);
+  EXPECT_EQ(thrown_errno([] { detail::parse_stats_reply(R"({"id":1,"ok":true,"requests":{"get":3}})", 1); }),
+            EPROTO);
+}

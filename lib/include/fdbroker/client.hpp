@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -116,6 +117,8 @@ struct Stats {
   std::int64_t entries = 0;
   std::int64_t fds_held = 0;
   std::int64_t fds_limit = 0;
+  // Requests by op, then by outcome ("ok" or an errno name): requests["get"]["ENOENT"].
+  std::map<std::string, std::map<std::string, std::int64_t>> requests;
   std::string json;  // the reply as sent, without "id" and "ok"
 };
 
