@@ -37,6 +37,9 @@ Commands:
                             and LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES set (systemd
                             socket activation). LISTEN_FDNAMES holds each fd's entry
                             name with ':' (not allowed in systemd fd names) made '_'.
+                            No other descriptor above 2 reaches PROGRAM. --take
+                            removes the entry; --wait MS waits for missing entries.
+                            If PROGRAM cannot be executed: exit 111.
 
 Options:
   --socket PATH   the broker's socket (default: $FDBROKER_SOCKET, else
