@@ -62,8 +62,25 @@ if [ -d "$stage/overlay" ]; then
 fi
 
 # 4. The directories systemd's tmpfiles rules and PrivateTmp= clean or create.
+#    The project's own directories under them ($FDBROKER_TEST_KEEP, colon-separated:
+#    e.g. a CI clone in /tmp) are held aside and moved back on top of the tmpfs.
+keep=${FDBROKER_TEST_KEEP:-}
+mkdir -p /run/.keep
+n=0
+for dir in $(echo "$keep" | tr ':' ' '); do
+  n=$((n + 1))
+  mkdir /run/.keep/$n
+  mount --bind "$dir" /run/.keep/$n
+done
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /var/tmp
+n=0
+for dir in $(echo "$keep" | tr ':' ' '); do
+  n=$((n + 1))
+  mkdir -p "$dir"
+  mount --move /run/.keep/$n "$dir"
+done
+rmdir /run/.keep/* /run/.keep 2>/dev/null || true
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /var/lib/systemd
 if [ -d /var/log/journal ]; then
   # journald would otherwise write persistent journals into the machine's /var/log.

@@ -33,6 +33,21 @@ SYSTEMD = "/lib/systemd/systemd"
 TEST_TARGET = "fdbroker-test.target"
 # Started in every boot, so that services log to a journal a test can read.
 JOURNAL_UNITS = ("systemd-journald.socket", "systemd-journald.service")
+def _dirs_hidden_by_private_tmp() -> list[str]:
+    """The project's directories that the machine's private /tmp and /var/tmp would
+    hide (a checkout or build tree under /tmp, as in a CI clone): boot_inside.sh
+    carries them across, so that units can run the binaries under test."""
+    wanted = [HERE.parents[1]]
+    for var in ("FDBROKERD", "FDBROKERCTL"):
+        if os.environ.get(var):
+            wanted.append(Path(os.environ[var]).resolve().parent)
+    wanted += [Path(p).resolve() for p in os.environ.get("PYTHONPATH", "").split(":") if p]
+    hidden = sorted({p for p in wanted
+                     if any(p.is_relative_to(t) for t in (Path("/tmp"), Path("/var/tmp")))})
+    # A directory inside another one that is kept is carried along with it.
+    return [str(p) for p in hidden if not any(p != q and p.is_relative_to(q) for q in hidden)]
+
+
 NSENTER_ENV = {
     "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG": "C.UTF-8",
@@ -136,6 +151,11 @@ class Machine:
         }})
         staged = {f"/run/systemd/system/{name}": text  # a name may be "x.service.d/y.conf"
                   for name, text in {**self.units, TEST_TARGET: target}.items()}
+        kept = _dirs_hidden_by_private_tmp()
+        if kept:
+            # PrivateTmp= would hide them again inside each service.
+            staged["/run/systemd/system/service.d/50-fdbroker-test-keep.conf"] = unit_text(
+                {"Service": {"BindReadOnlyPaths": " ".join(kept)}})
         for path, text in {**staged, **self.files}.items():
             assert path.startswith("/"), f"not an absolute path: {path}"
             if path.startswith("/run/"):
@@ -166,7 +186,8 @@ class Machine:
             "systemd.log_target=journal", "systemd.log_level=info",
             "systemd.show_status=0",
         ]
-        env = {**NSENTER_ENV, "FDBROKER_TEST_CONSOLE": os.ttyname(self._console_pty[1])}
+        env = {**NSENTER_ENV, "FDBROKER_TEST_CONSOLE": os.ttyname(self._console_pty[1]),
+               "FDBROKER_TEST_KEEP": ":".join(_dirs_hidden_by_private_tmp())}
         with open(self._output, "wb") as output:
             self._unshare = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env,
                                              stdout=output, stderr=subprocess.STDOUT)
