@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import faulthandler
 import fcntl
+import gc
 import os
 import signal
 import socket
@@ -31,7 +32,10 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def open_fd_count() -> int:
-    """Descriptors open in this process (listdir's own transient fd included every time)."""
+    """Descriptors open in this process (listdir's own transient fd included every time).
+    Collects garbage first: an earlier test's unreachable socket or file, closed by the
+    collector in the middle of a later test, would otherwise shift its count."""
+    gc.collect()
     return len(os.listdir("/proc/self/fd"))
 
 
