@@ -8,6 +8,7 @@
 #include <poll.h>
 
 #include <cerrno>
+#include <iterator>
 #include <system_error>
 #include <vector>
 
@@ -19,6 +20,11 @@ namespace {
 
 // Set once at import by add_recv_result_type(); the module keeps the type alive.
 PyTypeObject* recv_result_type = nullptr;
+// RecvResult's fields in all (n_fields) and those in the tuple (n_sequence_fields).
+constexpr Py_ssize_t recv_result_size = 4;
+constexpr Py_ssize_t recv_result_visible_size = 2;
+// Whether the type's layout is the one new_recv_result() mirrors (checked at import).
+bool recv_result_layout_known = false;
 
 PyStructSequence_Field recv_result_fields[] = {
     {"msg", "the payload bytes (b'' at end of stream)"},
@@ -31,12 +37,47 @@ PyStructSequence_Field recv_result_fields[] = {
      "accept_truncated=True, otherwise the call raises EMSGSIZE"},
     {nullptr, nullptr}};
 
+static_assert(std::size(recv_result_fields) == recv_result_size + 1);
+
 PyStructSequence_Desc recv_result_desc = {
     "fdbroker.RecvResult",
     "RecvResult(msg, fds): what recvfds() received.\n\n"
     "A tuple of two, so `msg, fds = recvfds(...)` works; msg_truncated and fds_truncated\n"
     "are extra attributes, as with os.stat_result. The fds belong to the caller.",
-    recv_result_fields, 2};
+    recv_result_fields, recv_result_visible_size};
+
+// A new RecvResult with every field set (references stolen), or nullptr with an
+// exception set. PyStructSequence_New() looks both sizes up in the type's __dict__ by
+// name, each time: a third of a receive's own cost. On the CPython versions whose
+// struct sequences this mirrors (3.8 to 3.13: a tuple of n_fields items whose visible
+// size is n_sequence_fields, allocated and not tracked by PyStructSequence_New) the
+// object is built the same way from the sizes known here; elsewhere, by the API.
+PyObject* new_recv_result(PyObject* msg, PyObject* fds, bool msg_truncated,
+                          bool fds_truncated) {
+  PyObject* const fields[recv_result_size] = {msg, fds, PyBool_FromLong(msg_truncated),
+                                              PyBool_FromLong(fds_truncated)};
+  PyObject* result = nullptr;
+#if PY_VERSION_HEX >= 0x03080000 && PY_VERSION_HEX < 0x030E0000
+  if (recv_result_layout_known) {
+    PyTupleObject* tuple =
+        PyObject_GC_NewVar(PyTupleObject, recv_result_type, recv_result_size);
+    if (tuple != nullptr) Py_SET_SIZE(tuple, recv_result_visible_size);
+    result = reinterpret_cast<PyObject*>(tuple);
+  } else
+#endif
+  {
+    result = PyStructSequence_New(recv_result_type);
+  }
+  if (result == nullptr) {
+    for (PyObject* field : fields) Py_DECREF(field);
+    return nullptr;
+  }
+  // PyStructSequence_SetItem's own body, which takes any index below n_fields.
+  for (Py_ssize_t i = 0; i < recv_result_size; ++i) {
+    reinterpret_cast<PyTupleObject*>(result)->ob_item[i] = fields[i];
+  }
+  return result;
+}
 
 // A contiguous read-only view of a bytes-like object, released on scope exit.
 class byte_view {
@@ -84,6 +125,12 @@ void add_recv_result_type(py::module_& m) {
   PyTypeObject* type = PyStructSequence_NewType(&recv_result_desc);
   if (type == nullptr) throw py::error_already_set();
   recv_result_type = type;
+  // new_recv_result() builds instances itself only if they are laid out as it expects.
+  recv_result_layout_known =
+      type->tp_itemsize == sizeof(PyObject*) &&
+      type->tp_basicsize + recv_result_size * type->tp_itemsize ==
+          static_cast<Py_ssize_t>(sizeof(PyTupleObject) +
+                                  (recv_result_size - 1) * sizeof(PyObject*));
   // The module holds the reference from here on; recv_result_type borrows it.
   m.add_object("RecvResult", py::reinterpret_steal<py::object>(reinterpret_cast<PyObject*>(type)));
 }
@@ -195,11 +242,9 @@ py::object receive_message(py::handle sock, Py_ssize_t bufsize, Py_ssize_t numfd
       PyTuple_SET_ITEM(fd_numbers.ptr(), i, number);
     }
   }
-  py::object result = steal_or_throw(PyStructSequence_New(recv_result_type));
-  PyStructSequence_SetItem(result.ptr(), 0, payload.release().ptr());
-  PyStructSequence_SetItem(result.ptr(), 1, fd_numbers.release().ptr());
-  PyStructSequence_SetItem(result.ptr(), 2, py::bool_(info->payload_truncated).release().ptr());
-  PyStructSequence_SetItem(result.ptr(), 3, py::bool_(info->fds_truncated).release().ptr());
+  py::object result = steal_or_throw(new_recv_result(
+      payload.release().ptr(), fd_numbers.release().ptr(), info->payload_truncated,
+      info->fds_truncated));
 
   // Nothing can fail any more: the caller owns the descriptors now.
   for (auto& received : fds) static_cast<void>(received.release());
