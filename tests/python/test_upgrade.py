@@ -93,11 +93,22 @@ def wait_gone(pid: int, timeout: float = 20.0) -> None:
         time.sleep(0.01)
 
 
-def broker_pid(config: Path) -> int:
-    """The live fdbrokerd started with `config` (each upgrade runs the same argv)."""
+def brokers_with(config: Path) -> list[int]:
+    """The live fdbrokerd processes started with `config` (every upgrade runs the same argv)."""
     argv = [binary("FDBROKERD").encode(), b"--config", str(config).encode()]
-    found = [int(p) for p in os.listdir("/proc") if p.isdigit() and pid_alive(int(p))
-             and Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[:3] == argv]
+    found = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and pid_alive(int(p)) and \
+                    Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[:3] == argv:
+                found.append(int(p))
+        except OSError:
+            pass  # gone meanwhile
+    return found
+
+
+def broker_pid(config: Path) -> int:
+    found = brokers_with(config)
     assert len(found) == 1, found
     return found[0]
 
@@ -293,9 +304,11 @@ def test_upgrades_under_get_load_lose_no_get_and_no_entry(tmp_path: Path):
     finally:
         for fd in held:
             os.close(fd)
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            wait_gone(pid)
+        # Whichever brokers of this test still run (after a failure, possibly
+        # one the test lost track of): they are this test's own processes.
+        for leftover in brokers_with(config):
+            os.kill(leftover, signal.SIGTERM)
+            wait_gone(leftover)
         first.wait(10)
         log.close()
         print((tmp_path / "broker.log").read_text()[-4000:])
