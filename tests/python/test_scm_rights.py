@@ -595,11 +595,18 @@ class Interrupted(Exception):
 def test_exception_raised_by_a_signal_handler_propagates(alarm, seqpacket, pipe):
     a, b = seqpacket
 
-    def on_alarm(signum, frame):
-        raise Interrupted()
+    raised = []
 
+    def on_alarm(signum, frame):
+        # Disarmed by the first tick, which alone raises: on a busy machine a second
+        # tick could otherwise land after pytest.raises and fail the test.
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if not raised:
+            raised.append(signum)
+            raise Interrupted()
+
+    before = open_fd_count()  # gc.collect() in there can outlast a tick: count first
     tick_every(0.02, on_alarm)
-    before = open_fd_count()
     with pytest.raises(Interrupted):
         fdbroker.recvfds(b, 64)
     signal.setitimer(signal.ITIMER_REAL, 0)
