@@ -2,12 +2,11 @@
 // The Broker's side of an upgrade without systemd (upgrade.hpp): going quiet so
 // that the state handed over is final, the descriptors to hand over, and going
 // back to work if the successor never became ready.
-#include <fdbroker/error.hpp>
-
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <spdlog/spdlog.h>
+#include <fdbroker/error.hpp>
 
 #include "broker.hpp"
 #include "fdstore_sync.hpp"
@@ -121,7 +120,8 @@ void Broker::end_handover() {
   handover_timer_ = 0;
   handover_quiet_ = nullptr;
   listener_paused_ = false;
-  if (auto ec = loop_.watch(listener_.get(), EPOLLIN, [this](std::uint32_t ev) { on_listener(ev); })) {
+  if (auto ec =
+          loop_.watch(listener_.get(), EPOLLIN, [this](std::uint32_t ev) { on_listener(ev); })) {
     spdlog::error("upgrade: watching the listening socket again: {}", ec.message());
   }
 }

@@ -74,7 +74,8 @@ void parse_state(const std::string& text, std::unordered_map<std::string, unique
     out.next_generation = state.value("next_generation", std::uint64_t{0});
     out.next_serial = state.value("next_serial", std::uint64_t{0});
     out.socket_unlink = state.value("socket_unlink", "");
-    const json openings = state.value("static_openings", json::object());  // named: items() borrows it
+    const json openings =
+        state.value("static_openings", json::object());  // named: items() borrows it
     for (const auto& [name, opening] : openings.items()) {
       out.static_openings[name] = opening.get<std::string>();
     }

@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "upgrade.hpp"
 
-#include <fdbroker/error.hpp>
-
 #include <fcntl.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,7 +11,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
-#include <spdlog/spdlog.h>
+#include <fdbroker/error.hpp>
 
 #include "fdstore_sync.hpp"
 
@@ -26,7 +25,9 @@ namespace {
 constexpr char ready_byte = 'R';
 constexpr char exec_failed_byte = 'X';
 
-bool starts_with(const char* s, const char* prefix) { return std::strncmp(s, prefix, std::strlen(prefix)) == 0; }
+bool starts_with(const char* s, const char* prefix) {
+  return std::strncmp(s, prefix, std::strlen(prefix)) == 0;
+}
 
 // Decimal digits of `v` into `out` (async-signal-safe: used between fork and exec).
 void format_pid(char* out, long v) {
@@ -62,19 +63,20 @@ void report_upgrade_ready() {
   ::unsetenv(upgrade_ready_env);
   if (fd < 3) return;
   char byte = ready_byte;
-  if (::write(fd, &byte, 1) != 1) spdlog::warn("upgrade: cannot tell the old broker: {}", std::strerror(errno));
+  if (::write(fd, &byte, 1) != 1)
+    spdlog::warn("upgrade: cannot tell the old broker: {}", std::strerror(errno));
   ::close(fd);
 }
 
-Upgrader::Upgrader(EventLoop& loop, Broker& broker, std::vector<std::string> argv, std::string default_binary,
-                   bool under_systemd)
+Upgrader::Upgrader(EventLoop& loop, Broker& broker, std::vector<std::string> argv,
+                   std::string default_binary, bool under_systemd)
     : loop_(loop),
       broker_(broker),
       argv_(std::move(argv)),
       default_binary_(std::move(default_binary)),
       under_systemd_(under_systemd) {
-  broker_.set_upgrade_handler(
-      [this](int conn_fd, const std::string& id, const std::string& binary) { start(conn_fd, id, binary); });
+  broker_.set_upgrade_handler([this](int conn_fd, const std::string& id,
+                                     const std::string& binary) { start(conn_fd, id, binary); });
 }
 
 Upgrader::~Upgrader() {
@@ -94,14 +96,16 @@ void Upgrader::start(int conn_fd, const std::string& id, const std::string& bina
   }
   if (under_systemd_) {
     if (conn_fd >= 0) {
-      broker_.reply_to(conn_fd, id, EOPNOTSUPP, "run by systemd: use systemctl restart (the fd store keeps every entry)");
+      broker_.reply_to(conn_fd, id, EOPNOTSUPP,
+                       "run by systemd: use systemctl restart (the fd store keeps every entry)");
     }
     spdlog::warn("upgrade refused: run by systemd, use systemctl restart");
     return;
   }
   std::string target = binary.empty() ? default_binary_ : binary;
   if (target.empty()) {
-    if (conn_fd >= 0) broker_.reply_to(conn_fd, id, ENOENT, "cannot tell which binary runs (/proc/self/exe)");
+    if (conn_fd >= 0)
+      broker_.reply_to(conn_fd, id, ENOENT, "cannot tell which binary runs (/proc/self/exe)");
     return;
   }
   running_ = true;
@@ -145,8 +149,8 @@ void Upgrader::launch() {
   const int m = n + 1;
   std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) {
-    if (starts_with(*e, "LISTEN_FDS=") || starts_with(*e, "LISTEN_PID=") || starts_with(*e, "LISTEN_FDNAMES=") ||
-        starts_with(*e, "FDBROKER_UPGRADE_READY_FD=")) {
+    if (starts_with(*e, "LISTEN_FDS=") || starts_with(*e, "LISTEN_PID=") ||
+        starts_with(*e, "LISTEN_FDNAMES=") || starts_with(*e, "FDBROKER_UPGRADE_READY_FD=")) {
       continue;
     }
     env_strings.emplace_back(*e);
@@ -211,7 +215,8 @@ void Upgrader::launch() {
   }
   timer_ = loop_.add_timer(Clock::now() + upgrade_timeout, [this] {
     timer_ = 0;
-    fail(ETIMEDOUT, "the new fdbrokerd was not ready within " + std::to_string(upgrade_timeout.count()) + " s");
+    fail(ETIMEDOUT, "the new fdbrokerd was not ready within " +
+                        std::to_string(upgrade_timeout.count()) + " s");
   });
 }
 
@@ -250,7 +255,8 @@ void Upgrader::fail(int err, const std::string& why) {
       ::kill(child_, SIGKILL);
       r = ::waitpid(child_, &status, 0);
     }
-    if (r == child_) message += " (pid " + std::to_string(child_) + " " + describe_status(status) + ")";
+    if (r == child_)
+      message += " (pid " + std::to_string(child_) + " " + describe_status(status) + ")";
     child_ = -1;
   }
   if (timer_ != 0) loop_.cancel(timer_);

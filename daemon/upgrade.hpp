@@ -24,11 +24,10 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <fdbroker/unique_fd.hpp>
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <fdbroker/unique_fd.hpp>
 
 #include "broker.hpp"
 #include "event_loop.hpp"
@@ -46,8 +45,8 @@ class Upgrader {
   // `argv`: the running broker's arguments, passed on unchanged. `default_binary`:
   // what /proc/self/exe named at start (the path, so that a replaced file there
   // is what runs). `under_systemd`: refuse (see above).
-  Upgrader(EventLoop& loop, Broker& broker, std::vector<std::string> argv, std::string default_binary,
-           bool under_systemd);
+  Upgrader(EventLoop& loop, Broker& broker, std::vector<std::string> argv,
+           std::string default_binary, bool under_systemd);
   ~Upgrader();
   Upgrader(const Upgrader&) = delete;
   Upgrader& operator=(const Upgrader&) = delete;

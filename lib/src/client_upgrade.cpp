@@ -1,12 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Client::upgrade: the `upgrade` operation (docs/protocol.md).
-#include <fdbroker/client.hpp>
-
-#include "client_protocol.hpp"
-
 #include <cerrno>
+#include <fdbroker/client.hpp>
 #include <nlohmann/json.hpp>
 #include <system_error>
+
+#include "client_protocol.hpp"
 
 namespace fdbroker {
 
@@ -25,7 +24,8 @@ std::int64_t Client::upgrade(std::string_view binary) {
   nlohmann::json parsed = nlohmann::json::parse(reply.payload, nullptr, false);
   if (parsed.is_discarded() || !parsed.is_object() || !parsed.contains("pid") ||
       !parsed["pid"].is_number_integer()) {
-    throw std::system_error(EPROTO, std::system_category(), "upgrade: reply without the new broker's pid");
+    throw std::system_error(EPROTO, std::system_category(),
+                            "upgrade: reply without the new broker's pid");
   }
   return parsed["pid"].get<std::int64_t>();
 }

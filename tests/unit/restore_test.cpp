@@ -4,6 +4,7 @@
 #include "restore.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -12,8 +13,6 @@
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "fdstore_sync.hpp"
 #include "test_util.hpp"
@@ -101,7 +100,8 @@ TEST(Restore, EntriesGetTheirDescriptorsByFdname) {
   ASSERT_TRUE(r.entry.expiry.has_value());
   EXPECT_EQ(r.entry.expiry->time_since_epoch(), std::chrono::nanoseconds(123456789));
   ASSERT_EQ(r.entry.fds->size(), 2u);
-  EXPECT_TRUE(same_file((*r.entry.fds)[0], p1.read.get()));  // in the entry's order, not LISTEN_FDS'
+  EXPECT_TRUE(
+      same_file((*r.entry.fds)[0], p1.read.get()));  // in the entry's order, not LISTEN_FDS'
   EXPECT_TRUE(same_file((*r.entry.fds)[1], p2.write.get()));
   EXPECT_EQ(restored->orphans, (std::vector<std::string>{"e4.0", "e5.0", "e99.0"}));
   EXPECT_FALSE(restored->warnings.empty());
@@ -130,7 +130,9 @@ TEST(Restore, DamagedStateClosesEveryEntryDescriptor) {
   auto p = pipe_pair();
   std::vector<NamedFd> fds;
   fds.push_back(named("listen", listening_seqpacket()));
-  fds.push_back(named("state.1", state("{\"format\":\"fdbrokerd-state\",\"version\":1,\"entries\":[{\"name\":7}]}")));
+  fds.push_back(
+      named("state.1",
+            state("{\"format\":\"fdbrokerd-state\",\"version\":1,\"entries\":[{\"name\":7}]}")));
   fds.push_back(named("e1.0", dup_of(p.write.get())));
   p.write.reset();
   auto restored = restore_from(std::move(fds));
