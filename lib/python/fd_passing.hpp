@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The two calls behind both Python APIs (fdbroker.sendfds/recvfds and the classic
 // fdsend module): Python objects in, libfdbroker's try_sendfds/try_recvfds_into
-// without the GIL, Python objects out.
+// (first with MSG_DONTWAIT and the GIL held, then, if that would block, without
+// the GIL), Python objects out.
 #pragma once
 
 #include <pybind11/pybind11.h>
