@@ -7,6 +7,7 @@
 #include <climits>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <string>
 
 namespace fdbroker::python {
@@ -99,12 +100,93 @@ void throw_os_error(int err, const char* what) {
   throw std::system_error(err, std::system_category(), what);
 }
 
+namespace {
+
+// Interned once; a vectorcall method call creates no bound method object.
+PyObject* fileno_name() {
+  static PyObject* const name = PyUnicode_InternFromString("fileno");
+  return name;
+}
+
+// socket.socket objects, read directly: calling their fileno() is most of the cost
+// of converting one, and fdbroker.sendfds/recvfds convert one per call. CPython's
+// socket module publishes its C socket type in the capsule "_socket.CAPI" (the
+// first member of socketmodule.h's PySocketModule_APIObject), and its instances
+// start with the object header followed by the descriptor (SOCKET_T, an int on
+// POSIX). That layout is private to CPython, so it is only trusted after it has
+// given the same answer as fileno() on the first socket seen; if it ever does not,
+// or the capsule is missing, every socket goes through fileno().
+struct socket_object_prefix {
+  PyObject_HEAD
+  int sock_fd;
+};
+
+class socket_fd_reader {
+ public:
+  // The descriptor of `obj` if it is a _socket.socket whose fileno() is the C one;
+  // nullopt otherwise (fd_of() then calls fileno()). Never leaves an error set.
+  std::optional<int> read(PyObject* obj) {
+    if (state_ == state::disabled) return std::nullopt;
+    if (state_ == state::unknown && !load()) return std::nullopt;
+    // obj.fileno must resolve to the C method: no override in a subclass, no
+    // __getattr(ibute)__ and no instance __dict__ that could hold another one.
+    PyTypeObject* type = Py_TYPE(obj);
+    if (!PyObject_TypeCheck(obj, socket_type_) || type->tp_dictoffset != 0 ||
+        type->tp_getattro != PyObject_GenericGetAttr ||
+        _PyType_Lookup(type, fileno_name()) != c_fileno_) {
+      return std::nullopt;
+    }
+    const int fd = reinterpret_cast<socket_object_prefix*>(obj)->sock_fd;
+    if (state_ == state::trusted) return fd;
+    // The first socket seen: check the layout against fileno() itself.
+    PyObject* got = PyObject_VectorcallMethod(fileno_name(), &obj, 1, nullptr);
+    if (got == nullptr) {
+      PyErr_Clear();
+      state_ = state::disabled;
+      return std::nullopt;
+    }
+    const long expected = PyLong_Check(got) ? PyLong_AsLong(got) : -2;
+    Py_DECREF(got);
+    PyErr_Clear();
+    state_ = expected == fd ? state::trusted : state::disabled;
+    return state_ == state::trusted ? std::optional<int>(fd) : std::nullopt;
+  }
+
+ private:
+  enum class state { unknown, checking, trusted, disabled };
+
+  bool load() {
+    state_ = state::disabled;
+    auto* api = static_cast<PyTypeObject**>(PyCapsule_Import("_socket.CAPI", 0));
+    if (api == nullptr || *api == nullptr) {
+      PyErr_Clear();
+      return false;
+    }
+    socket_type_ = *api;
+    c_fileno_ = _PyType_Lookup(socket_type_, fileno_name());
+    if (c_fileno_ == nullptr || socket_type_->tp_basicsize < static_cast<Py_ssize_t>(
+                                                                 sizeof(socket_object_prefix))) {
+      return false;
+    }
+    state_ = state::checking;
+    return true;
+  }
+
+  state state_ = state::unknown;
+  PyTypeObject* socket_type_ = nullptr;  // kept alive by the _socket module
+  PyObject* c_fileno_ = nullptr;         // borrowed from socket_type_'s __dict__
+};
+
+socket_fd_reader socket_fds;  // used with the GIL held only
+
+}  // namespace
+
 int fd_of(py::handle obj) {
   py::object from_fileno;
   PyObject* number = obj.ptr();
   if (!PyLong_Check(number)) {
-    // Interned once; a vectorcall method call creates no bound method object.
-    static PyObject* const fileno_name = PyUnicode_InternFromString("fileno");
+    if (const std::optional<int> fd = socket_fds.read(number)) return *fd;
+    PyObject* const fileno_name = fdbroker::python::fileno_name();
     PyObject* self = obj.ptr();
     // nargsf 1, no PY_VECTORCALL_ARGUMENTS_OFFSET: there is no writable args[-1].
     PyObject* got = PyObject_VectorcallMethod(fileno_name, &self, 1, nullptr);

@@ -490,6 +490,32 @@ def test_blocking_stream_send_larger_than_the_buffer_sends_everything(alarm, pip
         close_all(fds_received)
 
 
+def test_a_socket_whose_fileno_is_overridden_is_used_through_it(seqpacket):
+    # The binding reads a plain socket.socket's descriptor without calling fileno();
+    # a subclass's fileno() or one set on the instance must still be what counts.
+    a, b = seqpacket
+
+    class Redirected(socket.socket):
+        def fileno(self):
+            return a.fileno()
+
+    with Redirected(socket.AF_UNIX, socket.SOCK_DGRAM) as by_class, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as plain:
+        assert fdbroker.sendfds(by_class, b"by class") == len(b"by class")
+        assert fdbroker.recvfds(b, 64) == (b"by class", [])
+
+        class WithDict(socket.socket):
+            pass
+
+        with WithDict(socket.AF_UNIX, socket.SOCK_DGRAM) as by_instance:
+            by_instance.fileno = a.fileno  # type: ignore[method-assign]
+            assert fdbroker.sendfds(by_instance, b"by instance") == len(b"by instance")
+            assert fdbroker.recvfds(b, 64) == (b"by instance", [])
+        # And the plain one is its own socket: unconnected, so the send fails.
+        with pytest.raises(OSError):
+            fdbroker.sendfds(plain, b"nowhere")
+
+
 def test_blocking_recv_releases_the_gil(alarm, seqpacket, pipe):
     # If recvfds held the GIL while waiting, this thread could not run to send the
     # message it waits for: the alarm fixture's watchdog would end the hung test.
