@@ -105,8 +105,9 @@ class Broker {
   // Events.
   void on_listener(std::uint32_t events);
   void on_connection(Connection& c, std::uint32_t events);
-  // Reads and answers up to requests_per_wakeup requests. Returns true if it
-  // stopped at that bound (more may be waiting). `draining`: during shutdown.
+  // Reads and answers up to requests_per_wakeup requests (requests_per_drain_round
+  // when `draining`: shutdown, upgrade). Returns true if it stopped at that bound
+  // (more may be waiting).
   bool read_requests(Connection& c, bool draining = false);
   void write_replies(Connection& c);
 
