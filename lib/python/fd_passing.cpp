@@ -7,6 +7,7 @@
 
 #include <poll.h>
 
+#include <array>
 #include <cerrno>
 #include <iterator>
 #include <system_error>
@@ -95,20 +96,42 @@ class byte_view {
   Py_buffer view_{};
 };
 
-std::vector<int> fds_of(py::handle items) {
-  std::vector<int> fds;
-  if (items.is_none()) return fds;
+// The descriptors to send: on the stack up to the kernel's limit per message, which
+// spares an allocation per call; on the heap beyond it (try_sendfds refuses those
+// with E2BIG, but only after every element has been checked, as before).
+class fd_numbers {
+ public:
+  void push_back(int fd) {
+    if (size_ < on_stack_.size()) {
+      on_stack_[size_] = fd;
+    } else {
+      if (on_heap_.empty()) on_heap_.assign(on_stack_.begin(), on_stack_.end());
+      on_heap_.push_back(fd);
+    }
+    ++size_;
+  }
+  [[nodiscard]] const int* data() const noexcept {
+    return on_heap_.empty() ? on_stack_.data() : on_heap_.data();
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+
+ private:
+  std::array<int, max_fds_per_message> on_stack_;
+  std::vector<int> on_heap_;
+  std::size_t size_ = 0;
+};
+
+void append_fds_of(py::handle items, fd_numbers& ret_fds) {
+  if (items.is_none()) return;
   py::object seq = py::reinterpret_steal<py::object>(
       PySequence_Fast(items.ptr(), "fds must be an iterable of file descriptors"));
   if (!seq) throw py::error_already_set();
-  fds.reserve(static_cast<std::size_t>(PySequence_Fast_GET_SIZE(seq.ptr())));
   // fileno() is Python code that could change a list under us: re-read the size and
   // hold each item while converting it.
   for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq.ptr()); ++i) {
     py::object item = py::reinterpret_borrow<py::object>(PySequence_Fast_GET_ITEM(seq.ptr(), i));
-    fds.push_back(fd_of(item));
+    ret_fds.push_back(fd_of(item));
   }
-  return fds;
 }
 
 // Payloads up to this size are received into a stack buffer (see receive_message).
@@ -138,7 +161,8 @@ void add_recv_result_type(py::module_& m) {
 std::size_t send_message(py::handle sock, py::handle payload, py::handle fds, bool dontwait) {
   const int fd = fd_of(sock);
   const byte_view bytes(payload);
-  const std::vector<int> to_send = fds_of(fds);
+  fd_numbers to_send;
+  append_fds_of(fds, to_send);
   const io_flags flags =
       io_flags::no_retry_eintr | (dontwait ? io_flags::dontwait : io_flags::none);
   const auto send_blocking = [&] {
