@@ -4,9 +4,11 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -169,7 +171,18 @@ void Upgrader::launch() {
   for (auto& a : args) argvp.push_back(a.data());
   argvp.push_back(nullptr);
   const char* path = binary_.c_str();
-  int wfd = ready_write.get();
+  // Where each source sits, by fd number, for the moves in the child; and the
+  // sources in order, for closing everything else there.
+  rlimit rl{};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  const std::size_t table = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 20)
+                                ? (1u << 20)
+                                : static_cast<std::size_t>(rl.rlim_cur);
+  std::vector<int> owner(table, -1);
+  for (int i = 0; i < m; ++i)
+    owner[static_cast<std::size_t>(sources[static_cast<std::size_t>(i)])] = i;
+  std::vector<int> sorted = sources;
+  std::sort(sorted.begin(), sorted.end());
 
   pid_t pid = ::fork();
   if (pid < 0) {
@@ -177,17 +190,46 @@ void Upgrader::launch() {
     return;
   }
   if (pid == 0) {
-    // The child. First every source above the target range, then into place
-    // (dup2 leaves the copies without close-on-exec; the temporaries have it).
+    // The child: only async-signal-safe calls, no allocation. First everything
+    // but the sources (and 0-2) goes, so that moving each source into place
+    // needs at most one spare descriptor: a broker holding most of its
+    // RLIMIT_NOFILE can still hand over.
     int err = 0;
-    std::vector<int>& tmp = sources;  // reused in place: no allocation here
-    for (int i = 0; i < m && err == 0; ++i) {
-      int t = ::fcntl(tmp[static_cast<std::size_t>(i)], F_DUPFD_CLOEXEC, 3 + m);
-      if (t < 0) err = errno;
-      tmp[static_cast<std::size_t>(i)] = t;
+    unsigned next = 3;
+    for (int fd : sorted) {
+      if (static_cast<unsigned>(fd) > next) ::close_range(next, static_cast<unsigned>(fd) - 1, 0);
+      next = static_cast<unsigned>(fd) + 1;
     }
+    ::close_range(next, ~0u, 0);
+    // Then source i to fd 3 + i; a source sitting where another must go moves
+    // out of the way first (above the target range).
+    auto at = [&](int fd) -> int& { return owner[static_cast<std::size_t>(fd)]; };
     for (int i = 0; i < m && err == 0; ++i) {
-      if (::dup2(tmp[static_cast<std::size_t>(i)], 3 + i) < 0) err = errno;
+      int target = 3 + i;
+      int src = sources[static_cast<std::size_t>(i)];
+      if (src == target) {
+        if (::fcntl(target, F_SETFD, 0) < 0) err = errno;  // keep it across exec
+        continue;
+      }
+      if (int j = at(target); j >= 0) {
+        int moved = ::fcntl(target, F_DUPFD_CLOEXEC, 3 + m);
+        if (moved < 0 || static_cast<std::size_t>(moved) >= table) {
+          err = moved < 0 ? errno : EMFILE;
+          break;
+        }
+        ::close(target);
+        at(target) = -1;
+        at(moved) = j;
+        sources[static_cast<std::size_t>(j)] = moved;
+      }
+      if (::dup2(src, target) < 0) {  // the copy has no close-on-exec
+        err = errno;
+        break;
+      }
+      ::close(src);
+      at(src) = -1;
+      at(target) = i;
+      sources[static_cast<std::size_t>(i)] = target;
     }
     if (err == 0) {
       sigset_t none;
@@ -201,7 +243,8 @@ void Upgrader::launch() {
     char msg[1 + sizeof(int)];
     msg[0] = exec_failed_byte;
     std::memcpy(msg + 1, &err, sizeof err);
-    ssize_t ignored = ::write(wfd, msg, sizeof msg);
+    // The readiness pipe, wherever the moves left it.
+    ssize_t ignored = ::write(sources[static_cast<std::size_t>(m - 1)], msg, sizeof msg);
     (void)ignored;
     ::_exit(127);
   }
