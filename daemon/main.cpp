@@ -113,7 +113,8 @@ int run(const Options& opts) {
     // systemd's socket is blocking unless NonBlocking= was set; the loop needs it not to be.
     int flags = ::fcntl(listener.get(), F_GETFL);
     ::fcntl(listener.get(), F_SETFL, flags | O_NONBLOCK);
-    spdlog::info("listening on the socket passed by systemd");
+    spdlog::info("listening on the socket passed by {}",
+                 restored.socket_unlink.empty() ? "systemd" : "the previous broker (upgrade)");
   } else {
     std::string why;
     auto bound = bind_listener(config.socket_path, config.socket_mode, config.socket_group, why);
