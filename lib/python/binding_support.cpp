@@ -63,6 +63,11 @@ bool parse_fastcall_args(const char* fname, PyObject* const* args, Py_ssize_t na
                  fname, npos, nargs);
     return false;
   }
+  if (kwnames == nullptr && nargs >= nrequired) {  // the common case: all positional
+    std::copy(args, args + nargs, ret_args);
+    std::fill(ret_args + nargs, ret_args + n, nullptr);
+    return true;
+  }
   PyObject* got[16] = {};  // ret_args is written only on success
   if (n > 16) {
     PyErr_SetString(PyExc_SystemError, "parse_fastcall_args: too many parameters");
