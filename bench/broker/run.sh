@@ -159,7 +159,8 @@ if [[ $syscalls == 1 ]]; then
       awk -F, -v m="$mode" -v n="$n" -v l="$label" '
         /sys_enter/ { split($3, e, ":"); sub("sys_enter_", "", e[2]); c[e[2]] = $1 }
         END {
-          g = c["sendmsg"]; if (g == 0) g = 1
+          g = c["sendmsg"] + 0
+          if (g == 0) { printf "| %s | %s | %s | perf counted nothing: rerun |\n", m, n, l; exit }
           printf "| %s | %s | %s | %.2f", m, n, l, c["sys_enter"] / g
           split("recvmsg sendmsg epoll_wait epoll_ctl accept4 getsockopt close", k, " ")
           for (i = 1; i <= 7; i++) printf " | %.2f", c[k[i]] / g
