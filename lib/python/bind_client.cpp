@@ -59,15 +59,17 @@ class PyClient {
   Client client_;
 };
 
-// (entry JSON, [fds]): the fds leave C++ ownership only once they are in the list.
+// (entry JSON, [fds]): the fds leave C++ ownership only once the whole tuple exists.
+// Until then `entry` owns them all, so a failure anywhere (an int, the list, the
+// JSON text) closes every one; releasing each as it was appended leaked those
+// already appended when a later step failed.
 py::tuple entry_tuple(Entry entry) {
   py::list fds;
-  for (auto& fd : entry.fds) {
-    fds.append(py::int_(fd.get()));
-    // The list holds the number now; the caller owns the descriptor.
-    static_cast<void>(fd.release());
-  }
-  return py::make_tuple(std::move(entry.json), std::move(fds));
+  for (const auto& fd : entry.fds) fds.append(py::int_(fd.get()));
+  py::tuple result = py::make_tuple(std::move(entry.json), std::move(fds));
+  // Nothing can fail any more: the caller owns the descriptors from here.
+  for (auto& fd : entry.fds) static_cast<void>(fd.release());
+  return result;
 }
 
 py::list info_list(const std::vector<EntryInfo>& entries) {
