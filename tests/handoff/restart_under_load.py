@@ -112,6 +112,18 @@ def broker_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def settled_fds(pid: int, quiet: float = 0.3) -> int:
+    """The broker's fd count once it has not moved for `quiet` seconds: right after
+    start it may still hold the readiness probe's connection."""
+    last, since = broker_fds(pid), time.monotonic()
+    while time.monotonic() - since < quiet:
+        time.sleep(0.02)
+        now = broker_fds(pid)
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 def settle(pid: int, expected: int, timeout: float = 3.0) -> int:
     """Waits for the broker's fd count to reach `expected` (it notices hang-ups
     asynchronously); returns how many it holds beyond that."""
@@ -185,7 +197,7 @@ def main() -> int:
         broker, sock = start_broker(args.fdbrokerd, directory)
         env = dict(os.environ, FDBROKER_SOCKET=sock)
         try:
-            baseline = broker_fds(broker.pid)
+            baseline = settled_fds(broker.pid)
             handoff = run_phase("handoff", args, env)
             # Every server has exited: the broker holds the listening socket and the
             # last leader's pidfd, and nothing else it received (retire requests were
