@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstring>
 #include <new>
+#include <string>
+#include <system_error>
 
 #include "sys.hpp"
 
@@ -174,24 +176,55 @@ result<recv_info> try_recvfds_into(int sock, void* buf, std::size_t bufsize,
   return info;
 }
 
-result<received_message> try_recvfds(int sock, std::size_t bufsize, std::size_t maxfds,
-                                     io_flags flags) noexcept {
+namespace {
+
+// Payloads of up to this many bytes are received on the stack and copied into the
+// string at the size that arrived: no zero-filled `bufsize` buffer, and a short
+// message fits in the string's own storage with no allocation at all.
+constexpr std::size_t stack_payload_size = 256;
+
+// The body of try_recvfds() and recvfds(): fills `message` (empty on entry), which
+// each returns by value without a further move through result<>.
+std::error_code receive_message(int sock, std::size_t bufsize, std::size_t maxfds,
+                                io_flags flags, received_message& message) noexcept {
   try {
-    received_message message;
-    message.payload.resize(bufsize);
-    auto info = try_recvfds_into(sock, message.payload.data(), bufsize, message.fds, maxfds, flags);
+    char stack_buffer[stack_payload_size];
+    const bool on_stack = bufsize <= sizeof stack_buffer;
+    if (!on_stack) message.payload.resize(bufsize);
+    char* buffer = on_stack ? stack_buffer : message.payload.data();
+    auto info = try_recvfds_into(sock, buffer, bufsize, message.fds, maxfds, flags);
     if (!info) return info.error();
-    message.payload.resize(info->size);
+    if (on_stack) {
+      message.payload.assign(stack_buffer, info->size);  // may throw: fds already owned
+    } else {
+      message.payload.resize(info->size);
+    }
     message.payload_truncated = info->payload_truncated;
     message.fds_truncated = info->fds_truncated;
-    return message;
+    return {};
   } catch (const std::bad_alloc&) {
+    message.fds.clear();  // closes what arrived
     return errno_code(ENOMEM);
   }
 }
 
+}  // namespace
+
+result<received_message> try_recvfds(int sock, std::size_t bufsize, std::size_t maxfds,
+                                     io_flags flags) noexcept {
+  received_message message;
+  if (std::error_code error = receive_message(sock, bufsize, maxfds, flags, message)) {
+    return error;
+  }
+  return message;
+}
+
 received_message recvfds(int sock, std::size_t bufsize, std::size_t maxfds, io_flags flags) {
-  return try_recvfds(sock, bufsize, maxfds, flags).value_or_throw("recvfds");
+  received_message message;
+  if (std::error_code error = receive_message(sock, bufsize, maxfds, flags, message)) {
+    throw std::system_error(error, "recvfds");
+  }
+  return message;  // NRVO: no move
 }
 
 }  // namespace fdbroker
