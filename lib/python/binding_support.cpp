@@ -136,11 +136,7 @@ class socket_fd_reader {
     // obj.fileno must resolve to the C method: no override in a subclass, no
     // __getattr(ibute)__ and no instance __dict__ that could hold another one.
     PyTypeObject* type = Py_TYPE(obj);
-    if (!PyObject_TypeCheck(obj, socket_type_) || type->tp_dictoffset != 0 ||
-        type->tp_getattro != PyObject_GenericGetAttr ||
-        _PyType_Lookup(type, fileno_name()) != c_fileno_) {
-      return std::nullopt;
-    }
+    if (!is_plain_socket_type(type)) return std::nullopt;
     const int fd = reinterpret_cast<socket_object_prefix*>(obj)->sock_fd;
     if (state_ == state::trusted) return fd;
     // The first socket seen: check the layout against fileno() itself.
@@ -159,6 +155,28 @@ class socket_fd_reader {
 
  private:
   enum class state { unknown, checking, trusted, disabled };
+
+  // Whether instances of `type` are _socket.socket objects whose obj.fileno is the
+  // C method: no override in a subclass, no __getattr(ibute)__ and no instance
+  // __dict__ that could hold another one. The answer for the last type checked is
+  // kept until that type (or a base) changes, which gives it a new version tag.
+  bool is_plain_socket_type(PyTypeObject* type) {
+    const bool versioned = PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG);
+    if (versioned && type == checked_type_ && type->tp_version_tag == checked_version_) {
+      return true;
+    }
+    if (!PyType_IsSubtype(type, socket_type_) || type->tp_dictoffset != 0 ||
+        type->tp_getattro != PyObject_GenericGetAttr ||
+        _PyType_Lookup(type, fileno_name()) != c_fileno_) {
+      return false;
+    }
+    // _PyType_Lookup() has just given the type a valid tag if it can have one.
+    if (PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)) {
+      checked_type_ = type;
+      checked_version_ = type->tp_version_tag;
+    }
+    return true;
+  }
 
   bool load() {
     state_ = state::disabled;
@@ -180,6 +198,10 @@ class socket_fd_reader {
   state state_ = state::unknown;
   PyTypeObject* socket_type_ = nullptr;  // kept alive by the _socket module
   PyObject* c_fileno_ = nullptr;         // borrowed from socket_type_'s __dict__
+  // The last type is_plain_socket_type() accepted, compared by address and version
+  // tag only (a type freed and another allocated at its address gets a new tag).
+  PyTypeObject* checked_type_ = nullptr;
+  unsigned int checked_version_ = 0;
 };
 
 socket_fd_reader socket_fds;  // used with the GIL held only

@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <exception>
 #include <new>
 #include <optional>
@@ -69,6 +70,17 @@ bool parse_fastcall_args(const char* fname, PyObject* const* args, Py_ssize_t na
 // errno for "not an open fd"); anything else must have a fileno() returning an int.
 // Raises TypeError otherwise, OverflowError if it does not fit an int.
 int fd_of(py::handle obj);
+
+// fd_of() for the common case, inline: an int that fits (the fds of a message are
+// converted one by one, so the call itself counts). Anything else goes to fd_of().
+inline int fd_of_fast(py::handle obj) {
+  if (PyLong_CheckExact(obj.ptr())) {
+    int overflow = 0;
+    const long value = PyLong_AsLongAndOverflow(obj.ptr(), &overflow);
+    if (overflow == 0 && value >= INT_MIN && value <= INT_MAX) return static_cast<int>(value);
+  }
+  return fd_of(obj);
+}
 
 // The timeout of a socket.socket-like object (obj.gettimeout()), if it has a positive
 // one; nullopt for ints, objects without gettimeout(), None and 0.

@@ -80,21 +80,64 @@ PyObject* new_recv_result(PyObject* msg, PyObject* fds, bool msg_truncated,
   return result;
 }
 
-// A contiguous read-only view of a bytes-like object, released on scope exit.
+// A contiguous read-only view of a bytes-like object, released on scope exit. A
+// bytes object, immutable and the usual case, is read directly: the buffer
+// protocol's acquire and release cost more than the rest of the conversion.
 class byte_view {
  public:
   explicit byte_view(py::handle obj) {
+    if (PyBytes_CheckExact(obj.ptr())) {
+      data_ = PyBytes_AS_STRING(obj.ptr());
+      size_ = static_cast<std::size_t>(PyBytes_GET_SIZE(obj.ptr()));
+      return;
+    }
     if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+    data_ = view_.buf;
+    size_ = static_cast<std::size_t>(view_.len);
   }
   byte_view(const byte_view&) = delete;
   byte_view& operator=(const byte_view&) = delete;
-  ~byte_view() { PyBuffer_Release(&view_); }
-  [[nodiscard]] const void* data() const noexcept { return view_.buf; }
-  [[nodiscard]] std::size_t size() const noexcept { return static_cast<std::size_t>(view_.len); }
+  ~byte_view() {
+    if (view_.obj != nullptr) PyBuffer_Release(&view_);
+  }
+  [[nodiscard]] const void* data() const noexcept { return data_; }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
 
  private:
-  Py_buffer view_{};
+  Py_buffer view_{};  // view_.obj is set only when the buffer protocol was used
+  const void* data_ = nullptr;
+  std::size_t size_ = 0;
 };
+
+// The vector that owns the descriptors of one receive until they are handed to
+// Python. Allocating and freeing one per message is a sixth of a receive's own
+// cost, so each thread reuses one; a receive nested in another (from a signal
+// handler run while the outer one waits) gets a vector of its own.
+class received_fds {
+ public:
+  received_fds() : spare_(&thread_spare) {
+    if (spare_->in_use) spare_ = nullptr;
+    else spare_->in_use = true;
+  }
+  received_fds(const received_fds&) = delete;
+  received_fds& operator=(const received_fds&) = delete;
+  ~received_fds() {
+    get().clear();  // closes any still owned: a receive that failed part-way
+    if (spare_ != nullptr) spare_->in_use = false;
+  }
+  std::vector<unique_fd>& get() noexcept { return spare_ != nullptr ? spare_->fds : own_; }
+
+ private:
+  struct spare {
+    std::vector<unique_fd> fds;
+    bool in_use = false;
+  };
+  static thread_local spare thread_spare;
+  spare* spare_;  // nullptr: this receive uses own_
+  std::vector<unique_fd> own_;
+};
+
+thread_local received_fds::spare received_fds::thread_spare;
 
 // The descriptors to send: on the stack up to the kernel's limit per message, which
 // spares an allocation per call; on the heap beyond it (try_sendfds refuses those
@@ -129,8 +172,12 @@ void append_fds_of(py::handle items, fd_numbers& ret_fds) {
   // fileno() is Python code that could change a list under us: re-read the size and
   // hold each item while converting it.
   for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq.ptr()); ++i) {
-    py::object item = py::reinterpret_borrow<py::object>(PySequence_Fast_GET_ITEM(seq.ptr(), i));
-    ret_fds.push_back(fd_of(item));
+    PyObject* item = PySequence_Fast_GET_ITEM(seq.ptr(), i);
+    if (PyLong_CheckExact(item)) {  // cannot run Python code: no reference needed
+      ret_fds.push_back(fd_of_fast(item));
+    } else {
+      ret_fds.push_back(fd_of(py::reinterpret_borrow<py::object>(item)));
+    }
   }
 }
 
@@ -223,7 +270,8 @@ py::object receive_message(py::handle sock, Py_ssize_t bufsize, Py_ssize_t numfd
     payload = steal_or_throw(PyBytes_FromStringAndSize(nullptr, bufsize));
     buffer = PyBytes_AS_STRING(payload.ptr());
   }
-  std::vector<unique_fd> fds;
+  received_fds owner;
+  std::vector<unique_fd>& fds = owner.get();
   const auto receive = [&](io_flags with) {
     return try_recvfds_into(fd, buffer, static_cast<std::size_t>(bufsize), fds,
                             static_cast<std::size_t>(numfds), with);

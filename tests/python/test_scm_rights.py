@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import array
 import errno
+import gc
 import os
 import pydoc
 import resource
@@ -516,6 +517,22 @@ def test_a_socket_whose_fileno_is_overridden_is_used_through_it(seqpacket):
             fdbroker.sendfds(plain, b"nowhere")
 
 
+def test_fileno_set_on_a_socket_class_after_use_is_honoured(seqpacket):
+    # The binding remembers the last socket type it found plain; changing the type
+    # afterwards (here: giving it a fileno()) must be noticed on the next call.
+    a, b = seqpacket
+
+    class Slotted(socket.socket):
+        __slots__ = ()  # no instance __dict__: as plain as socket.socket itself
+
+    with Slotted(socket.AF_UNIX, socket.SOCK_DGRAM) as unconnected:
+        with pytest.raises(OSError):
+            fdbroker.sendfds(unconnected, b"nowhere")
+        Slotted.fileno = lambda self: a.fileno()  # type: ignore[method-assign]
+        assert fdbroker.sendfds(unconnected, b"through a") == len(b"through a")
+        assert fdbroker.recvfds(b, 64) == (b"through a", [])
+
+
 def test_blocking_recv_releases_the_gil(alarm, seqpacket, pipe):
     # If recvfds held the GIL while waiting, this thread could not run to send the
     # message it waits for: the alarm fixture's watchdog would end the hung test.
@@ -590,6 +607,69 @@ def test_signal_during_blocking_recv_runs_handler_and_the_call_continues(alarm, 
     assert msg == b"after three signals"
     assert [file_identity(fd) for fd in fds] == [file_identity(pipe[0])]
     close_all(fds)
+
+
+def test_recvfds_nested_in_a_signal_handler_keeps_both_messages_fds(alarm, seqpacket, pipe):
+    # A handler run while recvfds waits may itself call recvfds: each call must keep
+    # its own descriptors (the binding reuses per-thread storage between calls).
+    a, b = seqpacket
+    inner_a, inner_b = fdbroker.socketpair()
+    fdbroker.sendfds(inner_a, b"inner", [pipe[0], pipe[1]])
+    before = open_fd_count()
+    inner = []
+
+    def on_alarm(signum, frame):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        inner.append(fdbroker.recvfds(inner_b, 64))
+        fdbroker.sendfds(a, b"outer", [pipe[1]])
+
+    tick_every(0.02, on_alarm)
+    msg, fds = fdbroker.recvfds(b, 64)  # blocks until the handler has run
+    [(inner_msg, inner_fds)] = inner
+    assert (msg, inner_msg) == (b"outer", b"inner")
+    assert [file_identity(fd) for fd in fds] == [file_identity(pipe[1])]
+    assert [file_identity(fd) for fd in inner_fds] == [file_identity(pipe[0]),
+                                                      file_identity(pipe[1])]
+    assert len(set(fds) | set(inner_fds)) == 3
+    close_all(fds + inner_fds)
+    inner_a.close()
+    inner_b.close()
+    assert open_fd_count() == before - 2
+
+
+def test_recvfds_run_by_a_finalizer_inside_recvfds_keeps_both_messages_fds(seqpacket, pipe):
+    # Python code can also run inside recvfds after the descriptors have arrived:
+    # building the result allocates, which may start a garbage collection and a
+    # finalizer. A recvfds made there must not touch the outer call's descriptors.
+    a, b = seqpacket
+    inner_a, inner_b = fdbroker.socketpair()
+    fdbroker.sendfds(inner_a, b"inner", [pipe[0], pipe[1]])
+    fdbroker.sendfds(a, b"outer", [pipe[1]])
+    before = open_fd_count()
+    inner = []
+
+    class ReceivesWhenCollected:
+        def __del__(self):
+            inner.append(fdbroker.recvfds(inner_b, 64))
+
+    old_threshold = gc.get_threshold()
+    cycle = ReceivesWhenCollected()
+    cycle.self = cycle
+    del cycle
+    gc.set_threshold(1)  # the next allocation of a tracked object collects the cycle
+    try:
+        msg, fds = fdbroker.recvfds(b, 64)
+    finally:
+        gc.set_threshold(*old_threshold)
+    [(inner_msg, inner_fds)] = inner
+    assert (msg, inner_msg) == (b"outer", b"inner")
+    assert [file_identity(fd) for fd in fds] == [file_identity(pipe[1])]
+    assert [file_identity(fd) for fd in inner_fds] == [file_identity(pipe[0]),
+                                                      file_identity(pipe[1])]
+    close_all(fds + inner_fds)
+    inner_a.close()
+    inner_b.close()
+    assert open_fd_count() == before - 2
 
 
 def test_signal_during_blocking_send_runs_handler_and_the_call_continues(alarm, pipe):
