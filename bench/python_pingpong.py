@@ -12,6 +12,11 @@ the same back and closes its copies (os.close), A receives and closes them.
             (CLOEXEC asked for, so that both do the same work)
   raw       the whole loop in C++ (_fdbroker_bench_raw, built from
             bench/raw_pingpong.hpp): the same syscalls with no Python in between
+  thin      the same Python loop over the thinnest binding there can be
+            (_fdbroker_bench_raw.send/recv: raw_send/raw_recv behind
+            METH_FASTCALL, int sockets, bytes and int lists only, no checks, a
+            plain tuple back): what any binding costs at the least, os.close and
+            the interpreter included
 
 Each sample times ITER round trips of one implementation with the thread's CPU
 clock (time.thread_time_ns: time spent descheduled is not ours). One round runs
@@ -25,6 +30,8 @@ Usage:
       [--rounds 41] [--sample-ms 4] [--nfds 1,16,253] [--types seqpacket,stream]
       [--json out.json]
 
+thin/raw is the least a real binding can reach here (it still makes each call,
+converts its arguments and builds the objects a caller needs).
 floor/raw is (raw + floor) / raw, floor being the same Python loop with every
 call replaced by a C builtin that does no I/O: the best ratio any binding could
 reach on this machine, since the interpreter's own share is in it.
@@ -82,6 +89,22 @@ def run_cpython(a, b, fds, iterations):
     return msg, got
 
 
+def run_thin(a, b, fds, iterations):
+    send, recv, close = _fdbroker_bench_raw.send, _fdbroker_bench_raw.recv, os.close
+    a, b = a.fileno(), b.fileno()  # the socket objects stay alive in bench_case
+    msg, got = b"", []
+    for _ in range(iterations):
+        send(a, PAYLOAD, fds)
+        msg, got = recv(b)
+        send(b, msg, got)
+        for fd in got:
+            close(fd)
+        msg, got = recv(a)
+        for fd in got:
+            close(fd)
+    return msg, got
+
+
 def run_raw(a, b, fds, iterations):
     _fdbroker_bench_raw.run(a.fileno(), b.fileno(), fds, iterations, PAYLOAD)
     return PAYLOAD, fds
@@ -105,8 +128,9 @@ def run_floor(a, b, fds, iterations):
     return PAYLOAD, fds
 
 
-IMPLS = {"raw": run_raw, "fdbroker": run_fdbroker, "cpython": run_cpython, "floor": run_floor}
-MEASURED = ("raw", "fdbroker", "cpython")
+IMPLS = {"raw": run_raw, "fdbroker": run_fdbroker, "cpython": run_cpython, "thin": run_thin,
+         "floor": run_floor}
+MEASURED = ("raw", "fdbroker", "cpython", "thin")
 
 
 def time_sample(run, a, b, fds, iterations):
@@ -178,7 +202,7 @@ def main():
                          f"{fdb:.3f} {verdict(fdb, args.target)}",
                          f"{spread(ratios['fdbroker']):.1f}",
                          f"{cpy:.3f}", f"{spread(ratios['cpython']):.1f}",
-                         f"{median(ratios['floor']):.3f}"])
+                         f"{median(ratios['thin']):.3f}", f"{median(ratios['floor']):.3f}"])
             results.append({"case": f"{type_name}/{nfds}", "iterations": iterations,
                             "samples_ns": samples, "ratios": ratios})
 
@@ -187,7 +211,7 @@ def main():
           f"impl/raw in the same round; target fdbroker/raw <= {args.target}")
     print(f"python {sys.version.split()[0]}, load avg {os.getloadavg()}")
     print_table(["case", "iter", "raw us", "IQR%", "fdbroker us", "IQR%", "cpython us", "IQR%",
-                 "fdbroker/raw", "IQR%", "cpython/raw", "IQR%", "floor/raw"], rows)
+                 "fdbroker/raw", "IQR%", "cpython/raw", "IQR%", "thin/raw", "floor/raw"], rows)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
