@@ -49,7 +49,7 @@ def main():
     args = parser.parse_args()
     context, times, paired = load(args.json)
 
-    cases = sorted({n.rsplit("/", 1)[0] for n in times},
+    cases = sorted({n.rsplit("/", 1)[0] for n in [*times, *paired]},
                    key=lambda c: (c.split("/")[1], int(c.split("/")[2])))
     rows = []
     all_ok = True
@@ -79,6 +79,8 @@ def main():
                 row += ["-", "-", "-"]
                 continue
             ratio = median(lib["cpu"]) / raw_med
+            if not paired:  # the verdict falls to the plain medians
+                all_ok &= ratio <= args.target
             row += [f"{median(lib['cpu']) / 1000:.2f}", f"{spread(lib['cpu']):.1f}",
                     f"{ratio:.3f} {verdict(ratio, args.target)}"]
         rows.append(row)
@@ -87,9 +89,10 @@ def main():
           f"range / median (%); target lib/raw <= {args.target}")
     print(f"host: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} cpus, "
           f"load avg {context.get('load_avg', '?')}")
-    print_table(["case", "reps", "raw us", "IQR%", "try us", "IQR%", "try/raw",
-                 "throw us", "IQR%", "throw/raw"], rows)
-    if paired_rows:
+    if rows:
+        print_table(["case", "reps", "raw us", "IQR%", "try us", "IQR%", "try/raw",
+                     "throw us", "IQR%", "throw/raw"], rows)
+    if any(cell != "-" for row in paired_rows for cell in row[1:]):
         print()
         print("Paired (the verdict): lib/raw from back-to-back blocks, median over pairs per "
               "repetition, then median over repetitions (min..max over repetitions)")
