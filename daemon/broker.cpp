@@ -513,6 +513,12 @@ void Broker::handle_message(Connection& c, std::size_t size, bool truncated_payl
 }
 
 void Broker::dispatch(Connection& c, Request& req) {
+  if (c.refusing) {
+    // Behind a waiting request that was refused at shutdown or upgrade: in order,
+    // the same answer (its descriptors, if a put, are closed by send_error).
+    send_error(c, req, ESHUTDOWN, farewell_);
+    return;
+  }
   switch (req.op) {
     case Op::hello: do_hello(c, req); break;
     case Op::get:
@@ -544,6 +550,10 @@ void Broker::do_get(Connection& c, Request& req, bool may_park) {
   const Entry* e = store_.find(req.name, now);
   if (e == nullptr) {
     if (may_park && req.wait_ms > 0 && config_.limits.max_wait_ms > 0) {
+      if (c.winding_down) {
+        refuse_waiting(c, req);  // this broker will not be there when the entry comes
+        return;
+      }
       auto wait = std::min<std::int64_t>(req.wait_ms, static_cast<std::int64_t>(config_.limits.max_wait_ms));
       park(c, req, std::chrono::milliseconds(wait));
       return;
@@ -831,6 +841,25 @@ void Broker::wake_waiters(const std::string& name) {
   }
 }
 
+void Broker::refuse_waiting(Connection& c, const Request& req) {
+  spdlog::debug("{} of '{}' by {} refused: {}", op_name(req.op), req.name, c.peer().label, farewell_);
+  c.refusing = true;
+  send_error(c, req, ESHUTDOWN, farewell_);
+}
+
+void Broker::wind_down(Connection& c) {
+  c.winding_down = true;
+  if (c.parked) {
+    Request r = *c.parked;  // a copy: unpark() looks the waiter up by its name
+    unpark(c);
+    refuse_waiting(c, r);
+  }
+  // The requests behind it (and any other the client already sent), up to a
+  // bound: a client that floods the socket is not answered forever.
+  for (int rounds = 0; rounds < 64 && !c.closed && read_requests(c, /*draining=*/true); ++rounds) {
+  }
+}
+
 // ---------------------------------------------------------------- expiry
 
 void Broker::drop_entry(Entry&& e, const char* why) {
@@ -875,14 +904,13 @@ void Broker::shutdown(std::function<void()> done) {
   if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
   shutting_down_ = true;
   shutdown_done_ = std::move(done);
+  farewell_ = "broker shutting down";
   std::vector<Connection*> all;
   for (auto& [fd, c] : connections_) all.push_back(c.get());
   for (Connection* c : all) {
     // Answer what the client sent before the shutdown began.
-    for (int rounds = 0; rounds < 64 && read_requests(*c, /*draining=*/true); ++rounds) {
-    }
+    wind_down(*c);
     if (c->closed) continue;
-    if (c->parked) unpark(*c);
     if (!c->has_queued()) {
       close_connection(*c, "shutting down");
     } else {

@@ -61,8 +61,9 @@ class Broker {
   // Lame duck: accepts what is already in the listener's backlog (when the broker
   // owns the socket), stops accepting, answers the requests clients have already
   // sent, flushes queued replies for at most limits.shutdown_timeout_ms, closes
-  // every connection, then calls `done`. Waiting requests (wait_ms) get no reply:
-  // their connections are closed, and clients retry against the next broker.
+  // every connection, then calls `done`. A waiting request (wait_ms), and every
+  // request behind it on its connection, is answered ESHUTDOWN ("broker shutting
+  // down"): the client retries against the next broker.
   void shutdown(std::function<void()> done);
 
   // Persistence (broker_persist.cpp). attach(): `sync` (borrowed, outlives the
@@ -82,7 +83,8 @@ class Broker {
   // Stops accepting (the listening socket stays open and its backlog waits),
   // shuts the receiving side of every connection but `keep_fd` (a client's next
   // send fails with EPIPE: nothing it sent is ever lost unanswered), answers
-  // what they had sent and closes them; calls `quiet` once none but `keep_fd`
+  // what they had sent (a waiting get/take and what follows it: ESHUTDOWN, as at
+  // shutdown) and closes them; calls `quiet` once none but `keep_fd`
   // is left (or limits.shutdown_timeout_ms passed and the rest were dropped).
   // False (and nothing done) if the broker is shutting down.
   bool begin_handover(int keep_fd, std::function<void()> quiet);
@@ -133,6 +135,10 @@ class Broker {
   void park(Connection& c, const Request& req, std::chrono::milliseconds wait);
   void unpark(Connection& c);
   void wake_waiters(const std::string& name);
+  // Shutdown and upgrade: answers what `c` already sent, refusing a waiting
+  // request and those behind it with ESHUTDOWN and farewell_ (refuse_waiting).
+  void wind_down(Connection& c);
+  void refuse_waiting(Connection& c, const Request& req);
 
   // Connection lifecycle.
   void update_interest(Connection& c);
@@ -179,6 +185,7 @@ class Broker {
   EventLoop::TimerId expiry_timer_ = 0;
   Clock::time_point expiry_at_ = Clock::time_point::max();
   bool shutting_down_ = false;
+  std::string farewell_;  // the message of ESHUTDOWN replies (shutdown, upgrade)
   std::function<void()> shutdown_done_;
   EventLoop::TimerId shutdown_timer_ = 0;
 

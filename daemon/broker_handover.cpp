@@ -74,18 +74,16 @@ bool Broker::begin_handover(int keep_fd, std::function<void()> quiet) {
   for (auto& [fd, c] : connections_) {
     if (fd != keep_fd) all.push_back(c.get());
   }
+  // A get/take waiting for its entry, and what follows it, is refused: the
+  // successor has the entries, and the client retries there.
+  farewell_ = "broker being replaced by a new one (upgrade): reconnect and retry";
   for (Connection* c : all) {
     // After SHUT_RD the kernel refuses the peer's further sends (EPIPE), so what
     // is in the socket now is all there will be: answer it, then close.
     ::shutdown(c->fd(), SHUT_RD);
-    if (c->parked) {
-      // A get/take waiting for its entry: the successor has the entries; the
-      // client retries there (as after SIGTERM).
-      close_connection(*c, "upgrading");
-      continue;
-    }
-    for (int rounds = 0; rounds < 64 && read_requests(*c, /*draining=*/true); ++rounds) {
-    }
+    wind_down(*c);
+    // A peer that had shut its side already is not read again: done once answered.
+    if (!c->closed && c->eof && !c->has_queued()) close_connection(*c, "upgrading");
   }
   reap();
   handover_keep_fd_ = keep_fd;

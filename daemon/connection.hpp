@@ -65,6 +65,10 @@ class Connection {
   EventLoop::TimerId stuck_timer = 0;       // armed while replies are queued
   std::uint32_t events = 0;                 // what epoll watches now
   bool eof = false;                         // the peer will send no more requests
+  // Shutdown or upgrade: what the peer already sent is answered, but a get/take
+  // that would wait is refused (ESHUTDOWN) instead, and so is every request after it.
+  bool winding_down = false;
+  bool refusing = false;                    // a waiting request was refused: the rest are too
   bool closed = false;
 
  private:
