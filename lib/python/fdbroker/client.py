@@ -8,19 +8,27 @@
 
 Errors the broker names arrive as OSError with that errno and the broker's
 message, hence as its subclasses: FileNotFoundError (ENOENT), FileExistsError
-(EEXIST), PermissionError (EACCES, EPERM), TimeoutError (ETIMEDOUT), plain
-OSError for ESTALE, EDQUOT, ENOSPC, EINVAL, ... Transport failures are OSError
+(EEXIST), PermissionError (EACCES, EPERM), TimeoutError (ETIMEDOUT),
+BrokenPipeError (ESHUTDOWN: the broker stopped or was upgraded while a get or
+take waited; reconnect with a new Client and retry), plain OSError for ESTALE,
+EDQUOT, ENOSPC, EINVAL, ... Transport failures are OSError
 too (FileNotFoundError or ConnectionRefusedError from connecting,
 ConnectionResetError if the broker went away). A meta that cannot be encoded
 as a JSON object raises ValueError or TypeError before anything is sent.
 
 Calls block until the broker replies (with wait_ms, up to that long); the GIL is
-released meanwhile. One Client may be shared by threads: calls are serialised.
+released meanwhile, and signal handlers run (Ctrl-C interrupts a long wait). With
+Client(timeout=SECONDS) a request that gets no reply in time (a stopped or wedged
+broker) raises TimeoutError and closes the connection: a late reply could no longer
+be told from the next one. That TimeoutError leaves fileno() at -1; the broker's own
+ETIMEDOUT for a wait_ms that ran out leaves the connection open. One Client may be
+shared by threads: calls are serialised.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -102,15 +110,45 @@ def _as_fd_list(fds: Any) -> list[Any]:
     return list(fds)
 
 
+def _timeout_ms(timeout: float | None) -> int | None:
+    # Seconds as socket.settimeout() takes them, to the whole milliseconds the C++
+    # client counts, rounded up (a timeout never gets shorter than asked).
+    if timeout is None:
+        return None
+    seconds = float(timeout)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+    return max(1, math.ceil(round(seconds * 1000, 6)))
+
+
 class Client:
     """A connection to fdbrokerd. Connects on creation; a context manager.
 
     path is the broker's socket; None means $FDBROKER_SOCKET if set, else
     DEFAULT_SOCKET_PATH. "@name" is an abstract socket.
+
+    timeout (seconds, None: no limit) bounds each request, from sending it to its
+    reply, and the connect itself. For get/take with wait_ms the wait is added to
+    it: a long wait is never cut short by a short timeout. On expiry TimeoutError
+    is raised and the connection closed (fileno() is then -1).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self._client = _fdbroker.Client(os.fspath(path) if path is not None else "")
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, timeout: float | None = None
+    ) -> None:
+        self._client = _fdbroker.Client(
+            os.fspath(path) if path is not None else "", _timeout_ms(timeout)
+        )
+
+    @property
+    def timeout(self) -> float | None:
+        """The timeout in seconds (None: none); settable, for the next requests."""
+        ms = self._client.timeout_ms
+        return None if ms is None else ms / 1000
+
+    @timeout.setter
+    def timeout(self, timeout: float | None) -> None:
+        self._client.timeout_ms = _timeout_ms(timeout)
 
     def fileno(self) -> int:
         """The connection's socket (borrowed), or -1 once closed."""
@@ -135,7 +173,8 @@ class Client:
 
         With wait_ms, waits up to that long (capped by the broker) for the entry to
         be put. Raises FileNotFoundError, TimeoutError (wait_ms ran out),
-        PermissionError (EACCES), OSError(EINVAL).
+        PermissionError (EACCES), OSError(EINVAL), BrokenPipeError (ESHUTDOWN:
+        the broker stopped while waiting; retry with a new Client).
         """
         return self._entry(self._client.get(name, wait_ms))
 
