@@ -9,8 +9,11 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
-
+#include <chrono>
+#include <climits>
+#include <cstdint>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -28,24 +31,39 @@ namespace {
 // so the calls are serialised here (a reply must be read by whoever sent its request).
 class PyClient {
  public:
-  explicit PyClient(const std::string& path) {
-    client_.set_reply_waiter(&wait_for_reply);
+  PyClient(const std::string& path, std::optional<std::int64_t> timeout_ms) {
+    client_.set_io_waiter(&wait_for);
+    set_timeout_ms(timeout_ms);  // before connecting: it bounds the connect too
     py::gil_scoped_release nogil;
     client_.connect(path);
   }
 
-  // Waits for the reply with poll(), which a signal interrupts (EINTR) whatever
-  // SA_RESTART says, so that Python's handlers run during a long wait_ms: Ctrl-C
-  // interrupts a get() as it would a socket.recv(). Called without the GIL.
-  static void wait_for_reply(int sock) {
-    for (;;) {
-      pollfd watched{sock, POLLIN, 0};
-      int ready = ::poll(&watched, 1, -1);
-      if (ready > 0) return;
-      if (ready < 0 && errno != EINTR) throw_os_error(errno, "poll");
-      py::gil_scoped_acquire gil;
-      run_signal_handlers();  // raises what a handler raised; the Client then disconnects
-    }
+  // Waits with poll(), which a signal interrupts (EINTR) whatever SA_RESTART says,
+  // so that Python's handlers run during a long wait_ms or a full send queue:
+  // Ctrl-C interrupts a get() as it would a socket.recv(). After handlers that did
+  // not raise it returns false, and the Client calls it again with the time still
+  // left before its timeout. Called without the GIL.
+  static bool wait_for(int sock, short events, std::optional<std::chrono::milliseconds> time_left) {
+    int ms = time_left ? static_cast<int>(std::min<std::int64_t>(time_left->count(), INT_MAX)) : -1;
+    pollfd watched{sock, events, 0};
+    int ready = ::poll(&watched, 1, ms);
+    if (ready >= 0) return ready > 0;
+    if (errno != EINTR) throw_os_error(errno, "poll");
+    py::gil_scoped_acquire gil;
+    run_signal_handlers();  // raises what a handler raised; the Client then disconnects
+    return false;
+  }
+
+  // Milliseconds, as the Client counts them (fdbroker/client.py converts seconds);
+  // None: no timeout. ValueError (std::invalid_argument) unless > 0.
+  void set_timeout_ms(std::optional<std::int64_t> timeout_ms) {
+    std::optional<std::chrono::milliseconds> timeout;
+    if (timeout_ms) timeout = std::chrono::milliseconds(*timeout_ms);
+    client_.set_timeout(timeout);
+  }
+  std::optional<std::int64_t> timeout_ms() const {
+    auto timeout = client_.timeout();
+    return timeout ? std::optional<std::int64_t>(timeout->count()) : std::nullopt;
   }
 
   template <class F>
@@ -99,7 +117,14 @@ void bind_client(py::module_& m) {
   m.def("socket_path_from_env", &socket_path_from_env);
 
   py::class_<PyClient>(m, "Client")
-      .def(py::init<const std::string&>(), py::arg("path") = "")
+      .def(py::init<const std::string&, std::optional<std::int64_t>>(), py::arg("path") = "",
+           py::arg("timeout_ms") = py::none())
+      .def_property(
+          "timeout_ms",
+          [](PyClient& c) { return c.locked([&](Client&) { return c.timeout_ms(); }); },
+          [](PyClient& c, std::optional<std::int64_t> timeout_ms) {
+            c.locked([&](Client&) { c.set_timeout_ms(timeout_ms); });
+          })
       .def("fileno", [](PyClient& c) { return c.client_.fd(); })
       .def("close", [](PyClient& c) { c.locked([](Client& cl) { cl.close(); }); })
       .def("hello", [](PyClient& c) { return c.locked([](Client& cl) { return cl.hello().json; }); })

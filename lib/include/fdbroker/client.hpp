@@ -8,7 +8,10 @@
 //     with the broker's message. message() returns the broker's message alone.
 //   - plain std::system_error for the transport: connect() failures (ENOENT,
 //     ECONNREFUSED, EACCES), ECONNRESET when the broker closed the connection, EPROTO
-//     for a reply that is not valid protocol v1, EMSGSIZE for a request over 64 KiB.
+//     for a reply that is not valid protocol v1, EMSGSIZE for a request over 64 KiB,
+//     ETIMEDOUT when the client's own timeout ran out (set_timeout()). The broker's
+//     ETIMEDOUT for a wait_ms that ran out is a BrokerError instead, and leaves the
+//     connection usable; the client's own closes it.
 //   - std::invalid_argument for arguments rejected before anything is sent (meta
 //     that is not a JSON object, no fds or more than 253 on put).
 //
@@ -21,6 +24,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -135,6 +139,9 @@ class FDBROKER_API Client {
   Client() noexcept = default;
   // Connects to `path` (see connect()).
   explicit Client(const std::string& path);
+  // Sets the timeout (see set_timeout()), then connects to `path`: the timeout
+  // bounds the connect too.
+  Client(const std::string& path, std::optional<std::chrono::milliseconds> timeout);
   Client(Client&&) noexcept = default;
   Client& operator=(Client&&) noexcept = default;
   ~Client() = default;
@@ -142,7 +149,9 @@ class FDBROKER_API Client {
   // Connects to the broker's socket at `path`, or socket_path_from_env() if empty.
   // Closes any previous connection first. The socket is blocking and close-on-exec.
   // Errors: ENOENT (no socket there), ECONNREFUSED (nobody listening), EACCES
-  // (socket permissions), ENAMETOOLONG (path longer than sun_path).
+  // (socket permissions), ENAMETOOLONG (path longer than sun_path), ETIMEDOUT (a
+  // timeout is set and the broker's listen backlog stayed full that long: a
+  // connect() to a UNIX socket waits for room there, as to a stopped broker).
   void connect(const std::string& path = {});
   [[nodiscard]] bool connected() const noexcept { return sock_.valid(); }
   // The connection's socket, borrowed (for poll() or tests); -1 if not connected.
@@ -153,17 +162,59 @@ class FDBROKER_API Client {
   // Called with the connection's socket (borrowed) after each request is sent and
   // before its reply is read; it must return once the socket is readable, or throw.
   // Without one the read simply blocks (EINTR is retried). It lets a caller keep a
-  // long wait (get/take with wait_ms) interruptible: the Python binding runs signal
-  // handlers here. If it throws, the connection is closed, since the reply still
+  // long wait (get/take with wait_ms) interruptible, e.g. by running signal
+  // handlers there. If it throws, the connection is closed, since the reply still
   // due could no longer be told from the next one; connect() again to go on.
+  // With a timeout set, the client first waits for the reply itself, for at most
+  // the time left, and calls the waiter once the socket is readable (so it returns
+  // at once): the timeout is kept, the waiter is still called before each reply,
+  // but it no longer does the waiting. Use an IoWaiter to wait within a timeout.
+  // Setting a ReplyWaiter removes any IoWaiter.
   using ReplyWaiter = std::function<void(int sock)>;
-  void set_reply_waiter(ReplyWaiter waiter) { reply_waiter_ = std::move(waiter); }
+  void set_reply_waiter(ReplyWaiter waiter) {
+    io_waiter_ = nullptr;
+    reply_waiter_ = std::move(waiter);
+  }
+
+  // A waiter that also knows the deadline: called with the connection's socket
+  // (borrowed), the poll() events it waits for (POLLIN for a reply, POLLOUT while
+  // the broker's receive queue is too full to take a request) and the time left
+  // before the timeout (nullopt: no timeout set; it is rounded up to a whole
+  // millisecond, never 0). Returns true once the socket is ready, false otherwise,
+  // e.g. when the time ran out or a signal interrupted poll(): the client then
+  // recomputes the time left and calls it again, or throws ETIMEDOUT if none is
+  // left. A true that was not ready is harmless (the client reads or sends without
+  // blocking and waits again). If it throws, the connection is closed as above.
+  // With an IoWaiter, every wait of a request goes through it, timeout or not.
+  // Setting an IoWaiter removes any ReplyWaiter. The Python binding uses one to run
+  // signal handlers (Ctrl-C) during a wait, within the timeout.
+  using IoWaiter =
+      std::function<bool(int sock, short events, std::optional<std::chrono::milliseconds> time_left)>;
+  void set_io_waiter(IoWaiter waiter) {
+    reply_waiter_ = nullptr;
+    io_waiter_ = std::move(waiter);
+  }
+
+  // How long one request may take, from starting to send it to having its reply:
+  // nullopt (the default) waits as long as it takes. For get/take with wait_ms the
+  // wait is part of the request, so the deadline is the timeout PLUS wait_ms (a long
+  // wait is never cut short by a short timeout); for upgrade it is the timeout plus
+  // the 10 s the broker gives the new broker to get ready. It also bounds connect().
+  // On expiry the call throws a plain std::system_error with ETIMEDOUT (not a
+  // BrokerError: the broker did not answer at all) and closes the connection: a
+  // reply arriving late could not be told from the next request's; connect()
+  // again to go on. Throws std::invalid_argument for a timeout that is not > 0.
+  void set_timeout(std::optional<std::chrono::milliseconds> timeout);
+  [[nodiscard]] std::optional<std::chrono::milliseconds> timeout() const noexcept {
+    return timeout_;
+  }
 
   Hello hello();
 
   // The entry `name` with new descriptors for its open files. With wait_ms, waits
   // up to that long (capped by the broker) for the entry to appear.
-  // Errors: ENOENT, ETIMEDOUT (wait_ms ran out), EACCES, EINVAL.
+  // Errors: ENOENT, ETIMEDOUT (wait_ms ran out: a BrokerError, unlike the client's
+  // own timeout), EACCES, EINVAL.
   Entry get(std::string_view name, std::optional<std::int64_t> wait_ms = std::nullopt);
   // get() that returns nullopt instead of throwing ENOENT.
   std::optional<Entry> try_get(std::string_view name);
@@ -204,11 +255,23 @@ class FDBROKER_API Client {
 
  private:
   struct Reply;
+  using Deadline = std::optional<std::chrono::steady_clock::time_point>;
   // Sends one request (JSON text) with `fds`, returns the reply; throws BrokerError
-  // if the broker refused.
-  Reply call(const std::string& request, const std::vector<int>& fds = {});
+  // if the broker refused. `server_wait` is how long the broker may take on purpose
+  // (wait_ms), added to the timeout.
+  Reply call(const std::string& request, const std::vector<int>& fds = {},
+             std::chrono::milliseconds server_wait = std::chrono::milliseconds(0));
+  void send_request(const std::string& request, const std::vector<int>& fds,
+                    const Deadline& deadline);
+  Reply receive_reply(const Deadline& deadline);
+  // Waits until the socket is ready for `events`; false once `deadline` passed.
+  bool wait_ready(short events, const Deadline& deadline);
+  // Closes the connection and throws ETIMEDOUT, saying what the client waited for.
+  [[noreturn]] void timed_out(const char* waiting_for);
   std::int64_t next_id_ = 1;
   ReplyWaiter reply_waiter_;
+  IoWaiter io_waiter_;
+  std::optional<std::chrono::milliseconds> timeout_;
   unique_fd sock_;
 };
 
