@@ -638,3 +638,159 @@ def test_quotas_are_edquot(small_quota_broker: Broker) -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+# The client's own timeout (Client(timeout=SECONDS)). Durations are asserted as a
+# lower bound and a generous upper bound only, never as a speed.
+GENEROUS = 15.0
+
+
+@pytest.fixture
+def silent_peer(tmp_path):
+    """A "broker" that is a real AF_UNIX SOCK_SEQPACKET listener and never answers."""
+    path = str(tmp_path / "silent.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener:
+        listener.bind(path)
+        listener.listen(16)
+        yield path, listener
+
+
+def closed_by_peer(server_side: socket.socket) -> bool:
+    """True once the client closed its end: its request is read, then EOF."""
+    server_side.settimeout(5)
+    while server_side.recv(65537):
+        pass
+    return True
+
+
+def test_a_bad_timeout_is_a_value_error_before_connecting() -> None:
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            fdbroker.Client("/nonexistent/fdbroker.sock", timeout=bad)
+
+
+def test_timeout_property_reads_and_sets_seconds(client: fdbroker.Client) -> None:
+    assert client.timeout is None
+    client.timeout = 0.25
+    assert client.timeout == 0.25
+    with pytest.raises(ValueError):
+        client.timeout = 0
+    assert client.timeout == 0.25
+    client.timeout = None
+    assert client.timeout is None
+    assert client.hello()["protocol"] == 1
+
+
+def test_silent_broker_raises_timeout_error_and_closes_the_connection(silent_peer) -> None:
+    path, listener = silent_peer
+    before = open_fds()
+    c = fdbroker.Client(path, timeout=0.3)
+    server_side, _ = listener.accept()
+    with server_side:
+        start = time.monotonic()
+        with pytest.raises(TimeoutError) as info:
+            c.hello()
+        took = time.monotonic() - start
+        assert info.value.errno == errno.ETIMEDOUT
+        assert 0.3 <= took < GENEROUS
+        assert c.fileno() == -1
+        assert closed_by_peer(server_side)
+        with pytest.raises(OSError) as info:
+            c.hello()
+        assert info.value.errno == errno.ENOTCONN
+        c.close()
+    assert open_fds() == before
+
+
+def test_timeout_is_added_to_wait_ms(silent_peer) -> None:
+    path, listener = silent_peer
+    with fdbroker.Client(path, timeout=0.1) as c:
+        server_side, _ = listener.accept()
+        with server_side:
+            start = time.monotonic()
+            with pytest.raises(TimeoutError):
+                c.get("never", wait_ms=400)
+            assert 0.5 <= time.monotonic() - start < GENEROUS
+
+
+def test_a_long_wait_is_not_cut_short_by_a_short_timeout(broker: Broker) -> None:
+    r, w = os.pipe()
+
+    def producer() -> None:
+        time.sleep(0.5)
+        with fdbroker.Client(broker.socket) as other:
+            other.put("late", [w])
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    try:
+        with fdbroker.Client(broker.socket, timeout=0.1) as c:
+            start = time.monotonic()
+            with c.get("late", wait_ms=20000) as entry:
+                assert same_file(entry.fds[0], w)
+            assert time.monotonic() - start >= 0.4  # well past the 0.1 s timeout
+            c.delete("late")
+    finally:
+        thread.join()
+        os.close(r)
+        os.close(w)
+
+
+def test_the_brokers_own_timeout_keeps_the_connection(broker: Broker) -> None:
+    with fdbroker.Client(broker.socket, timeout=0.1) as c:
+        with pytest.raises(TimeoutError):
+            c.get("never", wait_ms=300)
+        assert c.fileno() >= 0
+        assert c.hello()["protocol"] == 1
+
+
+def test_stopped_broker_raises_timeout_error(broker: Broker) -> None:
+    with fdbroker.Client(broker.socket, timeout=0.3) as c:
+        assert c.hello()["protocol"] == 1
+        before = open_fds()
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            with pytest.raises(TimeoutError):
+                c.stats()
+            assert 0.3 <= time.monotonic() - start < GENEROUS
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        assert c.fileno() == -1
+        assert open_fds() == before - 1  # exactly the connection is gone
+    # The broker, running again, answers a new connection (the fixture then checks
+    # that it dropped the abandoned one).
+    with fdbroker.Client(broker.socket, timeout=5) as again:
+        assert again.hello()["protocol"] == 1
+
+
+def test_ctrl_c_interrupts_a_wait_within_a_timeout(client: fdbroker.Client, alarm: None) -> None:
+    client.timeout = 30
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            client.get("never", wait_ms=25000)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - start < 20
+    assert client.fileno() == -1
+
+
+def test_quiet_signal_handlers_do_not_restart_the_timeout(silent_peer, alarm: None) -> None:
+    path, listener = silent_peer
+    calls = []
+    signal.signal(signal.SIGALRM, lambda signum, frame: calls.append(signum))
+    signal.setitimer(signal.ITIMER_REAL, 0.04, 0.04)
+    try:
+        with fdbroker.Client(path, timeout=0.3) as c:
+            server_side, _ = listener.accept()
+            with server_side:
+                start = time.monotonic()
+                with pytest.raises(TimeoutError):
+                    c.hello()
+                assert 0.3 <= time.monotonic() - start < GENEROUS
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    assert len(calls) >= 3
