@@ -2,13 +2,14 @@
 #include "cli_options.hpp"
 
 #include <charconv>
+#include <cmath>
 #include <set>
 #include <string_view>
 
 namespace fdbrokerctl {
 
 const char* const usage_text =
-    R"(Usage: fdbrokerctl [--socket PATH] [--json] COMMAND [ARGS]
+    R"(Usage: fdbrokerctl [--socket PATH] [--timeout SECONDS] [--json] COMMAND [ARGS]
 
 Talk to fdbrokerd, the file-descriptor broker.
 
@@ -44,6 +45,10 @@ Commands:
 Options:
   --socket PATH   the broker's socket (default: $FDBROKER_SOCKET, else
                   /run/fdbroker/fdbroker.sock)
+  --timeout SECONDS
+                  give up on a broker that does not answer (stopped, wedged)
+                  after SECONDS (e.g. 0.5) beyond any --wait: exit 111 with
+                  ETIMEDOUT; default: wait as long as it takes
   --json          print replies as JSON, for scripts
   --help          show this text
   --version       show the version
@@ -63,6 +68,20 @@ T parse_number(std::string_view option, std::string_view text, T min) {
                      std::string(text) + "'");
   }
   return value;
+}
+
+// --timeout's SECONDS (a decimal number > 0, e.g. 0.5) as whole milliseconds,
+// rounded up: a timeout is never shorter than asked.
+std::chrono::milliseconds parse_seconds(std::string_view option, std::string_view text) {
+  double seconds = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds,
+                                   std::chars_format::fixed);
+  // Up to a million seconds (11 days): beyond that, leave --timeout out.
+  if (ec != std::errc() || end != text.data() + text.size() || !(seconds > 0) || seconds > 1e6) {
+    throw UsageError(std::string(option) + ": not a number of seconds > 0 (up to 1000000): '" +
+                     std::string(text) + "'");
+  }
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(seconds * 1000)));
 }
 
 // Which options each command accepts, so that a misplaced one is an error rather
@@ -95,7 +114,7 @@ Options parse_options(const std::vector<std::string>& args) {
                                                    "put",   "delete", "stats", "exec",
                                                    "upgrade"};
   static const std::set<std::string_view> known{
-      "--socket", "--json", "--help", "--version", "--limit", "--wait", "--fd", "--file",
+      "--socket", "--timeout", "--json", "--help", "--version", "--limit", "--wait", "--fd", "--file",
       "--mode", "--listen", "--meta", "--ttl", "--replace", "--expect-generation", "--get", "--take",
       "--binary"};
   Options o;
@@ -136,6 +155,8 @@ Options parse_options(const std::vector<std::string>& args) {
 
     if (arg == "--socket") {
       o.socket = value;
+    } else if (arg == "--timeout") {
+      o.timeout = parse_seconds(arg, value);
     } else if (arg == "--json") {
       o.json = true;
     } else if (arg == "--help") {

@@ -2,6 +2,7 @@
 // fdbrokerctl's command line, parsed into one struct before anything is done.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -34,6 +35,9 @@ struct ExecEntry {
 struct Options {
   std::string socket;  // empty: $FDBROKER_SOCKET or the default path
   bool json = false;
+  // --timeout SECONDS: how long the request may take beyond any --wait (and the
+  // connect); none by default. Expiry is a transport error: exit 111.
+  std::optional<std::chrono::milliseconds> timeout;
   bool help = false;
   bool version = false;
   std::string command;  // hello, list, get, take, put, delete, stats, exec, upgrade

@@ -9,6 +9,7 @@
 #include <fdbroker/error.hpp>
 #include <fdbroker/version.hpp>
 
+#include <cerrno>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -28,7 +29,7 @@ int run(const fdbrokerctl::Options& o) {
   // when the broker is unreachable.
   PreparedFds prepared;
   if (o.command == "put") prepared = prepare_fds(o.sources);
-  fdbroker::Client client(o.socket);
+  fdbroker::Client client(o.socket, o.timeout);
   const std::string& c = o.command;
   if (c == "hello") {
     print_hello(std::cout, client.hello(), o.json);
@@ -99,6 +100,10 @@ int main(int argc, char** argv) {
     const char* name = fdbroker::errno_name(e.code().value());
     std::cerr << "fdbrokerctl: " << options.command << ": " << (name ? name : "error") << ": "
               << e.what() << '\n';
+    if (e.code().value() == ETIMEDOUT && options.timeout) {
+      // Not the broker's own ETIMEDOUT for --wait: that one is a refusal (exit 1).
+      std::cerr << "fdbrokerctl: no answer within --timeout; is the broker stopped or overloaded?\n";
+    }
     return exit_system;
   } catch (const std::exception& e) {
     std::cerr << "fdbrokerctl: " << options.command << ": " << e.what() << '\n';

@@ -161,6 +161,7 @@ Client::Reply Client::call(const std::string& request, const std::vector<int>& f
   }
   if (timeout_ || io_waiter_) {
     Deadline deadline = timeout_ ? deadline_after(*timeout_, server_wait) : std::nullopt;
+    server_wait_ = server_wait;  // for timed_out()'s message
     send_request(request, fds, deadline);
     return receive_reply(deadline);
   }
@@ -237,10 +238,11 @@ bool Client::wait_ready(short events, const Deadline& deadline) {
 void Client::timed_out(const char* waiting_for) {
   // A reply that arrives after this would be read as the answer to the next request.
   sock_.reset();
+  std::string limit = timeout_ ? describe(*timeout_) : std::string("?");
+  if (server_wait_.count() > 0) limit += " plus the request's wait of " + describe(server_wait_);
   throw std::system_error(ETIMEDOUT, std::system_category(),
                           std::string("fdbroker did not ") + waiting_for +
-                              " within the client's timeout of " +
-                              (timeout_ ? describe(*timeout_) : std::string("?")));
+                              " within the client's timeout of " + limit);
 }
 
 Hello Client::hello() {

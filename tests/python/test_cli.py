@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
+import threading
+import time
 
 import pytest
 from broker_fixture import Broker, binary
@@ -229,6 +232,10 @@ def test_stats(broker: Broker) -> None:
         ["exec", "--get", "x"],
         ["exec", "--", "true"],
         ["get", "x", "--", "y"],
+        ["--timeout", "0", "hello"],
+        ["--timeout", "-1", "hello"],
+        ["--timeout", "soon", "hello"],
+        ["hello", "--timeout"],
     ],
 )
 def test_usage_errors_exit_100(broker: Broker, args: list[str]) -> None:
@@ -271,3 +278,63 @@ def test_refused_as_another_user_exits_1(broker: Broker) -> None:
     )
     assert result.returncode == 1, result
     assert "EACCES" in result.stderr
+
+
+# --timeout: the client's own timeout. Durations are asserted as a lower bound and a
+# generous upper bound only.
+GENEROUS = 15.0
+
+
+def test_help_mentions_timeout() -> None:
+    help_run = subprocess.run([binary("FDBROKERCTL"), "--help"], capture_output=True, text=True)
+    assert "--timeout SECONDS" in help_run.stdout
+
+
+def test_timeout_on_a_silent_broker_exits_111(tmp_path) -> None:
+    path = str(tmp_path / "silent.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener:
+        listener.bind(path)
+        listener.listen(16)  # connections wait here, accepted or not: none is answered
+        start = time.monotonic()
+        result = subprocess.run(
+            [binary("FDBROKERCTL"), "--socket", path, "--timeout", "0.3", "hello"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        took = time.monotonic() - start
+    assert result.returncode == 111, result
+    assert "ETIMEDOUT" in result.stderr and "--timeout" in result.stderr
+    assert result.stdout == ""
+    assert 0.3 <= took < GENEROUS
+
+
+def test_timeout_on_a_stopped_broker_exits_111(broker: Broker) -> None:
+    os.kill(broker.pid, signal.SIGSTOP)
+    try:
+        result = ctl(broker, "stats", "--timeout", "0.3", check=False)
+    finally:
+        os.kill(broker.pid, signal.SIGCONT)
+    assert result.returncode == 111, result
+    assert "ETIMEDOUT" in result.stderr
+    assert ctl(broker, "--timeout", "5", "hello").returncode == 0
+
+
+def test_timeout_does_not_cut_a_longer_wait_short(broker: Broker) -> None:
+    def producer() -> None:
+        time.sleep(0.5)
+        ctl(broker, "put", "late", "--file", "/dev/null")
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    try:
+        entry = ctl_json(broker, "--timeout", "0.1", "get", "late", "--wait", "20000")
+    finally:
+        thread.join()
+    assert entry["name"] == "late"
+    ctl(broker, "delete", "late")
+
+
+def test_the_brokers_own_timeout_is_still_a_refusal(broker: Broker) -> None:
+    result = ctl(broker, "--timeout", "5", "get", "nope", "--wait", "100", check=False)
+    assert result.returncode == 1 and "ETIMEDOUT" in result.stderr

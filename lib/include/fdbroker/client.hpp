@@ -272,6 +272,7 @@ class FDBROKER_API Client {
   ReplyWaiter reply_waiter_;
   IoWaiter io_waiter_;
   std::optional<std::chrono::milliseconds> timeout_;
+  std::chrono::milliseconds server_wait_{0};  // of the request under way
   unique_fd sock_;
 };
 
