@@ -908,7 +908,12 @@ void Broker::shutdown(std::function<void()> done) {
   std::vector<Connection*> all;
   for (auto& [fd, c] : connections_) all.push_back(c.get());
   for (Connection* c : all) {
-    // Answer what the client sent before the shutdown began.
+    // Answer what the client sent before the shutdown began. After SHUT_RD the
+    // kernel refuses the peer's further sends (EPIPE), so a request is either
+    // in the socket now, and answered, or never sent: none arrives between the
+    // drain and the close, where the close would reset the connection and lose
+    // it unanswered (as at an upgrade's handover).
+    ::shutdown(c->fd(), SHUT_RD);
     wind_down(*c);
     if (c->closed) continue;
     if (!c->has_queued()) {

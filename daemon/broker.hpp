@@ -59,8 +59,9 @@ class Broker {
   bool reload(const Config& config, EffectiveLimits limits, std::vector<std::string>& ret_errors);
 
   // Lame duck: accepts what is already in the listener's backlog (when the broker
-  // owns the socket), stops accepting, answers the requests clients have already
-  // sent, flushes queued replies for at most limits.shutdown_timeout_ms, closes
+  // owns the socket), stops accepting, shuts the receiving side of every
+  // connection (a client's next send fails with EPIPE), answers the requests
+  // clients have already sent, flushes queued replies for at most limits.shutdown_timeout_ms, closes
   // every connection, then calls `done`. A waiting request (wait_ms), and every
   // request behind it on its connection, is answered ESHUTDOWN ("broker shutting
   // down"): the client retries against the next broker.
