@@ -203,7 +203,9 @@ class FDBROKER_API Client {
   // On expiry the call throws a plain std::system_error with ETIMEDOUT (not a
   // BrokerError: the broker did not answer at all) and closes the connection: a
   // reply arriving late could not be told from the next request's; connect()
-  // again to go on. Throws std::invalid_argument for a timeout that is not > 0.
+  // again to go on. It applies from the next request or connect(); list() makes
+  // one request per page, each with the whole timeout.
+  // Throws std::invalid_argument for a timeout that is not > 0.
   void set_timeout(std::optional<std::chrono::milliseconds> timeout);
   [[nodiscard]] std::optional<std::chrono::milliseconds> timeout() const noexcept {
     return timeout_;
