@@ -128,6 +128,33 @@ TEST(BrokerShutdownReplies, RequestsPipelinedBehindAWaitingOneAreAnsweredEshutdo
   EXPECT_TRUE(reaches_eof(offered.read.get()));  // the refused put's descriptor is gone
 }
 
+TEST(BrokerShutdownReplies, ARequestSentOnceTheShutdownBeganFailsWithEpipeNotAReset) {
+  BrokerProcess broker;
+  auto setup = broker.connect();
+  auto p = pipe_pair();
+  // Replies of ~60 KB: a few fill the socket, the rest stay queued in the broker,
+  // which keeps the connection open (draining) after the SIGTERM.
+  json big = {{"op", "put"}, {"name", "big"}, {"meta", {{"blob", std::string(60000, 'x')}}}};
+  ASSERT_TRUE(call(setup.get(), big, {p.write.get()}).ok());
+  auto c = broker.connect();
+  constexpr int gets = 10;
+  for (int id = 0; id < gets; ++id) send_raw(c.get(), json({{"op", "get"}, {"name", "big"}, {"id", id}}).dump());
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // all read, most queued
+  ::kill(broker.pid(), SIGTERM);
+  broker.wait_notify("STOPPING=1");
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  // Too late: refused by the kernel, so the client knows it was never received.
+  std::string hello = json({{"op", "hello"}, {"id", "late"}}).dump();
+  EXPECT_EQ(::send(c.get(), hello.data(), hello.size(), MSG_NOSIGNAL | MSG_DONTWAIT), -1);
+  EXPECT_EQ(errno, EPIPE);
+  for (int id = 0; id < gets; ++id) {
+    auto r = receive(c.get());
+    EXPECT_TRUE(r.ok() && r.body["id"] == id && r.fds.size() == 1) << r.raw.substr(0, 80);
+  }
+  EXPECT_TRUE(ends_cleanly(c.get()));
+  EXPECT_EQ(broker.wait_exit(5000), 0);
+}
+
 TEST(BrokerShutdownReplies, ClientThrowsBrokerErrorEshutdown) {
   BrokerProcess broker;
   Client client(broker.socket_path());
