@@ -216,7 +216,8 @@ class FDBROKER_API Client {
   // The entry `name` with new descriptors for its open files. With wait_ms, waits
   // up to that long (capped by the broker) for the entry to appear.
   // Errors: ENOENT, ETIMEDOUT (wait_ms ran out: a BrokerError, unlike the client's
-  // own timeout), EACCES, EINVAL.
+  // own timeout), EACCES, EINVAL, ESHUTDOWN (the broker stopped or was upgraded
+  // while waiting: connect() again and retry).
   Entry get(std::string_view name, std::optional<std::int64_t> wait_ms = std::nullopt);
   // get() that returns nullopt instead of throwing ENOENT.
   std::optional<Entry> try_get(std::string_view name);
