@@ -13,11 +13,15 @@ import gc
 import os
 import signal
 import socket
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 import fdbroker
+
+# Helpers shared with tests/systemd (kcmp).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
 SOCKET_TYPES = {
     "stream": socket.SOCK_STREAM,

@@ -7,7 +7,6 @@ broker serving with everything intact."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -18,20 +17,9 @@ import time
 from pathlib import Path
 
 from broker_fixture import binary
+from kcmp import same_open_file
 
 MAX_MESSAGE = 64 * 1024
-SYS_KCMP = 312  # x86_64
-KCMP_FILE = 0
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def same_open_file(fd_a: int, fd_b: int) -> bool:
-    pid = os.getpid()
-    r = _libc.syscall(SYS_KCMP, pid, pid, KCMP_FILE, fd_a, fd_b)
-    if r < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return r == 0
 
 
 class Raw:

@@ -8,29 +8,16 @@ systemd 252 empties a service's fd store when the service stops for good
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import time
 
+from kcmp import same_open_file
 from wire import Connection
 from test_fdbroker_units import (  # noqa: F401  (fixtures)
     SOCKET, broker_machine, close_all, get_entry, main_pid, service_state, unit_dir)
 
-SYS_KCMP = 312  # x86_64
-KCMP_FILE = 0
-_libc = ctypes.CDLL(None, use_errno=True)
 STATIC_FDS = 2  # test/privileged-tcp and test/os-release (test_fdbroker_units.STATIC_ENTRIES)
-
-
-def same_open_file(fd_a: int, fd_b: int) -> bool:
-    """kcmp(KCMP_FILE): do two fds of this process refer to one open file description?"""
-    pid = os.getpid()
-    r = _libc.syscall(SYS_KCMP, pid, pid, KCMP_FILE, fd_a, fd_b)
-    if r < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return r == 0
 
 
 def fdstore_count(machine) -> int:
