@@ -548,6 +548,12 @@ void Broker::do_get(Connection& c, Request& req, bool may_park) {
   bool take = req.op == Op::take;
   auto now = Clock::now();
   const Entry* e = store_.find(req.name, now);
+  // Access first, existence after: a peer refused the name learns nothing about
+  // whether it exists (EACCES either way), nor waits for an entry it could not get.
+  if (!allowed(c, take ? perm_take : perm_get, req, e)) {
+    send_error(c, req, EACCES, std::string(take ? "take" : "get") + " of '" + req.name + "' not allowed");
+    return;
+  }
   if (e == nullptr) {
     if (may_park && req.wait_ms > 0 && config_.limits.max_wait_ms > 0) {
       if (c.winding_down) {
@@ -564,10 +570,6 @@ void Broker::do_get(Connection& c, Request& req, bool may_park) {
   }
   if (take && e->is_static) {
     send_error(c, req, EPERM, "'" + req.name + "' is declared in the configuration: it cannot be taken");
-    return;
-  }
-  if (!allowed(c, take ? perm_take : perm_get, req, e)) {
-    send_error(c, req, EACCES, std::string(take ? "take" : "get") + " of '" + req.name + "' not allowed");
     return;
   }
   count(req, 0);
@@ -606,12 +608,12 @@ void Broker::do_put(Connection& c, const Request& req) {
   }
   auto now = Clock::now();
   const Entry* old = store_.find(req.name, now);
-  if (old != nullptr && old->is_static) {
-    send_error(c, req, EPERM, "'" + req.name + "' is declared in the configuration: it cannot be replaced");
+  if (!allowed(c, perm_put, req, old)) {  // before existence: see do_get()
+    send_error(c, req, EACCES, "put of '" + req.name + "' not allowed");
     return;
   }
-  if (!allowed(c, perm_put, req, old)) {
-    send_error(c, req, EACCES, "put of '" + req.name + "' not allowed");
+  if (old != nullptr && old->is_static) {
+    send_error(c, req, EPERM, "'" + req.name + "' is declared in the configuration: it cannot be replaced");
     return;
   }
   if (req.expect_generation >= 0) {
@@ -681,16 +683,16 @@ void Broker::do_put(Connection& c, const Request& req) {
 
 void Broker::do_delete(Connection& c, const Request& req) {
   const Entry* e = store_.find(req.name, Clock::now());
+  if (!allowed(c, perm_delete, req, e)) {  // before existence: see do_get()
+    send_error(c, req, EACCES, "delete of '" + req.name + "' not allowed");
+    return;
+  }
   if (e == nullptr) {
     send_error(c, req, ENOENT, "no entry named '" + req.name + "'");
     return;
   }
   if (e->is_static) {
     send_error(c, req, EPERM, "'" + req.name + "' is declared in the configuration: it cannot be deleted");
-    return;
-  }
-  if (!allowed(c, perm_delete, req, e)) {
-    send_error(c, req, EACCES, "delete of '" + req.name + "' not allowed");
     return;
   }
   if (auto gone = store_.extract(req.name)) drop_entry(std::move(*gone), nullptr);

@@ -190,11 +190,48 @@ TEST(BrokerAccess, StaticEntryAccessListsApply) {
                       if (r.fds.size() != 1) out += "no fd; ";
                       out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "hidden"}}),
                                             "EACCES", "get other static");
+                      // Not allowed to take at all: refused as such (root gets EPERM,
+                      // broker_ops_test), the same answer as for any name it may not take.
                       out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "hostname"}}),
-                                            "EPERM", "take static");
+                                            "EACCES", "take static");
                       return out;
                     }),
             "");
+}
+
+TEST(BrokerAccess, AForbiddenNameIsRefusedWhetherOrNotItExists) {
+  // An unprivileged peer must not learn which names exist by telling ENOENT from
+  // EACCES, nor park waiting for an entry it could never get.
+  json config = {{"entries", {{{"name", "secret/exists"}, {"type", "file"}, {"path", "/etc/hostname"}}}},
+                 {"rules", {{{"prefix", "public/"}, {"users", {"nobody"}}, {"allow", {"get", "delete"}}}}}};
+  BrokerProcess broker(config);
+  std::size_t baseline = broker.fd_count();
+  EXPECT_EQ(as_user(nobody, nogroup, {},
+                    [&] {
+                      auto c = broker.connect();
+                      std::string out;
+                      for (const char* name : {"secret/exists", "secret/missing"}) {
+                        for (const char* op : {"get", "take", "delete"}) {
+                          out += expect_outcome(call(c.get(), {{"op", op}, {"name", name}}), "EACCES",
+                                                std::string(op) + " " + name);
+                        }
+                        auto p = pipe_pair();
+                        out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", name}}, {p.write.get()}),
+                                              "EACCES", std::string("put ") + name);
+                      }
+                      // Refused at once, not after the wait.
+                      out += expect_outcome(
+                          call(c.get(), {{"op", "get"}, {"name", "secret/missing"}, {"wait_ms", 60000}}),
+                          "EACCES", "get with wait_ms");
+                      // Where it may look, existence is its business.
+                      out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "public/missing"}}),
+                                            "ENOENT", "get public");
+                      out += expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "public/missing"}}),
+                                            "ENOENT", "delete public");
+                      return out;
+                    }),
+            "");
+  EXPECT_TRUE(broker.settles_at(baseline));  // the refused puts' descriptors were closed
 }
 
 TEST(BrokerAccess, QuotasArePerUid) {
