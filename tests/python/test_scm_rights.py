@@ -609,48 +609,62 @@ def test_signal_during_blocking_recv_runs_handler_and_the_call_continues(alarm, 
     close_all(fds)
 
 
-def test_recvfds_nested_in_a_signal_handler_keeps_both_messages_fds(alarm, seqpacket, pipe):
+@pytest.fixture
+def inner_message(pipe):
+    """The socket a nested recvfds reads: b"inner" with both ends of `pipe` waits on it."""
+    inner_a, inner_b = fdbroker.socketpair()
+    fdbroker.sendfds(inner_a, b"inner", [pipe[0], pipe[1]])
+    yield inner_b
+    inner_a.close()
+    inner_b.close()
+
+
+def check_and_close_both(outer, inner, pipe) -> None:
+    """outer is b"outer" with pipe's write end, inner b"inner" with both ends: each
+    call kept its own descriptors. Closes them all."""
+    (msg, fds), [(inner_msg, inner_fds)] = outer, inner
+    try:
+        assert (msg, inner_msg) == (b"outer", b"inner")
+        assert [file_identity(fd) for fd in fds] == [file_identity(pipe[1])]
+        assert [file_identity(fd) for fd in inner_fds] == [file_identity(pipe[0]),
+                                                          file_identity(pipe[1])]
+        assert len(set(fds) | set(inner_fds)) == 3  # no number handed out twice
+    finally:
+        close_all(fds + inner_fds)
+
+
+def test_recvfds_nested_in_a_signal_handler_keeps_both_messages_fds(alarm, seqpacket, pipe,
+                                                                    inner_message):
     # A handler run while recvfds waits may itself call recvfds: each call must keep
     # its own descriptors (the binding reuses per-thread storage between calls).
     a, b = seqpacket
-    inner_a, inner_b = fdbroker.socketpair()
-    fdbroker.sendfds(inner_a, b"inner", [pipe[0], pipe[1]])
     before = open_fd_count()
     inner = []
 
     def on_alarm(signum, frame):
         signal.setitimer(signal.ITIMER_REAL, 0)
-        inner.append(fdbroker.recvfds(inner_b, 64))
+        inner.append(fdbroker.recvfds(inner_message, 64))
         fdbroker.sendfds(a, b"outer", [pipe[1]])
 
     tick_every(0.02, on_alarm)
-    msg, fds = fdbroker.recvfds(b, 64)  # blocks until the handler has run
-    [(inner_msg, inner_fds)] = inner
-    assert (msg, inner_msg) == (b"outer", b"inner")
-    assert [file_identity(fd) for fd in fds] == [file_identity(pipe[1])]
-    assert [file_identity(fd) for fd in inner_fds] == [file_identity(pipe[0]),
-                                                      file_identity(pipe[1])]
-    assert len(set(fds) | set(inner_fds)) == 3
-    close_all(fds + inner_fds)
-    inner_a.close()
-    inner_b.close()
-    assert open_fd_count() == before - 2
+    outer = fdbroker.recvfds(b, 64)  # blocks until the handler has run
+    check_and_close_both(outer, inner, pipe)
+    assert open_fd_count() == before
 
 
-def test_recvfds_run_by_a_finalizer_inside_recvfds_keeps_both_messages_fds(seqpacket, pipe):
+def test_recvfds_run_by_a_finalizer_inside_recvfds_keeps_both_messages_fds(seqpacket, pipe,
+                                                                         inner_message):
     # Python code can also run inside recvfds after the descriptors have arrived:
     # building the result allocates, which may start a garbage collection and a
     # finalizer. A recvfds made there must not touch the outer call's descriptors.
     a, b = seqpacket
-    inner_a, inner_b = fdbroker.socketpair()
-    fdbroker.sendfds(inner_a, b"inner", [pipe[0], pipe[1]])
     fdbroker.sendfds(a, b"outer", [pipe[1]])
     before = open_fd_count()
     inner = []
 
     class ReceivesWhenCollected:
         def __del__(self):
-            inner.append(fdbroker.recvfds(inner_b, 64))
+            inner.append(fdbroker.recvfds(inner_message, 64))
 
     old_threshold = gc.get_threshold()
     cycle = ReceivesWhenCollected()
@@ -658,18 +672,11 @@ def test_recvfds_run_by_a_finalizer_inside_recvfds_keeps_both_messages_fds(seqpa
     del cycle
     gc.set_threshold(1)  # the next allocation of a tracked object collects the cycle
     try:
-        msg, fds = fdbroker.recvfds(b, 64)
+        outer = fdbroker.recvfds(b, 64)
     finally:
         gc.set_threshold(*old_threshold)
-    [(inner_msg, inner_fds)] = inner
-    assert (msg, inner_msg) == (b"outer", b"inner")
-    assert [file_identity(fd) for fd in fds] == [file_identity(pipe[1])]
-    assert [file_identity(fd) for fd in inner_fds] == [file_identity(pipe[0]),
-                                                      file_identity(pipe[1])]
-    close_all(fds + inner_fds)
-    inner_a.close()
-    inner_b.close()
-    assert open_fd_count() == before - 2
+    check_and_close_both(outer, inner, pipe)
+    assert open_fd_count() == before
 
 
 def test_signal_during_blocking_send_runs_handler_and_the_call_continues(alarm, pipe):
