@@ -176,6 +176,11 @@ result<recv_info> try_recvfds_into(int sock, void* buf, std::size_t bufsize,
   return info;
 }
 
+recv_info recvfds_into(int sock, void* buf, std::size_t bufsize, std::vector<unique_fd>& ret_fds,
+                       std::size_t maxfds, io_flags flags) {
+  return try_recvfds_into(sock, buf, bufsize, ret_fds, maxfds, flags).value_or_throw("recvfds_into");
+}
+
 namespace {
 
 // Payloads of up to this many bytes are received on the stack and copied into the

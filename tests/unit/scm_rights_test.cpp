@@ -300,4 +300,27 @@ TEST(ScmRights, TryRecvfdsIntoAppendsToTheCallersVector) {
   EXPECT_TRUE(same_file(kept[1].get(), two[1].write.get()));
 }
 
+TEST(ScmRights, RecvfdsIntoReusesTheCallersBufferAndVectorAcrossMessages) {
+  auto [a, b] = fdbroker::socketpair();
+  auto two = pipes(2);
+  std::vector<unique_fd> got;
+  char buf[8];
+  const auto before = open_fd_count();
+  fdbroker::sendfds(a.get(), "one", {two[0].write.get()});
+  fdbroker::sendfds(a.get(), "two", {two[1].write.get()});
+
+  fdbroker::recv_info info = fdbroker::recvfds_into(b.get(), buf, sizeof buf, got);
+  EXPECT_EQ(std::string(buf, info.size), "one");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(same_file(got[0].get(), two[0].write.get()));
+
+  got.clear();  // closes the first message's fd; the capacity stays for the next
+  info = fdbroker::recvfds_into(b.get(), buf, sizeof buf, got);
+  EXPECT_EQ(std::string(buf, info.size), "two");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(same_file(got[0].get(), two[1].write.get()));
+  got.clear();
+  EXPECT_EQ(open_fd_count(), before);
+}
+
 }  // namespace

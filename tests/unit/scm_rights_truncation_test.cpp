@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -173,6 +174,26 @@ TEST_P(TruncationAllTypes, FailureLeavesTheCallersVectorAsItWas) {
   EXPECT_EQ(got.error().value(), EMSGSIZE);
   ASSERT_EQ(kept.size(), 1u);
   EXPECT_TRUE(write_end_open(mine.read.get()));
+  for (auto& p : sent) EXPECT_TRUE(reaches_eof(p.read.get()));
+}
+
+TEST_P(TruncationAllTypes, RecvfdsIntoThrowsEmsgsizeAndLeavesTheCallersVectorAsItWas) {
+  auto [a, b] = fdbroker::socketpair(GetParam());
+  auto mine = pipe_pair();
+  std::vector<unique_fd> kept;
+  kept.push_back(std::move(mine.write));
+  auto sent = send_pipes_and_close(a.get(), 3, "three");
+  const auto before = open_fd_count();
+  char buf[16];
+  try {
+    fdbroker::recvfds_into(b.get(), buf, sizeof buf, kept, 1);
+    ADD_FAILURE() << "no exception";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), EMSGSIZE) << e.what();
+  }
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_TRUE(write_end_open(mine.read.get()));
+  EXPECT_EQ(open_fd_count(), before);
   for (auto& p : sent) EXPECT_TRUE(reaches_eof(p.read.get()));
 }
 

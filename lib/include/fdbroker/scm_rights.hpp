@@ -113,6 +113,14 @@ struct recv_info {
                                                               std::size_t maxfds = max_fds_per_message,
                                                               io_flags flags = io_flags::none) noexcept;
 
+// Throwing form of try_recvfds_into(): receives into the caller's buffer and
+// vector, which a loop can reuse so that no call allocates. On failure `ret_fds`
+// holds what it held before, as with try_recvfds_into().
+FDBROKER_API recv_info recvfds_into(int sock, void* buf, std::size_t bufsize,
+                                    std::vector<unique_fd>& ret_fds,
+                                    std::size_t maxfds = max_fds_per_message,
+                                    io_flags flags = io_flags::none);
+
 // One received message, owning its descriptors.
 struct received_message {
   std::string payload;
