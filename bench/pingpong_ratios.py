@@ -22,7 +22,7 @@ import sys
 
 from bench_stats import median, print_table, spread, verdict
 
-IMPLS = ("try", "throw")
+IMPLS = ("try", "into", "throw")
 
 
 def load(path):
@@ -90,13 +90,15 @@ def main():
     print(f"host: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} cpus, "
           f"load avg {context.get('load_avg', '?')}")
     if rows:
-        print_table(["case", "reps", "raw us", "IQR%", "try us", "IQR%", "try/raw",
-                     "throw us", "IQR%", "throw/raw"], rows)
+        print_table(["case", "reps", "raw us", "IQR%",
+                     *[h for impl in IMPLS for h in (f"{impl} us", "IQR%", f"{impl}/raw")]],
+                    rows)
     if any(cell != "-" for row in paired_rows for cell in row[1:]):
         print()
         print("Paired (the verdict): lib/raw from back-to-back blocks, median over pairs per "
               "repetition, then median over repetitions (min..max over repetitions)")
-        print_table(["case", "try/raw", "range (reps)", "throw/raw", "range (reps)"], paired_rows)
+        print_table(["case", *[h for impl in IMPLS for h in (f"{impl}/raw", "range (reps)")]],
+                    paired_rows)
     return 0 if all_ok else 1
 
 

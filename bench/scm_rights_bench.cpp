@@ -11,9 +11,10 @@
 // the library can make faster or slower. (A two-thread layout mostly measures
 // futex-free socket wake-ups and scheduling noise on a shared 2-core machine.)
 //
-// Three implementations of the same round trip:
+// Four implementations of the same round trip:
 //   raw    hand-written sendmsg/recvmsg, stack buffers only
 //   try    try_sendfds + try_recvfds_into into reused buffers: the event-loop API
+//   into   sendfds + recvfds_into into reused buffers: the throwing API, no allocation
 //   throw  sendfds + recvfds returning received_message: the everyday API, which
 //          allocates the payload string and the fd vector per message
 // run_lib.sh / pingpong_ratios.py turn the JSON output into lib/raw ratios.
@@ -67,7 +68,7 @@ void check(bool ok, const char* what) {
   if (!ok) throw std::runtime_error(what);
 }
 
-// noinline, all three: each round trip is one call in every variant, and callgrind
+// noinline, all of them: each round trip is one call in every variant, and callgrind
 // can attribute instructions to it (bench/README.md, "Instruction counts").
 [[gnu::noinline]] void round_trip_raw(fixture& f) {
   fdbroker_bench::raw_round_trip(f.a.get(), f.b.get(), payload.data(), payload.size(),
@@ -98,6 +99,30 @@ struct try_state {
   s.got.clear();
 }
 
+// The throwing API with the caller's buffers reused (recvfds_into): no allocation.
+struct into_state {
+  std::array<char, recv_bufsize> buf{};
+  std::vector<unique_fd> got;
+  std::vector<int> back;
+  into_state() {
+    got.reserve(raw_max_fds);
+    back.reserve(raw_max_fds);
+  }
+};
+
+[[gnu::noinline]] void round_trip_into(fixture& f, into_state& s) {
+  using namespace fdbroker;
+  sendfds(f.a.get(), payload, f.fds);
+  recv_info info = recvfds_into(f.b.get(), s.buf.data(), s.buf.size(), s.got);
+  s.back.clear();
+  for (const auto& fd : s.got) s.back.push_back(fd.get());
+  sendfds(f.b.get(), std::string_view(s.buf.data(), info.size), s.back);
+  s.got.clear();  // closes B's copies
+  info = recvfds_into(f.a.get(), s.buf.data(), s.buf.size(), s.got);
+  check(info.size == payload.size() && s.got.size() == f.fds.size(), "recvfds_into a");
+  s.got.clear();
+}
+
 // The everyday API: one received_message per call, as most callers write it.
 [[gnu::noinline]] void round_trip_throw(fixture& f, std::vector<int>& back) {
   using namespace fdbroker;
@@ -125,6 +150,13 @@ void bench_try(benchmark::State& state, int type, std::size_t nfds) {
   fixture f(type, nfds);
   try_state s;
   for (auto _ : state) round_trip_try(f, s);
+  set_counters(state, nfds);
+}
+
+void bench_into(benchmark::State& state, int type, std::size_t nfds) {
+  fixture f(type, nfds);
+  into_state s;
+  for (auto _ : state) round_trip_into(f, s);
   set_counters(state, nfds);
 }
 
@@ -188,6 +220,12 @@ void bench_paired_try(benchmark::State& state, int type, std::size_t nfds) {
   run_paired(state, f, nfds, [&] { round_trip_try(f, s); });
 }
 
+void bench_paired_into(benchmark::State& state, int type, std::size_t nfds) {
+  fixture f(type, nfds);
+  into_state s;
+  run_paired(state, f, nfds, [&] { round_trip_into(f, s); });
+}
+
 void bench_paired_throw(benchmark::State& state, int type, std::size_t nfds) {
   fixture f(type, nfds);
   std::vector<int> back;
@@ -207,9 +245,11 @@ int main(int argc, char** argv) {
       std::string base = std::string("PingPong/") + t.name + "/" + std::to_string(nfds) + "/";
       benchmark::RegisterBenchmark((base + "raw").c_str(), bench_raw, t.type, nfds);
       benchmark::RegisterBenchmark((base + "try").c_str(), bench_try, t.type, nfds);
+      benchmark::RegisterBenchmark((base + "into").c_str(), bench_into, t.type, nfds);
       benchmark::RegisterBenchmark((base + "throw").c_str(), bench_throw, t.type, nfds);
       std::string paired = std::string("Paired/") + t.name + "/" + std::to_string(nfds) + "/";
       benchmark::RegisterBenchmark((paired + "try").c_str(), bench_paired_try, t.type, nfds);
+      benchmark::RegisterBenchmark((paired + "into").c_str(), bench_paired_into, t.type, nfds);
       benchmark::RegisterBenchmark((paired + "throw").c_str(), bench_paired_throw, t.type, nfds);
     }
   }
