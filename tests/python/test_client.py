@@ -4,6 +4,7 @@ subclasses, wait_ms, TTL, concurrent take, other users, list pagination."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import multiprocessing
@@ -34,6 +35,23 @@ def reaches_eof(read_fd: int, timeout: float = 5.0) -> bool:
 def same_file(a: int, b: int) -> bool:
     sa, sb = os.fstat(a), os.fstat(b)
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+@contextlib.contextmanager
+def put_later(broker: Broker, name: str, fd: int, delay: float):
+    """Another client puts `fd` as `name` `delay` seconds after the block starts;
+    the block waits for it with wait_ms."""
+    def producer() -> None:
+        time.sleep(delay)
+        with fdbroker.Client(broker.socket) as other:
+            other.put(name, [fd])
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
 
 
 @pytest.fixture
@@ -236,19 +254,11 @@ def test_an_entry_carries_up_to_253_fds_in_order(client: fdbroker.Client) -> Non
 
 def test_get_waits_for_a_later_put(broker: Broker, client: fdbroker.Client) -> None:
     r, w = os.pipe()
-
-    def producer() -> None:
-        time.sleep(0.3)
-        with fdbroker.Client(broker.socket) as other:
-            other.put("late", [w])
-
-    thread = threading.Thread(target=producer)
-    thread.start()
     try:
-        with client.get("late", wait_ms=20000) as entry:
-            assert same_file(entry.fds[0], w)
+        with put_later(broker, "late", w, delay=0.3):
+            with client.get("late", wait_ms=20000) as entry:
+                assert same_file(entry.fds[0], w)
     finally:
-        thread.join()
         os.close(r)
         os.close(w)
 
@@ -545,20 +555,12 @@ def test_quiet_signal_handlers_run_and_the_wait_goes_on(broker: Broker, client: 
     signal.signal(signal.SIGALRM, lambda signum, frame: calls.append(signum))
     signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
     r, w = os.pipe()
-
-    def producer() -> None:
-        time.sleep(0.5)
-        with fdbroker.Client(broker.socket) as other:
-            other.put("awaited", [r])
-
-    thread = threading.Thread(target=producer)
-    thread.start()
     try:
-        with client.get("awaited", wait_ms=25000) as entry:
-            assert same_file(entry.fds[0], r)
+        with put_later(broker, "awaited", r, delay=0.5):
+            with client.get("awaited", wait_ms=25000) as entry:
+                assert same_file(entry.fds[0], r)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        thread.join()
         os.close(r)
         os.close(w)
     assert len(calls) >= 3
@@ -715,23 +717,15 @@ def test_timeout_is_added_to_wait_ms(silent_peer) -> None:
 
 def test_a_long_wait_is_not_cut_short_by_a_short_timeout(broker: Broker) -> None:
     r, w = os.pipe()
-
-    def producer() -> None:
-        time.sleep(0.5)
-        with fdbroker.Client(broker.socket) as other:
-            other.put("late", [w])
-
-    thread = threading.Thread(target=producer)
-    thread.start()
     try:
-        with fdbroker.Client(broker.socket, timeout=0.1) as c:
+        with put_later(broker, "late", w, delay=0.5), \
+                fdbroker.Client(broker.socket, timeout=0.1) as c:
             start = time.monotonic()
             with c.get("late", wait_ms=20000) as entry:
                 assert same_file(entry.fds[0], w)
             assert time.monotonic() - start >= 0.4  # well past the 0.1 s timeout
             c.delete("late")
     finally:
-        thread.join()
         os.close(r)
         os.close(w)
 
