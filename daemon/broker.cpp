@@ -329,7 +329,7 @@ void Broker::close_connection(Connection& c, const char* why) {
   if (c.closed) return;
   c.closed = true;
   if (why != nullptr) spdlog::debug("client {} closed: {}", c.peer().label, why);
-  if (c.parked) unpark(c);
+  unpark(c);
   if (c.stuck_timer != 0) loop_.cancel(c.stuck_timer);
   c.stuck_timer = 0;
   // Takes whose reply never left: the entry comes back, as if never taken.
@@ -793,9 +793,8 @@ void Broker::park(Connection& c, const Request& req, std::chrono::milliseconds w
   Connection* cp = &c;
   c.park_timer = loop_.add_timer(Clock::now() + wait, [this, cp] {
     cp->park_timer = 0;
-    Request r = *cp->parked;
-    unpark(*cp);
-    send_error(*cp, r, ETIMEDOUT, "no entry named '" + r.name + "' appeared in time");
+    auto r = unpark(*cp);
+    send_error(*cp, *r, ETIMEDOUT, "no entry named '" + r->name + "' appeared in time");
     if (!cp->closed) {
       if (cp->eof && !cp->has_queued()) {
         close_connection(*cp, "end of requests");
@@ -809,17 +808,20 @@ void Broker::park(Connection& c, const Request& req, std::chrono::milliseconds w
   update_interest(c);  // requests behind this one wait their turn in the socket
 }
 
-void Broker::unpark(Connection& c) {
-  if (!c.parked) return;
+std::unique_ptr<Request> Broker::unpark(Connection& c) {
+  if (!c.parked) return nullptr;
   if (c.park_timer != 0) loop_.cancel(c.park_timer);
   c.park_timer = 0;
+  // The waiter is found by its request's name: deregister before the request
+  // leaves the connection (a moved-from name would find nothing, leaving a
+  // dangling waiter behind).
   auto it = waiters_.find(c.parked->name);
   if (it != waiters_.end()) {
     auto& list = it->second;
     list.erase(std::remove(list.begin(), list.end(), &c), list.end());
     if (list.empty()) waiters_.erase(it);
   }
-  c.parked.reset();
+  return std::move(c.parked);
 }
 
 void Broker::wake_waiters(const std::string& name) {
@@ -829,9 +831,8 @@ void Broker::wake_waiters(const std::string& name) {
   for (Connection* c : list) {
     if (store_.find(name, Clock::now()) == nullptr) break;  // taken by an earlier waiter
     if (c->closed || !c->parked) continue;
-    Request r = std::move(*c->parked);
-    unpark(*c);
-    do_get(*c, r, false);
+    auto r = unpark(*c);
+    do_get(*c, *r, false);
     if (c->closed) continue;
     if (c->eof && !c->has_queued()) {
       close_connection(*c, "end of requests");
@@ -851,11 +852,7 @@ void Broker::refuse_waiting(Connection& c, const Request& req) {
 
 void Broker::wind_down(Connection& c) {
   c.winding_down = true;
-  if (c.parked) {
-    Request r = *c.parked;  // a copy: unpark() looks the waiter up by its name
-    unpark(c);
-    refuse_waiting(c, r);
-  }
+  if (auto r = unpark(c)) refuse_waiting(c, *r);
   // The requests behind it (and any other the client already sent), up to a
   // bound: a client that floods the socket is not answered forever.
   for (int rounds = 0; rounds < 64 && !c.closed && read_requests(c, /*draining=*/true); ++rounds) {

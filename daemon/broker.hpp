@@ -134,7 +134,8 @@ class Broker {
 
   // Waiting (get/take with wait_ms).
   void park(Connection& c, const Request& req, std::chrono::milliseconds wait);
-  void unpark(Connection& c);
+  // Stops `c` waiting and hands back its waiting request (null: none).
+  std::unique_ptr<Request> unpark(Connection& c);
   void wake_waiters(const std::string& name);
   // Shutdown and upgrade: answers what `c` already sent, refusing a waiting
   // request and those behind it with ESHUTDOWN and farewell_ (refuse_waiting).

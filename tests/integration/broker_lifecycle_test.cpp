@@ -136,6 +136,51 @@ TEST(BrokerWait, AClientThatLeavesWhileWaitingIsForgotten) {
   EXPECT_TRUE(call(c.get(), {{"op", "get"}, {"name", "x"}}).ok());  // nobody took it
 }
 
+// A waiter woken by a put is no longer a waiter of that name: later puts of it
+// neither answer the connection's next wait (with ETIMEDOUT, at once) nor, once
+// it has closed, touch the freed connection (the broker died with SIGSEGV).
+TEST(BrokerWait, AWaiterWokenByAPutNoLongerWaitsForThatName) {
+  for (const char* op : {"get", "take"}) {
+    SCOPED_TRACE(op);
+    BrokerProcess broker;
+    std::size_t baseline = broker.fd_count();
+    auto other = broker.connect();
+    ASSERT_TRUE(call(other.get(), {{"op", "hello"}}).ok());
+    {
+      auto waiter = broker.connect();
+      send_raw(waiter.get(), json({{"op", op}, {"name", "r/x"}, {"wait_ms", 5000}, {"id", 1}}).dump());
+      EXPECT_TRUE(silent_for(waiter.get(), 50));
+      auto p = pipe_pair();
+      ASSERT_TRUE(call(other.get(), {{"op", "put"}, {"name", "r/x"}, {"replace", true}}, {p.write.get()}).ok());
+      auto woken = receive(waiter.get());
+      ASSERT_TRUE(woken.ok()) << woken.raw;
+      EXPECT_EQ(woken.body["id"], 1);
+      // Now it waits for another name; a put of the first must not answer it.
+      send_raw(waiter.get(), json({{"op", op}, {"name", "r/y"}, {"wait_ms", 5000}, {"id", 2}}).dump());
+      EXPECT_TRUE(silent_for(waiter.get(), 50));
+      ASSERT_TRUE(call(other.get(), {{"op", "put"}, {"name", "r/x"}, {"replace", true}}, {p.write.get()}).ok());
+      EXPECT_TRUE(silent_for(waiter.get(), 200)) << "the wait for r/y was answered by a put of r/x";
+      // Its wait for r/y is still served by a put of r/y.
+      ASSERT_TRUE(call(other.get(), {{"op", "put"}, {"name", "r/y"}}, {p.write.get()}).ok());
+      auto second = receive(waiter.get());
+      EXPECT_TRUE(second.ok()) << second.raw;
+      EXPECT_EQ(second.body["id"], 2);
+    }
+    // The waiter has gone: more puts of r/x must not reach it.
+    auto p = pipe_pair();
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(call(other.get(), {{"op", "put"}, {"name", "r/x"}, {"replace", true}}, {p.write.get()}).ok());
+    }
+    auto fresh = broker.connect();
+    EXPECT_TRUE(call(fresh.get(), {{"op", "hello"}}).ok());
+    fresh.reset();
+    ASSERT_TRUE(call(other.get(), {{"op", "delete"}, {"name", "r/x"}}).ok());
+    auto y = call(other.get(), {{"op", "delete"}, {"name", "r/y"}});
+    EXPECT_EQ(y.ok(), std::string(op) == "get") << y.raw;  // a take took it
+    EXPECT_TRUE(broker.settles_at(baseline + 1));  // + `other`
+  }
+}
+
 TEST(BrokerTake, OfManyConcurrentTakersExactlyOneWins) {
   BrokerProcess broker;
   auto root = broker.connect();
