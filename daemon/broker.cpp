@@ -440,6 +440,12 @@ void Broker::begin_reply(const std::string& id) {
     reply_ += id;
     reply_ += ',';
   }
+  reply_head_ = reply_.size();
+}
+
+void Broker::reply_too_large() {
+  reply_.resize(reply_head_);
+  append_error(reply_, EMSGSIZE, "the reply would not fit in one message");
 }
 
 void Broker::count(const Request& req, int err) {
@@ -448,9 +454,22 @@ void Broker::count(const Request& req, int err) {
 }
 
 void Broker::send_reply(Connection& c, const std::shared_ptr<const FdSet>& fds) {
+  if (reply_.size() > max_message_bytes) {
+    // Every reply is bounded by construction: this is a bug, but it costs the
+    // client one short error, not its connection and the requests behind it.
+    spdlog::error("a reply of {} bytes to {} exceeds the protocol's limit", reply_.size(), c.peer().label);
+    reply_too_large();
+    send_reply(c);
+    return;
+  }
   switch (c.send(reply_, fds)) {
     case Connection::Sent::now: break;
     case Connection::Sent::queued: note_queued(c); break;
+    case Connection::Sent::too_large:
+      spdlog::error("the socket refused a reply of {} bytes to {} (EMSGSIZE)", reply_.size(), c.peer().label);
+      reply_too_large();
+      send_reply(c);
+      break;
     case Connection::Sent::failed: close_connection(c, "send failed"); break;
   }
 }
@@ -461,11 +480,7 @@ void Broker::send_error(Connection& c, const Request& req, int err, std::string_
   fds_.clear();
   count(req, err);
   begin_reply(req.id);
-  reply_ += "\"ok\":false,\"error\":\"";
-  reply_ += error_name(err);
-  reply_ += "\",\"message\":";
-  append_json_string(reply_, message);
-  reply_ += '}';
+  append_error(reply_, err, message);
   send_reply(c);
 }
 
@@ -594,6 +609,10 @@ void Broker::do_get(Connection& c, Request& req, bool may_park) {
     case Connection::Sent::queued:
       c.back().taken = store_.extract(req.name);
       note_queued(c);
+      break;
+    case Connection::Sent::too_large:  // the entry stays: it was not delivered
+      reply_too_large();
+      send_reply(c);
       break;
     case Connection::Sent::failed:
       close_connection(c, "send failed");

@@ -126,7 +126,10 @@ class Broker {
   void do_upgrade(Connection& c, const Request& req);
 
   // Replies.
+  // Starts reply_ with the id; reply_head_ marks where the fields begin.
   void begin_reply(const std::string& id);
+  // Replaces the reply being built by a short EMSGSIZE error with the same id.
+  void reply_too_large();
   void send_error(Connection& c, const Request& req, int err, std::string_view message);
   void send_reply(Connection& c, const std::shared_ptr<const FdSet>& fds = nullptr);
   void count(const Request& req, int err);
@@ -196,6 +199,7 @@ class Broker {
   std::vector<unique_fd> fds_;
   Request request_;
   std::string reply_;
+  std::size_t reply_head_ = 0;
   std::string message_;
 
   // Counters for `stats`.

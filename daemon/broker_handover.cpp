@@ -50,12 +50,7 @@ void Broker::reply_to(int conn_fd, const std::string& id, int err, const std::st
     if (!text.empty()) reply_ += "," + text;
     reply_ += '}';
   } else {
-    reply_ += "\"ok\":false,\"error\":\"";
-    const char* name = errno_name(err);
-    reply_ += name != nullptr ? name : "EIO";
-    reply_ += "\",\"message\":";
-    append_json_string(reply_, text);
-    reply_ += '}';
+    append_error(reply_, err, text);
   }
   send_reply(c);
   reap();

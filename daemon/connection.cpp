@@ -25,6 +25,7 @@ Connection::Sent Connection::send(std::string_view body, const std::shared_ptr<c
   if (queue_.empty()) {
     auto sent = send_one(sock_.get(), body, fds.get());
     if (sent) return Sent::now;
+    if (sent.error().value() == EMSGSIZE) return Sent::too_large;
     if (!would_block(sent.error())) return Sent::failed;
   }
   queue_.push_back(QueuedReply{std::string(body), fds, std::nullopt});

@@ -37,11 +37,13 @@ class Connection {
   [[nodiscard]] int fd() const noexcept { return sock_.get(); }
   [[nodiscard]] const Peer& peer() const noexcept { return peer_; }
 
-  enum class Sent { now, queued, failed };
+  enum class Sent { now, queued, too_large, failed };
 
   // Sends one reply with `fds` attached (may be null), or queues it if earlier
-  // replies are still queued or the socket's buffer is full. `failed` means the
-  // connection is broken (EPIPE, ECONNRESET, ...): the caller closes it.
+  // replies are still queued or the socket's buffer is full. `too_large`: the
+  // socket refused it as larger than its send buffer (EMSGSIZE); nothing was
+  // sent or queued, and the connection is fine. `failed` means the connection
+  // is broken (EPIPE, ECONNRESET, ...): the caller closes it.
   Sent send(std::string_view body, const std::shared_ptr<const FdSet>& fds);
 
   // The reply queued last (precondition: has_queued()).

@@ -3,6 +3,8 @@
 
 #include <charconv>
 
+#include <fdbroker/error.hpp>
+
 namespace fdbroker::daemon {
 
 namespace {
@@ -36,6 +38,11 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
     return 0;
   }
   return n;
+}
+
+const char* errno_name_or_eio(int err) {
+  const char* name = errno_name(err);
+  return name != nullptr ? name : "EIO";
 }
 
 }  // namespace
@@ -75,6 +82,23 @@ void append_json_string(std::string& out, std::string_view s) {
     ++i;
   }
   out.push_back('"');
+}
+
+void append_error(std::string& out, int err, std::string_view message) {
+  out += "\"ok\":false,\"error\":\"";
+  out += errno_name_or_eio(err);
+  out += "\",\"message\":";
+  if (message.size() <= max_error_text) {
+    append_json_string(out, message);
+  } else {
+    std::size_t cut = max_error_text;
+    // Not inside a UTF-8 sequence (its continuation bytes are 10xxxxxx).
+    while (cut > 0 && (static_cast<unsigned char>(message[cut]) & 0xC0u) == 0x80u) --cut;
+    std::string shortened(message.substr(0, cut));
+    shortened += "...";
+    append_json_string(out, shortened);
+  }
+  out += '}';
 }
 
 void append_int(std::string& out, std::int64_t v) {

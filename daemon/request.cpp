@@ -280,7 +280,7 @@ int interpret(Fields& f, Request& req, std::string& ret_message) {
   else if (o == "hello") req.op = Op::hello;
   else if (o == "stats") req.op = Op::stats;
   else if (o == "upgrade") req.op = Op::upgrade;
-  else return bad(ret_message, "unknown op '" + std::string(o) + "'");
+  else return bad(ret_message, "unknown op '" + std::string(o.substr(0, max_echoed_op)) + (o.size() > max_echoed_op ? "...'" : "'"));
   req.has_op = true;
 
   constexpr std::int64_t max = INT64_MAX;
@@ -293,8 +293,10 @@ int interpret(Fields& f, Request& req, std::string& ret_message) {
       const Value& binary = f[k_binary];
       if (binary.kind != Value::absent) {
         // An absolute path: the broker must not resolve it against its own cwd.
-        if (binary.kind != Value::string || binary.text.empty() || binary.text.front() != '/') {
-          return bad(ret_message, "field 'binary' must be an absolute path");
+        if (binary.kind != Value::string || binary.text.empty() || binary.text.front() != '/' ||
+            binary.text.size() > max_path_bytes) {
+          return bad(ret_message, "field 'binary' must be an absolute path of at most " +
+                                      std::to_string(max_path_bytes) + " bytes");
         }
         req.binary.assign(binary.text);
       }

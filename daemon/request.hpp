@@ -23,6 +23,10 @@ const char* op_name(Op op) noexcept;
 
 // Longest `id` echoed (its JSON text): keeps every reply within the message limit.
 inline constexpr std::size_t max_id_bytes = 1024;
+// Longest part of an unknown `op` that its error message repeats.
+inline constexpr std::size_t max_echoed_op = 64;
+// Longest `binary` path (PATH_MAX).
+inline constexpr std::size_t max_path_bytes = 4096;
 
 // A parsed request. Reused between messages: parse_request() resets every field.
 struct Request {
