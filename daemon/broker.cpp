@@ -7,6 +7,9 @@
 #include <fdbroker/version.hpp>
 
 #include <fcntl.h>
+#include <linux/sockios.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -44,6 +47,18 @@ constexpr std::chrono::milliseconds accept_backoff{100};
 const char* error_name(int err) {
   const char* name = errno_name(err);
   return name != nullptr ? name : "EIO";
+}
+
+
+// After a zero-length read: whether the peer has shut down its sending side with
+// nothing left to read (end of stream), rather than sent an empty record. An
+// empty record followed only by the shutdown is indistinguishable from it, and
+// taken for the end (docs/protocol.md).
+bool peer_done_sending(int sock) {
+  pollfd pfd{sock, POLLRDHUP, 0};
+  if (::poll(&pfd, 1, 0) != 1 || (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) == 0) return false;
+  int queued = 0;
+  return ::ioctl(sock, SIOCINQ, &queued) < 0 || queued == 0;
 }
 
 std::int64_t ms_until(Clock::time_point when, Clock::time_point now) {
@@ -412,7 +427,7 @@ bool Broker::read_requests(Connection& c, bool draining) {
       close_connection(c, error_name(err));
       return false;
     }
-    if (got->size == 0 && fds_.empty() && !got->payload_truncated) {
+    if (got->size == 0 && fds_.empty() && !got->payload_truncated && peer_done_sending(c.fd())) {
       c.eof = true;  // the peer closed (or shut down) its sending side
       if (!c.has_queued() && !c.parked) close_connection(c, "end of requests");
       return false;
@@ -509,6 +524,12 @@ void Broker::handle_message(Connection& c, std::size_t size, bool truncated_payl
     req.id.clear();
     req.has_op = false;
     send_error(c, req, EMSGSIZE, "message longer than 65536 bytes");
+    return;
+  }
+  if (size == 0) {
+    req.id.clear();
+    req.has_op = false;
+    send_error(c, req, EPROTO, "empty message");
     return;
   }
   int err = parse_request(std::string_view(buffer_.data(), size), req, message_);

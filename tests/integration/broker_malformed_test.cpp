@@ -124,20 +124,94 @@ TEST(BrokerMalformed, TruncatedAncillaryDataIsEmsgsizeAndNothingLeaks) {
   EXPECT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
 }
 
-TEST(BrokerMalformed, AnEmptyMessageIsTheEndOfRequests) {
-  // On SOCK_SEQPACKET a zero-length message reads as end of stream: the broker
-  // closes the connection (after answering what came before).
+// A zero-length record is a malformed request, not the end of the stream: the
+// broker tells them apart by whether the peer shut down its sending side.
+TEST(BrokerMalformed, AnEmptyMessageIsEprotoAndTheConnectionStays) {
   BrokerProcess broker;
   std::size_t baseline = broker.fd_count();
   auto c = broker.connect();
   send_raw(c.get(), R"({"op":"hello","id":1})");
   ASSERT_EQ(::send(c.get(), "", 0, 0), 0);
-  auto r = receive(c.get());
-  EXPECT_EQ(r.body["id"], 1);
+  send_raw(c.get(), R"({"op":"hello","id":2})");
+  auto first = receive(c.get());
+  EXPECT_EQ(first.body["id"], 1);
+  auto empty = receive(c.get());
+  EXPECT_EQ(empty.error(), "EPROTO") << empty.raw;
+  EXPECT_FALSE(empty.body.contains("id"));
+  auto second = receive(c.get());
+  EXPECT_TRUE(second.ok()) << second.raw;
+  EXPECT_EQ(second.body["id"], 2);
+  EXPECT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+  c.reset();
+  EXPECT_TRUE(broker.settles_at(baseline));
+}
+
+// Requests queued behind an empty record are answered even when the peer shuts
+// down its sending side right after them; then the stream ends.
+TEST(BrokerMalformed, AnEmptyMessageBeforeRequestsAndAShutdownIsEproto) {
+  BrokerProcess broker;
+  std::size_t baseline = broker.fd_count();
+  auto c = broker.connect();
+  ASSERT_EQ(::send(c.get(), "", 0, 0), 0);
+  send_raw(c.get(), R"({"op":"hello","id":3})");
+  ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
+  auto empty = receive(c.get());
+  EXPECT_EQ(empty.error(), "EPROTO") << empty.raw;
+  auto hello = receive(c.get());
+  EXPECT_EQ(hello.body["id"], 3) << hello.raw;
   char buf[16];
   pollfd pfd{c.get(), POLLIN, 0};
   ASSERT_EQ(::poll(&pfd, 1, 2000), 1);
   EXPECT_EQ(::recv(c.get(), buf, sizeof buf, 0), 0);
   c.reset();
   EXPECT_TRUE(broker.settles_at(baseline));
+}
+
+TEST(BrokerMalformed, ShuttingDownTheSendingSideEndsTheRequests) {
+  BrokerProcess broker;
+  std::size_t baseline = broker.fd_count();
+  auto c = broker.connect();
+  send_raw(c.get(), R"({"op":"hello","id":1})");
+  ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
+  EXPECT_EQ(receive(c.get()).body["id"], 1);
+  char buf[16];
+  pollfd pfd{c.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 2000), 1);
+  EXPECT_EQ(::recv(c.get(), buf, sizeof buf, 0), 0);
+  c.reset();
+  EXPECT_TRUE(broker.settles_at(baseline));
+}
+
+// Whatever a request within 65536 bytes holds, its reply fits 65536 bytes: text
+// echoed from the request is bounded. A raw DEL (valid unescaped in a JSON string)
+// becomes \u007f, six bytes, in a reply that echoes it.
+TEST(BrokerMalformed, RepliesFitTheMessageLimitWhateverTheRequestEchoes) {
+  BrokerProcess broker;
+  auto c = broker.connect();
+  ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+  std::size_t baseline = broker.fd_count();
+  std::string id = "\"" + std::string(1022, 'i') + "\"";  // 1024 bytes: the longest allowed
+  auto fill = [](const std::string& head, const std::string& tail, char with) {
+    return head + std::string(65536 - head.size() - tail.size(), with) + tail;
+  };
+  const std::pair<std::string, std::string> cases[] = {
+      {fill("{\"id\":" + id + ",\"op\":\"", "\"}", '\x7f'), "EINVAL"},           // unknown op
+      {fill("{\"id\":" + id + ",\"op\":\"", "\"}", 'x'), "EINVAL"},  // a long unknown op
+      {fill("{\"id\":" + id + ",\"op\":\"upgrade\",\"binary\":\"/", "\"}", '\x7f'), "EINVAL"},
+      {fill("{\"id\":" + id + ",\"op\":\"get\",\"name\":\"", "\"}", '\x7f'), "EINVAL"},
+      {fill("{\"id\":" + id + ",\"op\":\"list\",\"prefix\":\"", "\"}", '\x7f'), "EINVAL"},
+      {fill("{\"id\":" + id + ",\"op\":\"get\",\"name\":\"a\",\"wait_ms\":\"", "\"}", '\x7f'), "EINVAL"},
+  };
+  for (const auto& [payload, error] : cases) {
+    ASSERT_EQ(payload.size(), 65536u);
+    send_raw(c.get(), payload);
+    send_raw(c.get(), R"({"op":"hello","id":"behind"})");  // pipelined: must not be lost
+    auto r = receive(c.get());
+    EXPECT_LE(r.raw.size(), 65536u);
+    EXPECT_EQ(r.error(), error) << r.raw.substr(0, 200);
+    EXPECT_EQ(r.body["id"], json::parse(id));
+    EXPECT_LE(r.body.value("message", "").size(), 1024u);
+    EXPECT_EQ(receive(c.get()).body["id"], "behind");
+  }
+  EXPECT_EQ(broker.fd_count(), baseline);
 }
