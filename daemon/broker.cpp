@@ -526,7 +526,7 @@ void Broker::handle_message(Connection& c, std::size_t size, bool truncated_payl
     send_error(c, req, EMSGSIZE, "message longer than 65536 bytes");
     return;
   }
-  if (size == 0) {
+  if (size == 0 && !truncated_fds) {
     req.id.clear();
     req.has_op = false;
     send_error(c, req, EPROTO, "empty message");

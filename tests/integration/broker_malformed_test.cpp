@@ -124,6 +124,30 @@ TEST(BrokerMalformed, TruncatedAncillaryDataIsEmsgsizeAndNothingLeaks) {
   EXPECT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
 }
 
+// A zero-byte message whose descriptors the kernel could not install at all
+// (the broker's table is full) is neither the end of the stream nor an empty
+// record: EMSGSIZE, as for any truncated ancillary data.
+TEST(BrokerMalformed, AZeroByteMessageWithEveryFdTruncatedIsEmsgsize) {
+  BrokerProcess broker;
+  auto c = broker.connect();
+  ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+  std::size_t baseline = broker.fd_count();
+  rlimit old{};
+  ASSERT_EQ(::prlimit(broker.pid(), RLIMIT_NOFILE, nullptr, &old), 0);
+  rlimit full = old;
+  full.rlim_cur = broker.lowest_free_fd();
+  ASSERT_EQ(::prlimit(broker.pid(), RLIMIT_NOFILE, &full, nullptr), 0);
+  auto p = pipe_pair();
+  send_raw(c.get(), "", {p.write.get(), p.write.get()});
+  auto r = receive(c.get());
+  ASSERT_EQ(::prlimit(broker.pid(), RLIMIT_NOFILE, &old, nullptr), 0);
+  EXPECT_EQ(r.error(), "EMSGSIZE") << r.raw;
+  p.write.reset();
+  EXPECT_TRUE(reaches_eof(p.read.get()));
+  EXPECT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+  EXPECT_EQ(broker.fd_count(), baseline);
+}
+
 // A zero-length record is a malformed request, not the end of the stream: the
 // broker tells them apart by whether the peer shut down its sending side.
 TEST(BrokerMalformed, AnEmptyMessageIsEprotoAndTheConnectionStays) {
