@@ -526,10 +526,14 @@ void Broker::handle_message(Connection& c, std::size_t size, bool truncated_payl
     send_error(c, req, EMSGSIZE, "message longer than 65536 bytes");
     return;
   }
-  if (size == 0 && !truncated_fds) {
+  if (size == 0) {  // nothing to parse, and no id to echo
     req.id.clear();
     req.has_op = false;
-    send_error(c, req, EPROTO, "empty message");
+    if (truncated_fds) {
+      send_error(c, req, EMSGSIZE, "too many descriptors: the ancillary data was truncated");
+    } else {
+      send_error(c, req, EPROTO, "empty message");
+    }
     return;
   }
   int err = parse_request(std::string_view(buffer_.data(), size), req, message_);
