@@ -344,3 +344,59 @@ TEST(BrokerLimits, WithNotEvenAReserveSlotTheListenerRestsWithoutSpinning) {
   EXPECT_TRUE(closed_unanswered(c.get()));
   EXPECT_TRUE(answers_hello(a.get()));
 }
+
+// Under a small RLIMIT_NOFILE the derived limits (max_connections at half the
+// table, max_fds below what is left) keep clients from ever filling the table:
+// at max_fds a put gets ENOSPC and its descriptors are closed, at
+// max_connections new clients wait their turn, and no accept meets EMFILE.
+TEST(BrokerLimits, TheDerivedLimitsStopClientsBeforeTheTableIsFull) {
+  BrokerProcess broker;
+  // A lower hard limit, and a reload: the limits are derived anew from it.
+  rlimit small{512, 512};
+  ASSERT_EQ(::prlimit(broker.pid(), RLIMIT_NOFILE, &small, nullptr), 0);
+  broker.reload();
+  std::size_t baseline = broker.fd_count();
+
+  auto admin = broker.connect();
+  auto stats = call(admin.get(), {{"op", "stats"}});
+  ASSERT_EQ(stats.body["connections"]["limit"], 256) << stats.raw;
+  ASSERT_EQ(stats.body["connections"]["limit_per_uid"], 64) << stats.raw;
+  const std::size_t max_fds = stats.body["fds_limit"].get<std::size_t>();
+  ASSERT_GT(max_fds, 0u);
+  ASSERT_LE(max_fds, std::size_t{253});
+
+  // The store full: the next put is ENOSPC, and what it carried is closed.
+  auto held = pipe_pair();
+  ASSERT_TRUE(call(admin.get(), {{"op", "put"}, {"name", "all"}},
+                   std::vector<int>(max_fds, held.write.get()))
+                  .ok());
+  held.write.reset();
+  auto p = pipe_pair();
+  auto refused = call(admin.get(), {{"op", "put"}, {"name", "one-more"}}, {p.write.get()});
+  EXPECT_EQ(refused.error(), "ENOSPC") << refused.raw;
+  p.write.reset();
+  EXPECT_TRUE(reaches_eof(p.read.get()));
+  EXPECT_TRUE(broker.settles_at(baseline + 1 + max_fds));
+
+  // Every connection slot taken (root is not limited per uid).
+  std::vector<unique_fd> clients;
+  for (int i = 1; i < 256; ++i) {
+    clients.push_back(broker.connect());
+    ASSERT_TRUE(answers_hello(clients.back().get())) << i;
+  }
+  auto waiting = broker.connect();
+  send_raw(waiting.get(), json({{"op", "hello"}, {"id", "waiting"}}).dump());
+  EXPECT_TRUE(silent_for(waiting.get(), 300));  // in the backlog, not refused
+  EXPECT_LT(broker.lowest_free_fd(), rlim_t{512});
+  clients.pop_back();
+  EXPECT_EQ(receive(waiting.get()).body["id"], "waiting");
+  stats = call(admin.get(), {{"op", "stats"}});
+  EXPECT_EQ(stats.body["connections"]["refused_no_fds"], 0) << stats.raw;
+
+  ASSERT_TRUE(call(admin.get(), {{"op", "delete"}, {"name", "all"}}).ok());
+  EXPECT_TRUE(reaches_eof(held.read.get()));
+  clients.clear();
+  waiting.reset();
+  admin.reset();
+  EXPECT_TRUE(broker.settles_at(baseline));
+}
