@@ -41,7 +41,8 @@ constexpr int requests_per_wakeup = 1;
 constexpr int requests_per_drain_round = 32;
 // Connections accepted per wakeup of the listener.
 constexpr int accepts_per_wakeup = 64;
-// How long the listener rests after EMFILE/ENFILE at accept.
+// How long the listener rests after ENOBUFS/ENOMEM at accept, or when even a
+// reserve slot cannot take a connection in to refuse it (shed_backlog).
 constexpr std::chrono::milliseconds accept_backoff{100};
 
 const char* error_name(int err) {
@@ -85,6 +86,11 @@ EffectiveLimits derive_limits(const Limits& configured) {
   EffectiveLimits limits;
   // Never let connections eat more than half the table: the entries need the rest.
   limits.max_connections = std::min<std::uint64_t>(configured.max_connections, nofile / 2);
+  // One uid may hold a quarter of the connections: a client that leaks
+  // connections (or one user on purpose) cannot shut the others out.
+  limits.max_connections_per_uid = configured.max_connections_per_uid
+                                       ? *configured.max_connections_per_uid
+                                       : std::max<std::uint64_t>(64, limits.max_connections / 4);
   // Headroom: the connections, one incoming message's fds, and the broker's own
   // (listener, epoll, timerfd, signalfd, logs, static entries being reopened).
   std::uint64_t reserve = limits.max_connections + max_fds_per_message + 64;
@@ -258,6 +264,15 @@ void Broker::resume_listener() {
 }
 
 void Broker::on_listener(std::uint32_t) {
+  // A reserve slot lost to a shortage (shed_backlog could not take it back) is
+  // taken again as soon as one is free, before a client can have it.
+  for (auto& fd : reserve_) {
+    if (!fd.valid()) fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  }
+  for (const auto& [uid, refused] : uid_connections_.sweep(Clock::now())) {
+    spdlog::warn("refused {} more connections of uid {} (limits.max_connections_per_uid {})", refused, uid,
+                 limits_.max_connections_per_uid);
+  }
   for (int i = 0; i < accepts_per_wakeup; ++i) {
     if (connections_.size() >= limits_.max_connections) {
       // Leave the rest in the backlog until someone leaves (close_connection resumes).
@@ -270,7 +285,11 @@ void Broker::on_listener(std::uint32_t) {
       int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK) return;
       if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
-      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      if (err == EMFILE || err == ENFILE) {
+        shed_backlog(err);
+        return;
+      }
+      if (err == ENOBUFS || err == ENOMEM) {
         // Level-triggered epoll would wake us again at once for the same pending
         // connection: rest the listener instead of spinning.
         for (auto& fd : reserve_) fd.reset();
@@ -291,13 +310,27 @@ void Broker::on_listener(std::uint32_t) {
     peer.pid = creds->pid;
     peer.uid = creds->uid;
     peer.gid = creds->gid;
+    if (!uid_connections_.admit(peer.uid, limits_.max_connections_per_uid, policy_.is_admin(peer))) {
+      // Closed unanswered: the client sees end of stream (ECONNRESET if it had
+      // sent a request already), and the backlog does not fill up with one uid's
+      // connections while other users wait behind them.
+      ++connections_refused_per_uid_;
+      if (std::uint64_t n = uid_connections_.note_refusal(peer.uid, Clock::now())) {
+        spdlog::warn("refused a connection of {}: uid {} holds {} connections, its limit (limits.max_connections_per_uid){}",
+                     peer_label(peer.pid, peer.uid, peer.gid), peer.uid, uid_connections_.of(peer.uid),
+                     n > 1 ? " (and " + std::to_string(n - 1) + " more since the last warning)" : std::string());
+      }
+      continue;
+    }
     if (auto groups = try_peer_groups(sock.get())) peer.groups = std::move(*groups);
     peer.label = peer_label(peer.pid, peer.uid, peer.gid);
     int fd = sock.get();
+    uid_t uid = peer.uid;
     auto conn = std::make_unique<Connection>(std::move(sock), std::move(peer));
     Connection* c = conn.get();
     if (auto ec = loop_.watch(fd, EPOLLIN, [this, c](std::uint32_t ev) { on_connection(*c, ev); })) {
       spdlog::error("watching a client: {}", ec.message());
+      uid_connections_.release(uid, Clock::now());
       continue;
     }
     c->events = EPOLLIN;
@@ -305,6 +338,44 @@ void Broker::on_listener(std::uint32_t) {
     ++connections_total_;
     spdlog::debug("client connected: {}", c->peer().label);
   }
+}
+
+// No descriptor is left for a new client (EMFILE, or ENFILE for the whole
+// system). Epoll is level-triggered: leaving the backlog alone would wake us again
+// at once for it (a busy loop), and pausing the listener alone would leave those
+// clients hanging, and block the next ones in connect() once the backlog is full,
+// for as long as the shortage lasts. So refuse them as libuv does: free a reserve
+// slot, accept each waiting client into it and close it at once. The client sees
+// end of stream without a reply (ECONNRESET if it had sent a request) and may try
+// again later; connected clients are served as before, and a new client is
+// accepted again as soon as descriptors are free.
+void Broker::shed_backlog(int err) {
+  reserve_[0].reset();
+  std::uint64_t shed = 0;
+  int stopped_by = EAGAIN;
+  for (int i = 0; i < accepts_per_wakeup; ++i) {
+    unique_fd sock(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (sock.valid()) {
+      ++shed;
+      continue;  // closed here
+    }
+    if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+    stopped_by = errno;
+    break;
+  }
+  connections_refused_no_fds_ += shed;
+  // Not even the reserve slot was enough (ENFILE: another process took it):
+  // rest instead of spinning.
+  bool rest = stopped_by != EAGAIN && stopped_by != EWOULDBLOCK;
+  reserve_[1].reset();  // for logging (the journal's socket), and sanitizer runtimes
+  if (auto n = no_fds_warnings_.note(Clock::now(), shed)) {
+    spdlog::warn("accept: {}: no descriptor left for new clients: {} refused since the last warning{}",
+                 error_name(err), *n,
+                 rest ? "; not accepting for " + std::to_string(accept_backoff.count()) + " ms" : std::string());
+  }
+  for (auto& fd : reserve_) fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));  // the same slots, at once
+  // Without its reserve slot the next shortage could not be shed: rest then too.
+  if (rest || !reserve_[0].valid()) pause_listener(accept_backoff);
 }
 
 // ---------------------------------------------------------------- connections
@@ -362,6 +433,7 @@ void Broker::close_connection(Connection& c, const char* why) {
   loop_.unwatch(c.fd());
   auto it = connections_.find(c.fd());
   if (it != connections_.end()) {
+    uid_connections_.release(c.peer().uid, Clock::now());
     dying_.push_back(std::move(it->second));
     connections_.erase(it);
   }
@@ -817,7 +889,8 @@ void Broker::do_stats(Connection& c, const Request& req) {
       {"uptime_ms", std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count()},
       {"connections",
        {{"current", connections_.size()}, {"total", connections_total_}, {"dropped", connections_dropped_},
-        {"limit", limits_.max_connections}}},
+        {"limit", limits_.max_connections}, {"limit_per_uid", limits_.max_connections_per_uid},
+        {"refused_per_uid", connections_refused_per_uid_}, {"refused_no_fds", connections_refused_no_fds_}}},
       {"entries", store_.size()},
       {"fds_held", store_.fds_held()},
       {"fds_limit", limits_.max_fds},

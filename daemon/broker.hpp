@@ -29,12 +29,14 @@ struct Restored;
 // The limits actually in force, derived from the config and RLIMIT_NOFILE.
 struct EffectiveLimits {
   std::uint64_t max_connections = 0;
+  std::uint64_t max_connections_per_uid = 0;  // 0: no limit
   std::uint64_t max_fds = 0;  // descriptors held in entries, all owners together
 };
 
 // Raises RLIMIT_NOFILE's soft limit to the hard limit (best effort) and derives
 // what the broker may use: connections and stored fds, keeping headroom for the
-// broker's own fds and one incoming message's worth (253).
+// broker's own fds and one incoming message's worth (253). Connections per uid:
+// as configured, else the larger of 64 and a quarter of max_connections.
 EffectiveLimits derive_limits(const Limits& configured);
 
 // Protocol limit on one message.
@@ -152,6 +154,8 @@ class Broker {
   void reap();
   void pause_listener(std::chrono::milliseconds for_how_long);
   void resume_listener();
+  // The fd table is full at accept (EMFILE/ENFILE): refuse what waits in the backlog.
+  void shed_backlog(int err);
 
   // Entries.
   bool prepare_static(const Config& config, std::vector<Entry>& ret_entries,
@@ -172,8 +176,9 @@ class Broker {
   void handover_check();
   unique_fd listener_;
   // Two fds kept in reserve, released for the moment the broker must do something
-  // when its table is full (EMFILE at accept): logging, and sanitizer runtimes,
-  // may need descriptors of their own (UBSan probes memory through a pipe: two).
+  // when its table is full (EMFILE at accept): the first takes in a waiting client
+  // to close it at once (shed_backlog); logging, and sanitizer runtimes, may need
+  // descriptors of their own (UBSan probes memory through a pipe: two).
   unique_fd reserve_[2];
   std::string unlink_path_;
   Config config_;
@@ -183,6 +188,8 @@ class Broker {
   std::map<std::string, std::string, std::less<>> static_openings_;  // name → StaticEntry::opening
 
   std::unordered_map<int, ConnPtr> connections_;
+  UidConnections uid_connections_;  // limits_.max_connections_per_uid
+  ReportLimiter no_fds_warnings_{UidConnections::warning_interval};
   std::vector<ConnPtr> dying_;  // closed during this handler; freed at the next one
   std::unordered_map<std::string, std::vector<Connection*>> waiters_;
   bool listener_paused_ = false;
@@ -206,6 +213,8 @@ class Broker {
   Clock::time_point started_ = Clock::now();
   std::uint64_t connections_total_ = 0;
   std::uint64_t connections_dropped_ = 0;
+  std::uint64_t connections_refused_per_uid_ = 0;  // over limits.max_connections_per_uid
+  std::uint64_t connections_refused_no_fds_ = 0;   // accepted and closed at once: EMFILE/ENFILE
   // [op][0] = ok, [op][errno] = that error; the last row counts requests with no valid op.
   std::array<std::array<std::uint64_t, 256>, op_count + 1> requests_{};
 };

@@ -472,10 +472,17 @@ class Checker {
         error("limits", "must be an object");
       } else {
         Limits& l = config.limits;
-        only_keys(*limits, "limits", {"max_connections", "max_fds", "max_entries_per_uid", "max_fds_per_uid",
-                                      "max_wait_ms", "client_timeout_ms", "max_queued_replies",
-                                      "shutdown_timeout_ms"});
+        only_keys(*limits, "limits", {"max_connections", "max_connections_per_uid", "max_fds",
+                                      "max_entries_per_uid", "max_fds_per_uid", "max_wait_ms",
+                                      "client_timeout_ms", "max_queued_replies", "shutdown_timeout_ms"});
         uint_field(*limits, "limits", "max_connections", l.max_connections, 1, 1000000);
+        // null (or absent): derived from max_connections; 0: no limit.
+        if (const json* v = field(*limits, "max_connections_per_uid"); v != nullptr && !v->is_null()) {
+          std::uint32_t per_uid = 0;
+          std::size_t before = errors.size();
+          uint_field(*limits, "limits", "max_connections_per_uid", per_uid, 0, 1000000);
+          if (errors.size() == before) l.max_connections_per_uid = per_uid;
+        }
         uint_field(*limits, "limits", "max_fds", l.max_fds, 0, 100000000);
         uint_field(*limits, "limits", "max_entries_per_uid", l.max_entries_per_uid, 0, 100000000);
         uint_field(*limits, "limits", "max_fds_per_uid", l.max_fds_per_uid, 0, 100000000);

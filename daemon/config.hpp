@@ -44,6 +44,10 @@ struct Rule {
 
 struct Limits {
   std::uint32_t max_connections = 4096;
+  // Connections one uid may hold at once (root and the broker's own uid are
+  // exempt); unset: the larger of 64 and a quarter of the effective
+  // max_connections (derive_limits); 0: no limit.
+  std::optional<std::uint32_t> max_connections_per_uid;
   std::uint64_t max_fds = 0;  // 0: derived from RLIMIT_NOFILE at start
   std::uint32_t max_entries_per_uid = 1024;
   std::uint32_t max_fds_per_uid = 4096;

@@ -3,6 +3,9 @@
 // replies it has not read yet. The broker owns every Connection and drives it.
 #pragma once
 
+#include <sys/types.h>
+
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -10,6 +13,8 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <unordered_map>
+#include <vector>
 
 #include <fdbroker/unique_fd.hpp>
 
@@ -77,6 +82,65 @@ class Connection {
   unique_fd sock_;
   Peer peer_;
   std::deque<QueuedReply> queue_;
+};
+
+// Keeps a log quiet under a flood: counts events and says when to report them,
+// at most once per `interval`, with the number of events since the last report.
+class ReportLimiter {
+ public:
+  explicit ReportLimiter(Clock::duration interval) noexcept : interval_(interval) {}
+
+  // `n` events at `now`. Returns how many events to report now (these and
+  // those held back since the last report), or nothing: stay quiet.
+  std::optional<std::uint64_t> note(Clock::time_point now, std::uint64_t n = 1) noexcept;
+  // The events held back, once `interval` has passed since the last report
+  // (0 otherwise), for a closing report; they are reported then.
+  std::uint64_t due(Clock::time_point now) noexcept;
+  [[nodiscard]] std::uint64_t held_back() const noexcept { return held_back_; }
+  // True if a report was made less than `interval` before `now`.
+  [[nodiscard]] bool recent(Clock::time_point now) const noexcept {
+    return reported_ && now - last_ < interval_;
+  }
+
+ private:
+  Clock::duration interval_;
+  Clock::time_point last_{};
+  bool reported_ = false;
+  std::uint64_t held_back_ = 0;
+};
+
+// How many connections each uid holds (limits.max_connections_per_uid), and
+// the rate-limited warnings about the connections refused for it.
+class UidConnections {
+ public:
+  // One warning line per uid per this interval; the lines say how many
+  // refusals they stand for.
+  static constexpr Clock::duration warning_interval = std::chrono::seconds(5);
+
+  // Counts a new connection of `uid`, unless `uid` already holds `limit` (0:
+  // no limit) and is not `exempt` (root, the broker's own uid): false then, and
+  // nothing counted.
+  bool admit(uid_t uid, std::uint64_t limit, bool exempt);
+  // A connection of `uid` (admitted before) is gone.
+  void release(uid_t uid, Clock::time_point now) noexcept;
+  [[nodiscard]] std::uint64_t of(uid_t uid) const noexcept;
+
+  // A refusal of `uid` at `now`: how many refusals to report now (see
+  // ReportLimiter::note), 0 to stay quiet.
+  std::uint64_t note_refusal(uid_t uid, Clock::time_point now);
+  // Returns the refusals held back whose interval has passed, per uid, to
+  // report, and forgets the uids that hold no connection and have nothing
+  // left to report. Cheap when called often: it looks at the uids at most once
+  // per interval.
+  std::vector<std::pair<uid_t, std::uint64_t>> sweep(Clock::time_point now);
+
+ private:
+  struct PerUid {
+    std::uint64_t connections = 0;
+    ReportLimiter refusals{warning_interval};
+  };
+  std::unordered_map<uid_t, PerUid> uids_;
+  Clock::time_point next_sweep_{};
 };
 
 }  // namespace fdbroker::daemon

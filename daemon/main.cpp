@@ -8,6 +8,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -266,6 +267,17 @@ int main(int argc, char** argv) {
     }
     std::printf("%s: OK (%zu rules, %zu static entries)\n", opts.config_path.c_str(),
                 loaded.config->rules.size(), loaded.config->entries.size());
+    const Limits& limits = loaded.config->limits;
+    if (!limits.max_connections_per_uid) {
+      std::printf("limits.max_connections_per_uid: %u (default: the larger of 64 and a quarter of "
+                  "max_connections, after RLIMIT_NOFILE caps it at start; root and the broker's uid exempt)\n",
+                  std::max(64u, limits.max_connections / 4));
+    } else if (*limits.max_connections_per_uid == 0) {
+      std::printf("limits.max_connections_per_uid: 0 (no limit)\n");
+    } else {
+      std::printf("limits.max_connections_per_uid: %u (root and the broker's uid exempt)\n",
+                  *limits.max_connections_per_uid);
+    }
     return EXIT_SUCCESS;
   }
 
