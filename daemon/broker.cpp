@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "closer.hpp"
 #include "fd_description.hpp"
 #include "json_text.hpp"
 #include "static_entries.hpp"
@@ -123,6 +124,7 @@ Broker::~Broker() {
   if (listener_timer_ != 0) loop_.cancel(listener_timer_);
   if (expiry_timer_ != 0) loop_.cancel(expiry_timer_);
   if (shutdown_timer_ != 0) loop_.cancel(shutdown_timer_);
+  if (closer_timer_ != 0) loop_.cancel(closer_timer_);
   for (auto& [fd, c] : connections_) {
     if (c->park_timer != 0) loop_.cancel(c->park_timer);
     if (c->stuck_timer != 0) loop_.cancel(c->stuck_timer);
@@ -387,6 +389,18 @@ void Broker::reap() { dying_.clear(); }
 void Broker::update_interest(Connection& c) {
   if (c.closed) return;
   bool want_in = !c.parked && !c.eof && !shutting_down_ && c.queued() < config_.limits.max_queued_replies;
+  if (want_in && closes_over_quota(c.peer().uid)) {
+    // Too many of this uid's descriptors wait for the closer (a hanging file
+    // system?): read none of its requests, each of which may carry 253 more,
+    // until they drain. Checked again shortly; other uids are served meanwhile.
+    want_in = false;
+    if (closer_timer_ == 0) {
+      closer_timer_ = loop_.add_timer(Clock::now() + std::chrono::milliseconds(100), [this] {
+        closer_timer_ = 0;
+        for (auto& [fd, conn] : connections_) update_interest(*conn);
+      });
+    }
+  }
   std::uint32_t events = (want_in ? EPOLLIN : 0u) | (c.has_queued() ? EPOLLOUT : 0u);
   if (events != c.events) {
     c.events = events;
@@ -485,10 +499,10 @@ bool Broker::read_requests(Connection& c, bool draining) {
   int handled = 0;
   for (; handled < bound; ++handled) {
     if (c.closed || c.parked || c.eof || (shutting_down_ && !draining) ||
-        c.queued() >= config_.limits.max_queued_replies) {
+        c.queued() >= config_.limits.max_queued_replies || (!draining && closes_over_quota(c.peer().uid))) {
       break;
     }
-    fds_.clear();
+    close_later(fds_, c.peer().uid);
     // Truncated ancillary data is accepted so that the payload (and its id) can
     // still be answered; the descriptors that did arrive are closed below.
     auto got = try_recvfds_into(c.fd(), buffer_.data(), buffer_.size(), fds_, max_fds_per_message,
@@ -511,7 +525,7 @@ bool Broker::read_requests(Connection& c, bool draining) {
       spdlog::error("internal error serving {}: {}", c.peer().label, e.what());
       close_connection(c, "internal error");
     }
-    fds_.clear();  // whatever was not stored is closed
+    close_later(fds_, c.peer().uid);  // whatever was not stored is closed (closer.hpp)
   }
   update_interest(c);
   return handled == bound;
@@ -563,8 +577,10 @@ void Broker::send_reply(Connection& c, const std::shared_ptr<const FdSet>& fds) 
 
 void Broker::send_error(Connection& c, const Request& req, int err, std::string_view message) {
   // The descriptors of a refused request are closed before the reply leaves, so a
-  // client that saw the error can count on them being gone.
-  fds_.clear();
+  // client that saw the error can count on them being gone (handed to the
+  // closer: gone from the broker's table at once, unless a thread already hangs
+  // on their mount).
+  close_later(fds_, c.peer().uid);
   count(req, err);
   begin_reply(req.id);
   append_error(reply_, err, message);
@@ -727,6 +743,19 @@ void Broker::do_put(Connection& c, const Request& req) {
   if (!allowed(c, perm_put, req, old)) {  // before existence: see do_get()
     send_error(c, req, EACCES, "put of '" + req.name + "' not allowed");
     return;
+  }
+  if (!config_.accept_fuse_fds) {
+    // A FUSE daemon decides how long closing its files takes (forever, if it
+    // stops answering): such descriptors are not kept, nor handed to PID 1's fd store.
+    for (std::size_t i = 0; i < fds_.size(); ++i) {
+      std::string why = fuse_reason(fds_[i].get(), mount_table());
+      if (why.empty()) continue;
+      spdlog::info("put of '{}' by {} refused: descriptor {} is on {}", req.name, c.peer().label, i, why);
+      send_error(c, req, EOPNOTSUPP,
+                 "descriptor " + std::to_string(i) + " is on a FUSE file system (" + why +
+                     "), which the configuration does not accept (accept_fuse_fds)");
+      return;
+    }
   }
   if (old != nullptr && old->is_static) {
     send_error(c, req, EPERM, "'" + req.name + "' is declared in the configuration: it cannot be replaced");

@@ -200,6 +200,7 @@ class Broker {
   std::string farewell_;  // the message of ESHUTDOWN replies (shutdown, upgrade)
   std::function<void()> shutdown_done_;
   EventLoop::TimerId shutdown_timer_ = 0;
+  EventLoop::TimerId closer_timer_ = 0;  // rechecks connections paused by closes_over_quota()
 
   // Scratch space reused for every message: no allocation per request.
   std::vector<char> buffer_;

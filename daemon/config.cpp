@@ -445,7 +445,8 @@ class Checker {
       error("(top level)", "must be a JSON object");
       return;
     }
-    only_keys(doc, "", {"socket", "log_level", "limits", "owner_rights", "rules", "entries"});
+    only_keys(doc, "", {"socket", "log_level", "limits", "owner_rights", "rules", "entries", "accept_fuse_fds"});
+    bool_field(doc, "", "accept_fuse_fds", config.accept_fuse_fds);
     if (const json* socket = field(doc, "socket")) {
       if (!socket->is_object()) {
         error("socket", "must be an object");

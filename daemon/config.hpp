@@ -88,6 +88,9 @@ struct Config {
   unsigned owner_rights = perm_get | perm_take | perm_delete;
   std::vector<Rule> rules;  // global rules, then each static entry's access rules
   std::vector<StaticEntry> entries;
+  // Whether put keeps descriptors on FUSE file systems (EOPNOTSUPP if not): a
+  // FUSE daemon that stops answering makes every close of its files hang.
+  bool accept_fuse_fds = false;
 };
 
 inline constexpr std::string_view default_config_path = "/etc/fdbroker/fdbroker.json";

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "fd_store.hpp"
 
+#include "closer.hpp"
 #include "json_text.hpp"
 
 namespace fdbroker::daemon {
@@ -11,7 +12,12 @@ FdSet::FdSet(std::vector<unique_fd> fds) : fds_(std::move(fds)) {
   live_ += fds_.size();
 }
 
-FdSet::~FdSet() { live_ -= fds_.size(); }
+// A client's descriptors: closed on the closer's threads, never here (a close
+// can hang in a FUSE file system: closer.hpp).
+FdSet::~FdSet() {
+  live_ -= fds_.size();
+  close_later(fds_);
+}
 
 void Entry::render() {
   std::string owner_json = "{\"uid\":";

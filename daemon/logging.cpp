@@ -14,11 +14,11 @@ void setup_logging() {
   if (std::getenv("JOURNAL_STREAM") != nullptr) {
     // The journal adds its own timestamp and the unit; the sink maps levels to
     // syslog priorities.
-    auto sink = std::make_shared<spdlog::sinks::systemd_sink_st>("fdbrokerd");
+    auto sink = std::make_shared<spdlog::sinks::systemd_sink_mt>("fdbrokerd");
     logger = std::make_shared<spdlog::logger>("fdbrokerd", sink);
     logger->set_pattern("%v");
   } else {
-    logger = std::make_shared<spdlog::logger>("fdbrokerd", std::make_shared<spdlog::sinks::stderr_sink_st>());
+    logger = std::make_shared<spdlog::logger>("fdbrokerd", std::make_shared<spdlog::sinks::stderr_sink_mt>());
     logger->set_pattern("%Y-%m-%d %H:%M:%S.%e fdbrokerd[%P] %l: %v");
   }
   // Errors and warnings reach stderr at once even if the process is killed.

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "broker.hpp"
+#include "closer.hpp"
 #include "config.hpp"
 #include "event_loop.hpp"
 #include "fdstore_sync.hpp"
@@ -100,6 +101,13 @@ int run(const Options& opts) {
                limits.max_connections, limits.max_fds);
 
   EventLoop loop;
+  // Clients' descriptors are closed on its threads, never on the loop's
+  // (closer.hpp). Declared before the broker: it takes what the broker drops
+  // as it goes. Its destructor joins no thread that hangs in a close, so a
+  // shutdown or upgrade finishes its work whatever a FUSE daemon does; the
+  // process may then linger in exit until the kernel's close returns.
+  Closer closer;
+  Closer::make_current(&closer);
   // The socket, and whatever a previous broker left in systemd's fd store or
   // handed over (restore.hpp).
   auto passed = take_passed_fds();
@@ -278,6 +286,9 @@ int main(int argc, char** argv) {
       std::printf("limits.max_connections_per_uid: %u (root and the broker's uid exempt)\n",
                   *limits.max_connections_per_uid);
     }
+    std::printf("accept_fuse_fds: %s (descriptors on FUSE file systems %s by put)\n",
+                loaded.config->accept_fuse_fds ? "true" : "false",
+                loaded.config->accept_fuse_fds ? "accepted" : "refused");
     return EXIT_SUCCESS;
   }
 

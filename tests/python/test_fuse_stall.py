@@ -1,0 +1,295 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""A FUSE file system whose daemon stops answering cannot freeze the broker (issue 9).
+
+Each test mounts a real FUSE file system (tests/support/stall_fuse.py speaks the
+protocol on /dev/fuse), hands the broker one of its files, makes the daemon stop
+answering, and then makes the broker describe or close that descriptor: fstat()
+would hang in GETATTR, close() hangs in FLUSH. Another client's `hello` must still
+be answered within a second, every time. The mount is always aborted (fusectl)
+and unmounted at the end, even when a test fails; then the hanging closes return
+and the broker's fd count must be back to where it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from broker_fixture import NOBODY, Broker, default_config, drop_privileges, running_broker
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from stall_fuse import FUSE_FLUSH, FUSE_GETATTR, StallFuse  # noqa: E402
+
+RESPONSIVE_WITHIN = 1.0  # seconds: issue 9's bound for another client's hello
+
+
+def config(accept: bool):
+    def make(socket_path: str) -> dict[str, Any]:
+        c = default_config(socket_path)
+        c["accept_fuse_fds"] = accept
+        return c
+
+    return make
+
+
+@contextlib.contextmanager
+def stalled_setup(accept: bool) -> Iterator[tuple[Broker, StallFuse, list[int]]]:
+    """A broker and a FUSE mount; yields (broker, fs, fds to close after the abort).
+    The mount is aborted and unmounted before the broker's fd count is checked."""
+    gen = running_broker(config(accept))
+    broker = next(gen)
+    later: list[int] = []
+    passed = False
+    try:
+        with StallFuse() as fs:
+            try:
+                yield broker, fs, later
+            finally:
+                fs.abort()  # the hanging closes (ours and the broker's) return now
+                for fd in later:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+        passed = True
+    finally:
+        if passed:
+            next(gen, None)  # clear, fd count back at the baseline, clean stop
+        else:
+            gen.close()
+
+
+def exchange(broker: Broker, message: dict[str, Any], fds: list[int] = (), timeout: float = 10.0):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.settimeout(timeout)
+        s.connect(broker.socket)
+        socket.send_fds(s, [json.dumps(message).encode()], list(fds))
+        data, received, _flags, _addr = socket.recv_fds(s, 65537, 253)
+        return json.loads(data), received
+
+
+def assert_responsive(broker: Broker) -> None:
+    """A fresh client's hello is answered within RESPONSIVE_WITHIN seconds."""
+    start = time.monotonic()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.setblocking(False)
+        s.connect(broker.socket)
+        s.send(json.dumps({"op": "hello", "id": 1}).encode())
+        ready, _, _ = select.select([s], [], [], RESPONSIVE_WITHIN)
+        took = time.monotonic() - start
+        assert ready, f"hello not answered within {RESPONSIVE_WITHIN} s: the broker is frozen\n{broker.log()}"
+        reply = json.loads(s.recv(65537))
+    assert reply["ok"] and reply["id"] == 1, reply
+    assert took <= RESPONSIVE_WITHIN
+
+
+def wait_stalled(fs: StallFuse, opcode: int, at_least: int = 1, timeout: float = 5.0) -> None:
+    """Waits until the daemon has left `at_least` requests of `opcode` unanswered:
+    the broker (on some thread) really is inside the hanging call."""
+    deadline = time.monotonic() + timeout
+    while fs.stalled_count(opcode) < at_least:
+        assert time.monotonic() < deadline, f"no unanswered request {opcode}: {fs.stalled}"
+        time.sleep(0.01)
+
+
+def open_file(fs: StallFuse, i: int, later: list[int]) -> int:
+    fd = os.open(fs.path(i), os.O_RDONLY | os.O_CLOEXEC)
+    later.append(fd)
+    return fd
+
+
+def put(broker: Broker, name: str, fds: list[int], **fields: Any) -> dict[str, Any]:
+    reply, received = exchange(broker, {"op": "put", "name": name, **fields}, fds)
+    assert not received
+    return reply
+
+
+def assert_pipe_closed_by_broker(r: int, w: int, later: list[int]) -> None:
+    """Once we close our read end, writes fail with EPIPE when the broker's copy
+    is gone too: it was closed, behind the hanging mount's close."""
+    os.close(r)
+    later.remove(r)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            os.write(w, b"x")
+        except BrokenPipeError:
+            return
+        assert time.monotonic() < deadline, "the broker's copy of the pipe was never closed"
+        time.sleep(0.01)
+
+
+def drop_own(fd: int, later: list[int]) -> None:
+    """Closes the test's copy while the daemon still answers (FLUSH returns)."""
+    later.remove(fd)
+    os.close(fd)
+
+
+def test_fds_attached_to_a_request_that_takes_none_from_a_client_without_rights() -> None:
+    child = 0
+    try:
+        with stalled_setup(accept=False) as (broker, fs, later):
+            fd = open_file(fs, 0, later)
+            fs.stall()
+            r, w = os.pipe()
+            child = os.fork()
+            if child == 0:  # uid 65534, no rights: hello with the FUSE fd attached
+                try:
+                    os.close(r)
+                    drop_privileges(NOBODY, NOBODY)
+                    reply, _ = exchange(broker, {"op": "hello", "id": 7}, [fd], timeout=5.0)
+                    os.write(w, json.dumps(reply).encode() + b"\n")
+                    os._exit(0)
+                except BaseException as e:
+                    os.write(w, json.dumps({"child": repr(e)}).encode() + b"\n")
+                    os._exit(1)
+                # (its exit waits in FLUSH for its copy of the fd, until the abort)
+            os.close(w)
+            with os.fdopen(r, "rb") as f:
+                reply = json.loads(f.readline() or b"{}")
+            assert reply.get("error") == "EINVAL" and reply.get("id") == 7, reply
+            wait_stalled(fs, FUSE_FLUSH, 2)  # the broker's close hangs (and the child's exit)…
+            assert_responsive(broker)  # …on a closer thread, not on the loop
+            assert_responsive(broker)
+    finally:
+        if child > 0:
+            os.waitpid(child, 0)  # the mount is aborted: its exit completes
+
+
+def test_put_refuses_fuse_descriptors_without_calling_into_the_file_system() -> None:
+    with stalled_setup(accept=False) as (broker, fs, later):
+        fd = open_file(fs, 0, later)
+        r, w = os.pipe()
+        later += [r, w]
+        fs.stall()
+        reply = put(broker, "shared/f", [r, fd])
+        assert reply["ok"] is False and reply["error"] == "EOPNOTSUPP", reply
+        assert "descriptor 1" in reply["message"] and "fuse.fdbrokertest" in reply["message"], reply
+        assert fs.stalled_count(FUSE_GETATTR) == 0  # detected without asking the daemon
+        reply, _ = exchange(broker, {"op": "get", "name": "shared/f"})
+        assert reply["error"] == "ENOENT", reply  # nothing kept (nor sent to PID 1's fd store)
+        wait_stalled(fs, FUSE_FLUSH)
+        assert_responsive(broker)
+        # The pipe of the refused put was closed, though the FUSE file's close hangs.
+        assert_pipe_closed_by_broker(r, w, later)
+
+
+def test_put_accepted_is_described_without_calling_into_the_file_system() -> None:
+    with stalled_setup(accept=True) as (broker, fs, later):
+        fd = open_file(fs, 1, later)
+        fs.stall()
+        reply = put(broker, "shared/f", [fd], meta={"k": 1})
+        assert reply["ok"], reply
+        assert fs.stalled_count(FUSE_GETATTR) == 0
+        got, fds = exchange(broker, {"op": "get", "name": "shared/f"})
+        later += fds
+        assert got["fds"] == [{"kind": "file", "path": fs.path(1), "access": "r"}], got
+        assert_responsive(broker)
+        reply, _ = exchange(broker, {"op": "delete", "name": "shared/f"})
+        assert reply["ok"], reply
+        wait_stalled(fs, FUSE_FLUSH)
+        assert_responsive(broker)
+
+
+def test_delete_while_the_daemon_hangs_leaves_other_closes_running() -> None:
+    with stalled_setup(accept=True) as (broker, fs, later):
+        a = open_file(fs, 0, later)
+        b = open_file(fs, 1, later)
+        assert put(broker, "shared/a", [a])["ok"]
+        assert put(broker, "shared/b", [b])["ok"]
+        drop_own(a, later)
+        drop_own(b, later)
+        r, w = os.pipe()
+        later += [r, w]
+        assert put(broker, "shared/pipe", [r])["ok"]
+        fs.stall()
+        for name in ("shared/a", "shared/b"):
+            reply, _ = exchange(broker, {"op": "delete", "name": name})
+            assert reply["ok"], reply
+            assert_responsive(broker)
+        wait_stalled(fs, FUSE_FLUSH)
+        # Another mount's descriptor still closes: the broker's read end goes.
+        reply, _ = exchange(broker, {"op": "delete", "name": "shared/pipe"})
+        assert reply["ok"], reply
+        assert_pipe_closed_by_broker(r, w, later)
+        assert_responsive(broker)
+
+
+def test_replace_while_the_daemon_hangs() -> None:
+    with stalled_setup(accept=True) as (broker, fs, later):
+        fd = open_file(fs, 0, later)
+        assert put(broker, "shared/x", [fd])["ok"]
+        drop_own(fd, later)
+        fs.stall()
+        r, w = os.pipe()
+        later += [r, w]
+        reply = put(broker, "shared/x", [r], replace=True)
+        assert reply["ok"], reply
+        wait_stalled(fs, FUSE_FLUSH)
+        assert_responsive(broker)
+        got, fds = exchange(broker, {"op": "get", "name": "shared/x"})
+        later += fds
+        assert got["fds"][0]["kind"] == "pipe", got
+
+
+def test_ttl_expiry_while_the_daemon_hangs() -> None:
+    with stalled_setup(accept=True) as (broker, fs, later):
+        fd = open_file(fs, 0, later)
+        assert put(broker, "shared/t", [fd], ttl_ms=300)["ok"]
+        drop_own(fd, later)
+        fs.stall()
+        wait_stalled(fs, FUSE_FLUSH)  # the expiry closed it
+        assert_responsive(broker)
+        reply, _ = exchange(broker, {"op": "get", "name": "shared/t"})
+        assert reply["error"] == "ENOENT", reply
+
+
+def test_take_while_the_daemon_hangs() -> None:
+    with stalled_setup(accept=True) as (broker, fs, later):
+        fd = open_file(fs, 0, later)
+        assert put(broker, "shared/t", [fd])["ok"]
+        drop_own(fd, later)
+        fs.stall()
+        reply, fds = exchange(broker, {"op": "take", "name": "shared/t"})
+        later += fds  # ours to close, after the abort
+        assert reply["ok"] and len(fds) == 1, reply
+        wait_stalled(fs, FUSE_FLUSH)  # the broker's own copy
+        assert_responsive(broker)
+
+
+def test_sigterm_completes_while_a_close_hangs() -> None:
+    gen = running_broker(config(True))
+    broker = next(gen)
+    try:
+        with StallFuse() as fs:
+            later: list[int] = []
+            try:
+                fd = open_file(fs, 0, later)
+                assert put(broker, "shared/s", [fd])["ok"]
+                drop_own(fd, later)
+                fs.stall()
+                reply, _ = exchange(broker, {"op": "delete", "name": "shared/s"})
+                assert reply["ok"], reply
+                wait_stalled(fs, FUSE_FLUSH)
+                assert_responsive(broker)
+                os.kill(broker.pid, signal.SIGTERM)
+                deadline = time.monotonic() + 10
+                while "stopped" not in broker.log() or os.path.exists(broker.socket):
+                    assert time.monotonic() < deadline, f"shutdown did not complete:\n{broker.log()}"
+                    time.sleep(0.02)
+                # Its work is done; what is left of the process waits in close.
+                assert broker.proc.poll() is None or broker.proc.returncode == 0
+            finally:
+                fs.abort()
+                for fd in later:
+                    os.close(fd)
+        # Aborted: the close returns and the process ends, cleanly.
+        assert broker.proc.wait(timeout=10) == 0, broker.log()
+    finally:
+        gen.close()
