@@ -183,12 +183,12 @@ void MountTable::load(std::string_view mountinfo) {
     by_dev_[(std::uint64_t{major_no} << 32) | minor_no] = std::string(type);
   }
   read_ = true;
+  read_at_ = std::chrono::steady_clock::now();
 }
 
 void MountTable::reread() {
   auto now = std::chrono::steady_clock::now();
   if (read_ && now - read_at_ < std::chrono::seconds(1)) return;
-  read_at_ = now;
   load(read_proc("/proc/self/mountinfo"));
 }
 

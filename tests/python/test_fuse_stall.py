@@ -293,3 +293,86 @@ def test_sigterm_completes_while_a_close_hangs() -> None:
         assert broker.proc.wait(timeout=10) == 0, broker.log()
     finally:
         gen.close()
+
+
+def test_check_config_reports_the_switch(tmp_path) -> None:
+    import subprocess
+
+    from broker_fixture import binary
+
+    for value, expected in ((None, "refused"), (False, "refused"), (True, "accepted")):
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps({} if value is None else {"accept_fuse_fds": value}))
+        out = subprocess.run([binary("FDBROKERD"), "--check-config", "--config", str(path)],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert f"descriptors on FUSE file systems {expected}" in out.stdout, out.stdout
+    path.write_text(json.dumps({"accept_fuse_fds": 1}))
+    out = subprocess.run([binary("FDBROKERD"), "--check-config", "--config", str(path)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "accept_fuse_fds: must be true or false" in out.stderr, out
+
+
+def test_put_refuses_a_file_system_in_a_mount_namespace_the_broker_cannot_see() -> None:
+    """A user's FUSE mount in a namespace of their own (unshare -Urm) is not in the
+    broker's /proc/self/mountinfo: a file on it, on no block device, counts as FUSE."""
+    import subprocess
+    import tempfile
+
+    helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support", "stall_fuse.py")
+    with stalled_setup_without_fs(accept=False) as broker, tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "helper.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind(path)
+            listener.listen(1)
+            listener.settimeout(15)
+            proc = subprocess.Popen([sys.executable, helper, "private", path])
+            fds: list[int] = []
+            connection = ""
+            try:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(15)
+                    data, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+                    connection = data.decode().strip()
+                    assert len(fds) == 1 and os.path.isdir(connection), (data, fds)
+                    with open("/proc/self/mountinfo") as f:
+                        assert "fuse.fdbrokertest" not in f.read(), "the mount is visible here"
+                    conn.sendall(b"stall\n")
+                    assert conn.recv(64) == b"stalled\n"
+                    reply = put(broker, "shared/ns", fds)
+                    assert reply["error"] == "EOPNOTSUPP", reply
+                    assert "unknown file system on device 0:" in reply["message"], reply
+                    assert_responsive(broker)
+                    if connection:
+                        with open(os.path.join(connection, "abort"), "w") as f:
+                            f.write("1")
+                    conn.sendall(b"exit\n")
+            finally:
+                if connection:
+                    with contextlib.suppress(OSError), open(os.path.join(connection, "abort"), "w") as f:
+                        f.write("1")
+                for fd in fds:
+                    with contextlib.suppress(OSError):  # ENOTCONN once aborted; closed all the same
+                        os.close(fd)
+                try:
+                    assert proc.wait(timeout=15) == 0
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+
+
+@contextlib.contextmanager
+def stalled_setup_without_fs(accept: bool) -> Iterator[Broker]:
+    gen = running_broker(config(accept))
+    broker = next(gen)
+    passed = False
+    try:
+        yield broker
+        passed = True
+    finally:
+        if passed:
+            next(gen, None)
+        else:
+            gen.close()

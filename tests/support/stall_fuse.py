@@ -213,3 +213,41 @@ class StallFuse:
             self._reply(unique)
         else:
             self._reply(unique, errno.ENOSYS)
+
+
+CLONE_NEWNS = 0x00020000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+
+
+def serve_in_private_namespace(socket_path: str) -> None:
+    """A FUSE mount that only a private mount namespace sees, as a user's in a
+    user namespace would be: mounts it, sends the fd of its file "f0" and the
+    fusectl connection directory over the UNIX socket `socket_path`, then obeys
+    "stall" and "exit" lines on that socket."""
+    import socket
+
+    _libc.unshare.argtypes = [ctypes.c_int]
+    if _libc.unshare(CLONE_NEWNS) != 0 or _libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"private mount namespace: {os.strerror(e)}")
+    with StallFuse() as fs, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(socket_path)
+        fd = os.open(fs.path(0), os.O_RDONLY | os.O_CLOEXEC)
+        socket.send_fds(s, [fs.connection.encode() + b"\n"], [fd])
+        os.close(fd)  # answered: the daemon still runs
+        for line in s.makefile("r"):
+            if line.strip() == "stall":
+                fs.stall()
+                s.sendall(b"stalled\n")
+            elif line.strip() == "exit":
+                break
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "private":
+        serve_in_private_namespace(sys.argv[2])
+    else:
+        sys.exit(f"usage: {sys.argv[0]} private SOCKET")

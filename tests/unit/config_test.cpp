@@ -227,3 +227,15 @@ TEST(Names, AlphabetLengthAndSegments) {
   EXPECT_TRUE(valid_prefix(""));
   EXPECT_FALSE(valid_prefix("a\nb"));
 }
+
+TEST(Config, AcceptFuseFdsIsABooleanDefaultingToFalse) {
+  EXPECT_FALSE(parse_config("{}").config->accept_fuse_fds);
+  auto on = parse_config(R"({"accept_fuse_fds": true})");
+  ASSERT_TRUE(on.config.has_value());
+  EXPECT_TRUE(on.config->accept_fuse_fds);
+  EXPECT_FALSE(parse_config(R"({"accept_fuse_fds": false})").config->accept_fuse_fds);
+  auto bad = parse_config(R"({"accept_fuse_fds": "yes"})");
+  EXPECT_FALSE(bad.config.has_value());
+  ASSERT_EQ(bad.errors.size(), 1u);
+  EXPECT_EQ(bad.errors[0], "accept_fuse_fds: must be true or false");
+}

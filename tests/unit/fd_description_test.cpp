@@ -82,3 +82,89 @@ TEST(FdDescription, SocketsHaveFamilyTypeListeningAndAddress) {
   EXPECT_EQ(describe_fd(a.get())["local"], "");
   EXPECT_EQ(describe_fd(a.get())["family"], "unix");
 }
+
+// The fallbacks for older kernels (no STATX_MNT_ID before 5.8, no statx before
+// 4.11) describe every kind the same as statx does.
+TEST(FdDescription, FallbacksDescribeTheSame) {
+  fdbroker::test::TempDir dir;
+  std::string path = dir.path() + "/f";
+  unique_fd file(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  auto p = fdbroker::test::pipe_pair();
+  unique_fd m(::memfd_create("state", MFD_CLOEXEC));
+  unique_fd d(::open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  unique_fd o(::open("/etc", O_PATH | O_CLOEXEC));
+  unique_fd ev(::eventfd(0, EFD_CLOEXEC));
+  unique_fd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  for (int fd : {file.get(), p.read.get(), p.write.get(), m.get(), d.get(), o.get(), ev.get(), sock.get()}) {
+    auto expected = describe_fd(fd, Probe::statx);
+    EXPECT_EQ(describe_fd(fd, Probe::statx_no_mnt_id), expected) << expected.dump();
+    EXPECT_EQ(describe_fd(fd, Probe::no_statx), expected) << expected.dump();
+  }
+  EXPECT_EQ(describe_fd(file.get())["kind"], "file");
+  EXPECT_EQ(describe_fd(o.get())["kind"], "directory");
+}
+
+TEST(FdDescription, MountIdFromStatxAndFromFdinfoAgree) {
+  unique_fd fd(::open("/etc/hostname", O_RDONLY | O_CLOEXEC));
+  auto with = probe_fd(fd.get(), Probe::statx);
+  auto without = probe_fd(fd.get(), Probe::statx_no_mnt_id);
+  ASSERT_TRUE(with.mount_id.has_value());
+  EXPECT_EQ(with.mount_id, without.mount_id);
+  EXPECT_EQ(mount_id_of(fd.get()), with.mount_id);
+  EXPECT_FALSE(probe_fd(-1).has_mode);
+  EXPECT_EQ(describe_fd(-1), (nlohmann::json{{"kind", "other"}}));
+}
+
+TEST(FdDescription, FuseTypes) {
+  EXPECT_TRUE(is_fuse_type("fuse"));
+  EXPECT_TRUE(is_fuse_type("fuseblk"));
+  EXPECT_TRUE(is_fuse_type("fuse.sshfs"));
+  EXPECT_FALSE(is_fuse_type("fusectl"));
+  EXPECT_FALSE(is_fuse_type("ext4"));
+  EXPECT_FALSE(is_fuse_type("tmpfs"));
+}
+
+TEST(FdDescription, MountTableByIdThenByDevice) {
+  MountTable t;
+  t.load(
+      "22 1 0:21 / /proc rw,nosuid shared:5 - proc proc rw\n"
+      "40 22 0:52 / /home/u/remote rw,nosuid,nodev master:1 - fuse.sshfs u@h:/ rw,user_id=1000\n"
+      "41 22 8:17 / /media/usb rw - fuseblk /dev/sdb1 rw\n"
+      "malformed line\n"
+      "42 22 8:2 / / rw - ext4 /dev/sda2 rw");
+  EXPECT_EQ(t.fstype(40, 0, 52), "fuse.sshfs");
+  EXPECT_EQ(t.fstype(41, 8, 17), "fuseblk");
+  EXPECT_EQ(t.fstype(42, 8, 2), "ext4");
+  // Another namespace's mount id, a device this namespace mounts: by device.
+  EXPECT_EQ(t.fstype(999999, 0, 52), "fuse.sshfs");
+  EXPECT_EQ(t.fstype(std::nullopt, 8, 2), "ext4");
+}
+
+TEST(FdDescription, OrdinaryDescriptorsAreNotFuse) {
+  MountTable& mounts = mount_table();
+  unique_fd file(::open("/etc/hostname", O_RDONLY | O_CLOEXEC));
+  auto p = fdbroker::test::pipe_pair();
+  unique_fd m(::memfd_create("x", MFD_CLOEXEC));
+  unique_fd ev(::eventfd(0, EFD_CLOEXEC));
+  unique_fd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  unique_fd dir(::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  for (int fd : {file.get(), p.read.get(), m.get(), ev.get(), sock.get(), dir.get()}) {
+    for (Probe how : {Probe::statx, Probe::statx_no_mnt_id, Probe::no_statx}) {
+      EXPECT_EQ(fuse_reason(fd, mounts, how), "") << describe_fd(fd).dump();
+    }
+  }
+}
+
+TEST(FdDescription, AFileOnAnUnknownFileSystemWithoutBlockDeviceCountsAsFuse) {
+  // The table knows nothing: as for a mount in another namespace.
+  MountTable empty;
+  empty.load("");
+  unique_fd proc(::open("/proc/self/status", O_RDONLY | O_CLOEXEC));  // proc: device 0:N
+  auto facts = probe_fd(proc.get());
+  ASSERT_EQ(facts.dev_major, 0u);
+  // (A table that cannot see the mount re-reads /proc/self/mountinfo, at most once a
+  // second: loaded just now, it keeps its empty view.)
+  EXPECT_NE(fuse_reason(proc.get(), empty).find("unknown file system on device 0:"), std::string::npos);
+  auto p = fdbroker::test::pipe_pair();
+  EXPECT_EQ(fuse_reason(p.read.get(), empty), "");
+}
