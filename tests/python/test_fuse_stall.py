@@ -376,3 +376,116 @@ def stalled_setup_without_fs(accept: bool) -> Iterator[Broker]:
             next(gen, None)
         else:
             gen.close()
+
+
+def test_upgrade_completes_while_a_close_hangs(tmp_path) -> None:
+    """`upgrade` (without systemd): the new broker is started, gets the socket and
+    answers, while a closer thread of the old one hangs in FLUSH; the old process
+    ends once the mount is aborted."""
+    import subprocess
+
+    from broker_fixture import binary
+
+    sock_path = str(tmp_path / "broker.sock")
+    config_path = tmp_path / "fdbroker.json"
+    config_path.write_text(json.dumps({"socket": {"path": sock_path, "mode": "0666"}, "accept_fuse_fds": True}))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "INVOCATION_ID")}
+    with open(tmp_path / "broker.log", "w") as log:
+        first = subprocess.Popen([binary("FDBROKERD"), "--config", str(config_path)], stdout=log,
+                                 stderr=subprocess.STDOUT, env=env)
+    broker = Broker(str(tmp_path))
+    broker.socket, broker.log_path = sock_path, str(tmp_path / "broker.log")
+    successor = 0
+    try:
+        deadline = time.monotonic() + 15
+        while not os.path.exists(sock_path):
+            assert time.monotonic() < deadline and first.poll() is None, broker.log()
+            time.sleep(0.02)
+        with StallFuse() as fs:
+            later: list[int] = []
+            try:
+                fd = open_file(fs, 0, later)
+                assert put(broker, "u/f", [fd])["ok"]
+                drop_own(fd, later)
+                fs.stall()
+                reply, _ = exchange(broker, {"op": "delete", "name": "u/f"})
+                assert reply["ok"], reply
+                wait_stalled(fs, FUSE_FLUSH)
+                reply, _ = exchange(broker, {"op": "upgrade", "id": 1}, timeout=30)
+                assert reply["ok"] is True, (reply, broker.log())
+                successor = reply["pid"]
+                assert successor != first.pid
+                assert_responsive(broker)  # the new broker, on the same socket
+                hello, _ = exchange(broker, {"op": "hello"})
+                assert hello["ok"]
+                deadline = time.monotonic() + 10
+                while "stopped" not in broker.log():
+                    assert time.monotonic() < deadline, broker.log()
+                    time.sleep(0.02)
+            finally:
+                fs.abort()
+                for fd in later:
+                    os.close(fd)
+        assert first.wait(timeout=10) == 0, broker.log()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        if successor > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(successor, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while os.path.exists(f"/proc/{successor}") and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+
+def test_a_uid_whose_closes_pile_up_is_paused_and_the_others_are_served() -> None:
+    """1024 of one uid's dropped descriptors waiting for the closer (one mount's
+    closes are never run two at once, and the first one hangs): that uid's next
+    request is not read until they are closed; root is answered throughout."""
+    import resource
+
+    copies = 253  # one FUSE file, attached 253 times to each message
+    messages = 6  # 5 × 253 ≥ 1024: the sixth waits
+    child = 0
+    try:
+        with stalled_setup(accept=False) as (broker, fs, later):
+            fd = open_file(fs, 0, later)
+            fs.stall()
+            r, w = os.pipe()
+            child = os.fork()
+            if child == 0:
+                try:
+                    os.close(r)
+                    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # fds in flight
+                    drop_privileges(NOBODY, NOBODY)
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+                        s.connect(broker.socket)
+                        for i in range(messages):
+                            socket.send_fds(s, [json.dumps({"op": "hello", "id": i}).encode()], [fd] * copies)
+                        s.settimeout(30)
+                        for i in range(messages):
+                            reply = json.loads(s.recv(65537))
+                            os.write(w, json.dumps(reply).encode() + b"\n")
+                    os._exit(0)
+                except BaseException as e:
+                    os.write(w, json.dumps({"child": repr(e)}).encode() + b"\n")
+                    os._exit(1)
+            os.close(w)
+            replies = os.fdopen(r, "rb")
+            with replies:
+                for i in range(messages - 1):
+                    reply = json.loads(replies.readline() or b"{}")
+                    assert reply.get("id") == i and reply.get("error") == "EINVAL", reply
+                assert_responsive(broker)  # root, another uid
+                ready, _, _ = select.select([replies], [], [], 1.0)
+                assert not ready, "the paused uid's sixth request was read"
+                assert_responsive(broker)
+                fs.abort()  # the closes return; the uid is read again
+                reply = json.loads(replies.readline() or b"{}")
+                assert reply.get("id") == messages - 1 and reply.get("error") == "EINVAL", reply
+    finally:
+        if child > 0:
+            os.waitpid(child, 0)
