@@ -210,6 +210,17 @@ std::size_t Closer::slow() const {
   return n;
 }
 
+std::size_t Closer::queued_behind_slow() const {
+  std::lock_guard lock(state_->mutex);
+  std::unordered_set<std::uint64_t> slow_mounts;
+  for (const auto& slot : state_->slots) {
+    if (slot.active && slot.reported) slow_mounts.insert(slot.mount);
+  }
+  std::size_t n = 0;
+  for (const auto& item : state_->queue) n += slow_mounts.contains(item.mount) ? 1 : 0;
+  return n;
+}
+
 bool Closer::wait_idle(std::chrono::milliseconds timeout) const {
   std::unique_lock lock(state_->mutex);
   return state_->idle.wait_for(lock, timeout, [&] { return state_->pending == 0; });

@@ -72,6 +72,9 @@ class Closer {
   [[nodiscard]] bool over_quota(uid_t uid) const;
   // Closes under way for longer than slow_after.
   [[nodiscard]] std::size_t slow() const;
+  // Descriptors queued behind such a close, on its mount: still open in this
+  // process (a fork copies them; the child's close of its copy would hang too).
+  [[nodiscard]] std::size_t queued_behind_slow() const;
   // Waits until nothing is pending, at most `timeout`; true if nothing is.
   bool wait_idle(std::chrono::milliseconds timeout) const;
 

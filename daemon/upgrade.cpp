@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fdbroker/error.hpp>
 
+#include "closer.hpp"
 #include "fdstore_sync.hpp"
 
 extern char** environ;
@@ -85,9 +86,25 @@ Upgrader::~Upgrader() {
   broker_.set_upgrade_handler(nullptr);
   if (timer_ != 0) loop_.cancel(timer_);
   if (ready_.valid()) loop_.unwatch(ready_.get());
+  if (reap_timer_ != 0) loop_.cancel(reap_timer_);
   if (child_ > 0) {
     ::kill(child_, SIGKILL);
-    ::waitpid(child_, nullptr, 0);
+    ::waitpid(child_, nullptr, WNOHANG);  // never wait: see reap_later()
+  }
+}
+
+void Upgrader::reap_later(pid_t pid) {
+  spdlog::warn("upgrade: pid {} was killed but has not ended (waiting in a close on a file system that "
+               "does not answer?); it is reaped once it ends", pid);
+  unreaped_.push_back(pid);
+  if (reap_timer_ == 0) reap_timer_ = loop_.add_timer(Clock::now() + std::chrono::seconds(1), [this] { reap_poll(); });
+}
+
+void Upgrader::reap_poll() {
+  reap_timer_ = 0;
+  std::erase_if(unreaped_, [](pid_t p) { return ::waitpid(p, nullptr, WNOHANG) != 0; });
+  if (!unreaped_.empty()) {
+    reap_timer_ = loop_.add_timer(Clock::now() + std::chrono::seconds(1), [this] { reap_poll(); });
   }
 }
 
@@ -103,6 +120,19 @@ void Upgrader::start(int conn_fd, const std::string& id, const std::string& bina
     }
     spdlog::warn("upgrade refused: run by systemd, use systemctl restart");
     return;
+  }
+  if (Closer* closer = Closer::current(); closer != nullptr) {
+    if (std::size_t stuck = closer->queued_behind_slow(); stuck > 0) {
+      // The child that becomes the new broker gets a copy of every descriptor
+      // still open here and closes those it does not pass on: it would hang on
+      // these as the closer does (closer.hpp).
+      std::string why = std::to_string(stuck) +
+                        " descriptors wait to be closed behind a close that does not return (a FUSE daemon that "
+                        "stopped answering?): the new broker would hang on them; try again once it answers";
+      spdlog::warn("upgrade refused: {}", why);
+      if (conn_fd >= 0) broker_.reply_to(conn_fd, id, EBUSY, why);
+      return;
+    }
   }
   std::string target = binary.empty() ? default_binary_ : binary;
   if (target.empty()) {
@@ -296,10 +326,19 @@ void Upgrader::fail(int err, const std::string& why) {
     pid_t r = ::waitpid(child_, &status, WNOHANG);
     if (r == 0) {
       ::kill(child_, SIGKILL);
-      r = ::waitpid(child_, &status, 0);
+      // It usually dies at once; one that waits in the kernel (a FUSE close
+      // that does not return) is not waited for here, on the loop.
+      for (int i = 0; i < 50 && r == 0; ++i) {
+        ::usleep(2000);
+        r = ::waitpid(child_, &status, WNOHANG);
+      }
     }
-    if (r == child_)
+    if (r == child_) {
       message += " (pid " + std::to_string(child_) + " " + describe_status(status) + ")";
+    } else if (r == 0) {
+      message += " (pid " + std::to_string(child_) + " killed, not yet ended)";
+      reap_later(child_);
+    }
     child_ = -1;
   }
   if (timer_ != 0) loop_.cancel(timer_);

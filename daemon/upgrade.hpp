@@ -56,7 +56,8 @@ class Upgrader {
 
   // Starts an upgrade to `binary` (empty: default). `conn_fd` is the requester
   // (-1: SIGUSR2), answered with {"ok":true,"pid":N} or an error: EBUSY (one is
-  // running), ESHUTDOWN, EOPNOTSUPP, the exec's errno, ECHILD (exited before ready),
+  // running, or descriptors wait for the closer behind a close that hangs: the
+  // new broker's start would hang on them too), ESHUTDOWN, EOPNOTSUPP, the exec's errno, ECHILD (exited before ready),
   // ETIMEDOUT.
   void start(int conn_fd, const std::string& id, const std::string& binary);
 
@@ -64,6 +65,11 @@ class Upgrader {
   void launch();
   void on_ready_pipe();
   void fail(int err, const std::string& why);
+  // Reaps `pid` (already sent SIGKILL) from a timer, never blocking the loop: a
+  // process waiting in the kernel (a close on a FUSE mount that does not answer,
+  // which the child's close_range makes) does not die until the wait ends.
+  void reap_later(pid_t pid);
+  void reap_poll();
 
   EventLoop& loop_;
   Broker& broker_;
@@ -79,6 +85,8 @@ class Upgrader {
   pid_t child_ = -1;
   unique_fd ready_;
   EventLoop::TimerId timer_ = 0;
+  std::vector<pid_t> unreaped_;
+  EventLoop::TimerId reap_timer_ = 0;
 };
 
 // In a new broker: tells the old one it is ready, if one waits

@@ -378,10 +378,9 @@ def stalled_setup_without_fs(accept: bool) -> Iterator[Broker]:
             gen.close()
 
 
-def test_upgrade_completes_while_a_close_hangs(tmp_path) -> None:
-    """`upgrade` (without systemd): the new broker is started, gets the socket and
-    answers, while a closer thread of the old one hangs in FLUSH; the old process
-    ends once the mount is aborted."""
+def start_standalone(tmp_path):
+    """A broker not run by systemd (so that it may upgrade itself), accepting FUSE
+    descriptors; returns (its Popen, a Broker naming its socket and log)."""
     import subprocess
 
     from broker_fixture import binary
@@ -396,12 +395,27 @@ def test_upgrade_completes_while_a_close_hangs(tmp_path) -> None:
                                  stderr=subprocess.STDOUT, env=env)
     broker = Broker(str(tmp_path))
     broker.socket, broker.log_path = sock_path, str(tmp_path / "broker.log")
+    deadline = time.monotonic() + 15
+    while not os.path.exists(sock_path):
+        if time.monotonic() > deadline or first.poll() is not None:
+            first.kill()
+            first.wait()
+            raise AssertionError(broker.log())
+        time.sleep(0.02)
+    return first, broker
+
+
+def test_upgrade_completes_while_a_close_hangs(tmp_path) -> None:
+    """`upgrade` (without systemd): the new broker is started, gets the socket and
+    answers, while a closer thread of the old one hangs in FLUSH; the old process
+    ends once the mount is aborted."""
+    import subprocess
+
+    from broker_fixture import binary
+
+    first, broker = start_standalone(tmp_path)
     successor = 0
     try:
-        deadline = time.monotonic() + 15
-        while not os.path.exists(sock_path):
-            assert time.monotonic() < deadline and first.poll() is None, broker.log()
-            time.sleep(0.02)
         with StallFuse() as fs:
             later: list[int] = []
             try:
@@ -489,3 +503,55 @@ def test_a_uid_whose_closes_pile_up_is_paused_and_the_others_are_served() -> Non
     finally:
         if child > 0:
             os.waitpid(child, 0)
+
+
+def test_upgrade_never_hangs_on_descriptors_queued_behind_a_hanging_close(tmp_path) -> None:
+    """A second descriptor of the hanging mount waits for the closer, still open in
+    the broker: the upgrade's child would close its copy and hang. Within the first
+    5 s (before the closer calls the close slow) the upgrade times out and the
+    broker, which never waits for that child, carries on; afterwards it is refused
+    at once (EBUSY). The killed child ends, and is reaped, after the abort."""
+    first, broker = start_standalone(tmp_path)
+    try:
+        with StallFuse() as fs:
+            later: list[int] = []
+            try:
+                for i, name in enumerate(("u/a", "u/b")):
+                    fd = open_file(fs, i, later)
+                    assert put(broker, name, [fd])["ok"]
+                    drop_own(fd, later)
+                fs.stall()
+                for name in ("u/a", "u/b"):
+                    reply, _ = exchange(broker, {"op": "delete", "name": name})
+                    assert reply["ok"], reply
+                wait_stalled(fs, FUSE_FLUSH)
+                reply, _ = exchange(broker, {"op": "upgrade", "id": 1}, timeout=30)
+                assert reply["error"] == "ETIMEDOUT", (reply, broker.log())
+                assert "killed, not yet ended" in reply["message"], reply
+                assert_responsive(broker)
+                deadline = time.monotonic() + 15
+                while "has not returned" not in broker.log():
+                    assert time.monotonic() < deadline, broker.log()
+                    time.sleep(0.05)
+                start = time.monotonic()
+                reply, _ = exchange(broker, {"op": "upgrade", "id": 2}, timeout=30)
+                assert reply["error"] == "EBUSY" and "1 descriptors wait" in reply["message"], reply
+                assert time.monotonic() - start < RESPONSIVE_WITHIN
+                assert_responsive(broker)
+            finally:
+                fs.abort()
+                for fd in later:
+                    os.close(fd)
+        # The killed child ends now; the broker reaps it (no zombie left).
+        children = f"/proc/{first.pid}/task/{first.pid}/children"
+        deadline = time.monotonic() + 10
+        while open(children).read().strip():
+            assert time.monotonic() < deadline, f"child {open(children).read()} not reaped"
+            time.sleep(0.05)
+        assert_responsive(broker)
+        os.kill(first.pid, signal.SIGTERM)
+        assert first.wait(timeout=10) == 0, broker.log()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()

@@ -175,3 +175,24 @@ TEST_F(CloserTest, DestructorDoesNotWaitForAHangingClose) {
   EXPECT_LT(Clock::now() - start, 2s);
   EXPECT_EQ(Closer::current(), nullptr);  // no dangling current closer
 }
+
+TEST_F(CloserTest, CountsWhatWaitsBehindASlowClose) {
+  Lines log;
+  Closer closer(Closer::Options{.threads = 2, .max_pending_per_uid = 100, .slow_after = 100ms, .warn = log.sink()});
+  LingeringSocket hang(1);
+  auto quick = test::pipe_pair();  // pipefs: another mount, never behind the socket
+  unique_fd behind(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));  // sockfs, as the hanging one
+  closer.close(std::move(hang.client));
+  auto start = Clock::now();
+  while (closer.slow() == 0) {
+    ASSERT_LT(Clock::now() - start, 900ms);
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(closer.queued_behind_slow(), 0u);
+  closer.close(std::move(behind));
+  closer.close(std::move(quick.read));
+  while (!read_end_closed(quick.write.get())) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(closer.queued_behind_slow(), 1u);
+  ASSERT_TRUE(closer.wait_idle(10s));
+  EXPECT_EQ(closer.queued_behind_slow(), 0u);
+}
