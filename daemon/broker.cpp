@@ -576,10 +576,8 @@ void Broker::send_reply(Connection& c, const std::shared_ptr<const FdSet>& fds) 
 }
 
 void Broker::send_error(Connection& c, const Request& req, int err, std::string_view message) {
-  // The descriptors of a refused request are closed before the reply leaves, so a
-  // client that saw the error can count on them being gone (handed to the
-  // closer: gone from the broker's table at once, unless a thread already hangs
-  // on their mount).
+  // The descriptors of a refused request go to the closer before the reply
+  // leaves: closed on its threads, a moment later (never on this one: closer.hpp).
   close_later(fds_, c.peer().uid);
   count(req, err);
   begin_reply(req.id);
