@@ -121,6 +121,8 @@ Broker::Broker(EventLoop& loop, unique_fd listener, std::string unlink_path, con
 }
 
 Broker::~Broker() {
+  if (release_hook_ != 0) loop_.remove_turn_hook(release_hook_);
+  if (held_retry_timer_ != 0) loop_.cancel(held_retry_timer_);
   if (listener_timer_ != 0) loop_.cancel(listener_timer_);
   if (expiry_timer_ != 0) loop_.cancel(expiry_timer_);
   if (shutdown_timer_ != 0) loop_.cancel(shutdown_timer_);
@@ -401,7 +403,7 @@ void Broker::update_interest(Connection& c) {
       });
     }
   }
-  std::uint32_t events = (want_in ? EPOLLIN : 0u) | (c.has_queued() ? EPOLLOUT : 0u);
+  std::uint32_t events = (want_in ? EPOLLIN : 0u) | (c.sendable() ? EPOLLOUT : 0u);
   if (events != c.events) {
     c.events = events;
     (void)loop_.modify(c.fd(), events);
@@ -713,6 +715,14 @@ void Broker::do_get(Connection& c, Request& req, bool may_park) {
   // take: the store lets go of the entry only once the reply has left, or is
   // queued holding the entry so that it comes back if it never leaves.
   std::shared_ptr<const FdSet> fds = e->fds;
+  if (durable_acks()) {
+    // Out of the store now, so that the turn's state no longer names it; the
+    // reply waits for that state (release_held), holding the entry meanwhile.
+    c.hold(reply_, fds);
+    c.back().taken = store_.extract(req.name);
+    held_.push_back(c.fd());
+    return;
+  }
   switch (c.send(reply_, fds)) {
     case Connection::Sent::now:
       if (auto gone = store_.extract(req.name)) drop_entry(std::move(*gone), nullptr);
@@ -820,7 +830,7 @@ void Broker::do_put(Connection& c, const Request& req) {
   reply_ += ",\"generation\":";
   append_uint(reply_, generation);
   reply_ += '}';
-  send_reply(c);
+  acknowledge(c);
   wake_waiters(req.name);
 }
 
@@ -844,7 +854,7 @@ void Broker::do_delete(Connection& c, const Request& req) {
   reply_ += "\"ok\":true,\"name\":";
   append_json_string(reply_, req.name);
   reply_ += '}';
-  send_reply(c);
+  acknowledge(c);
 }
 
 void Broker::do_list(Connection& c, const Request& req) {

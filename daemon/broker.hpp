@@ -134,6 +134,13 @@ class Broker {
   void reply_too_large();
   void send_error(Connection& c, const Request& req, int err, std::string_view message);
   void send_reply(Connection& c, const std::shared_ptr<const FdSet>& fds = nullptr);
+  // Durability (fd store in use): the reply to a put, take or delete that changed
+  // the store is held until the state reflecting the change has been handed to
+  // systemd: the end of the loop's turn writes the state once for every change
+  // of the turn (FdStoreSync), then release_held() lets the turn's replies go.
+  [[nodiscard]] bool durable_acks() const noexcept;
+  void acknowledge(Connection& c);  // reply_, held if durable_acks()
+  void release_held();
   void count(const Request& req, int err);
   bool allowed(Connection& c, unsigned perm, const Request& req, const Entry* entry);
 
@@ -167,6 +174,9 @@ class Broker {
 
   EventLoop& loop_;
   FdStoreSync* sync_ = nullptr;
+  EventLoop::HookId release_hook_ = 0;
+  std::vector<int> held_;  // connections (by fd) with held replies
+  EventLoop::TimerId held_retry_timer_ = 0;
   UpgradeHandler upgrade_handler_;
   bool handing_over_ = false;
   EventLoop::TimerId handover_timer_ = 0;

@@ -14,6 +14,7 @@ void Broker::attach(FdStoreSync& sync) {
   sync_ = &sync;
   store_.set_observer(&sync);
   sync.set_state_source([this] { return state_json(); });
+  if (sync.pushing()) release_hook_ = loop_.add_turn_hook([this] { release_held(); });
 }
 
 void Broker::adopt(Restored&& restored) {
@@ -47,6 +48,48 @@ void Broker::adopt(Restored&& restored) {
   if (n > 0 || !restored.orphans.empty()) {
     spdlog::info("restored {} entries ({} fds); {} descriptors closed unclaimed", n,
                  store_.fds_held(), restored.orphans.size());
+  }
+}
+
+// ---------------------------------------------------------------- durable acknowledgements
+
+bool Broker::durable_acks() const noexcept { return sync_ != nullptr && sync_->pushing(); }
+
+void Broker::acknowledge(Connection& c) {
+  if (!durable_acks()) {
+    send_reply(c);
+    return;
+  }
+  c.hold(reply_, nullptr);
+  held_.push_back(c.fd());
+}
+
+// The turn hook (fd store in use): the state of this turn's changes first, then
+// the replies that acknowledge them, in order on each connection.
+void Broker::release_held() {
+  // Dirty with nothing held: a take whose reply could not be delivered gave its
+  // entry back while releasing; write that too before the loop sleeps.
+  while (!held_.empty() || sync_->dirty()) {
+    if (!sync_->flush()) {
+      // Logged by the sync. The replies wait: retry shortly (the timer's turn
+      // ends with this hook again).
+      if (held_retry_timer_ == 0) {
+        held_retry_timer_ = loop_.add_timer(Clock::now() + std::chrono::milliseconds(100),
+                                             [this] { held_retry_timer_ = 0; });
+      }
+      return;
+    }
+    std::vector<int> conns = std::move(held_);
+    held_.clear();
+    for (int fd : conns) {
+      auto it = connections_.find(fd);
+      if (it == connections_.end()) continue;  // closed: its takes were given back
+      Connection& c = *it->second;
+      c.release();
+      write_replies(c);
+      if (!c.closed && c.has_queued() && c.stuck_timer == 0) note_queued(c);
+    }
+    reap();
   }
 }
 

@@ -33,10 +33,19 @@ Connection::Sent Connection::send(std::string_view body, const std::shared_ptr<c
   return Sent::queued;
 }
 
+void Connection::hold(std::string_view body, const std::shared_ptr<const FdSet>& fds) {
+  queue_.push_back(QueuedReply{std::string(body), fds, std::nullopt, true});
+}
+
+void Connection::release() noexcept {
+  for (auto& reply : queue_) reply.held = false;
+}
+
 Connection::Flushed Connection::flush() {
   Flushed result;
   while (!queue_.empty()) {
     QueuedReply& reply = queue_.front();
+    if (reply.held) return result;
     auto sent = send_one(sock_.get(), reply.body, reply.fds.get());
     if (!sent) {
       if (!would_block(sent.error())) result.error = sent.error();

@@ -33,6 +33,9 @@ struct QueuedReply {
   // For a take: the entry, removed from the store but given back if this reply
   // is never sent (the connection dies first).
   std::optional<Entry> taken;
+  // Not to be sent yet: it acknowledges a change the fd store does not hold yet
+  // (Broker::release_held). Replies behind it wait behind it.
+  bool held = false;
 };
 
 class Connection {
@@ -51,6 +54,12 @@ class Connection {
   // is broken (EPIPE, ECONNRESET, ...): the caller closes it.
   Sent send(std::string_view body, const std::shared_ptr<const FdSet>& fds);
 
+  // Queues a reply that must not leave before release() (its change is not yet
+  // durable), and every reply after it behind it.
+  void hold(std::string_view body, const std::shared_ptr<const FdSet>& fds);
+  // The held replies may leave now (by flush()).
+  void release() noexcept;
+
   // The reply queued last (precondition: has_queued()).
   QueuedReply& back() noexcept { return queue_.back(); }
 
@@ -62,6 +71,8 @@ class Connection {
   Flushed flush();
 
   [[nodiscard]] bool has_queued() const noexcept { return !queue_.empty(); }
+  // A reply could be sent now, if the socket took it (the first one is not held).
+  [[nodiscard]] bool sendable() const noexcept { return !queue_.empty() && !queue_.front().held; }
   [[nodiscard]] std::size_t queued() const noexcept { return queue_.size(); }
   // Hands the unsent replies over (to give taken entries back), emptying the queue.
   std::deque<QueuedReply> take_queue() noexcept { return std::move(queue_); }

@@ -127,9 +127,28 @@ void EventLoop::read_signals() {
   }
 }
 
+EventLoop::HookId EventLoop::add_turn_hook(std::function<void()> fn) {
+  HookId id = next_hook_++;
+  turn_hooks_.emplace(id, std::move(fn));
+  return id;
+}
+
+void EventLoop::remove_turn_hook(HookId id) { turn_hooks_.erase(id); }
+
+void EventLoop::run_turn_hooks() {
+  // By id, looked up afresh each time: a hook may remove others (or itself).
+  for (auto it = turn_hooks_.begin(); it != turn_hooks_.end();) {
+    HookId id = it->first;
+    std::function<void()> fn = it->second;  // a copy: the hook may remove itself
+    fn();
+    it = turn_hooks_.upper_bound(id);
+  }
+}
+
 void EventLoop::run() {
   running_ = true;
   epoll_event events[64];
+  run_turn_hooks();  // what was left before the loop started (a restored state to write)
   while (running_) {
     int n = ::epoll_wait(epoll_.get(), events, 64, -1);
     if (n < 0) {
@@ -148,6 +167,7 @@ void EventLoop::run() {
       }
     }
     graveyard_.clear();
+    run_turn_hooks();
   }
 }
 

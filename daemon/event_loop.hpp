@@ -25,6 +25,7 @@ class EventLoop {
  public:
   using FdHandler = std::function<void(std::uint32_t events)>;
   using TimerId = std::uint64_t;
+  using HookId = std::uint64_t;
 
   // Creates the epoll, timerfd and signalfd. Throws std::system_error.
   EventLoop();
@@ -47,6 +48,16 @@ class EventLoop {
   // Blocks `signo` and calls `fn` when it arrives (through the signalfd).
   void on_signal(int signo, std::function<void()> fn);
 
+  // Runs `fn` at the end of every turn of the loop: after each batch of events
+  // has been handled (and once before the first wait), before epoll_wait blocks
+  // again; also after the batch in which stop() was called. Work that the batch's
+  // handlers left for the end of the turn goes here, e.g. one fd-store state
+  // write for all of them (group commit). Hooks run in the order they were added;
+  // one may add timers, watch fds or remove hooks. Returns an id, never 0.
+  HookId add_turn_hook(std::function<void()> fn);
+  // Removing an id that was removed already is a no-op.
+  void remove_turn_hook(HookId id);
+
   // Runs until stop(). Throws std::system_error if epoll_wait fails.
   void run();
   void stop() noexcept { running_ = false; }
@@ -61,6 +72,7 @@ class EventLoop {
   void arm_timerfd();
   void run_timers();
   void read_signals();
+  void run_turn_hooks();
 
   unique_fd epoll_;
   unique_fd timerfd_;
@@ -72,6 +84,9 @@ class EventLoop {
   std::unordered_map<TimerId, std::pair<Clock::time_point, std::function<void()>>> timer_fns_;
   TimerId next_timer_ = 1;
   Clock::time_point armed_ = Clock::time_point::max();
+
+  std::map<HookId, std::function<void()>> turn_hooks_;  // by id: the order they were added
+  HookId next_hook_ = 1;
 
   std::map<int, std::function<void()>> signals_;
   bool running_ = false;

@@ -46,10 +46,12 @@ result<unique_fd> make_state_memfd(std::string_view text) {
   return fd;
 }
 
-FdStoreSync::FdStoreSync(EventLoop& loop, bool push) : loop_(loop), push_(push) {}
+FdStoreSync::FdStoreSync(EventLoop& loop, bool push) : loop_(loop), push_(push) {
+  if (push_) turn_hook_ = loop_.add_turn_hook([this] { (void)flush(); });
+}
 
 FdStoreSync::~FdStoreSync() {
-  if (flush_timer_ != 0) loop_.cancel(flush_timer_);
+  if (turn_hook_ != 0) loop_.remove_turn_hook(turn_hook_);
 }
 
 void FdStoreSync::expect_restored(const std::string& name, std::uint64_t serial) {
@@ -74,16 +76,18 @@ void FdStoreSync::forget(const std::string& fdname) {
   if (push_) notify("FDSTOREREMOVE=1\nFDNAME=" + fdname);
 }
 
-void FdStoreSync::notify_with_fd(const std::string& state, int fd) {
+int FdStoreSync::notify_with_fd(const std::string& state, int fd) {
   int r = ::sd_pid_notify_with_fds(0, 0, state.c_str(), &fd, 1);
   if (r < 0)
     spdlog::error("fd store: {}: {}", state.substr(0, state.find('\n')), std::strerror(-r));
+  return r < 0 ? r : 0;
 }
 
-void FdStoreSync::notify(const std::string& state) {
+int FdStoreSync::notify(const std::string& state) {
   int r = ::sd_notify(0, state.c_str());
   if (r < 0)
     spdlog::error("fd store: {}: {}", state.substr(0, state.find('\n')), std::strerror(-r));
+  return r < 0 ? r : 0;
 }
 
 void FdStoreSync::entry_added(const Entry& e) {
@@ -110,41 +114,40 @@ void FdStoreSync::entry_removed(const Entry& e) {
   if (it == serials_.end()) return;
   std::uint64_t serial = it->second;
   serials_.erase(it);
+  // Not yet: the state in systemd's store still names them (see flush()).
   if (push_ && e.fds) {
-    for (std::size_t i = 0; i < e.fds->size(); ++i) {
-      notify("FDSTOREREMOVE=1\nFDNAME=" + entry_fdname(serial, i));
-    }
+    for (std::size_t i = 0; i < e.fds->size(); ++i) removals_.push_back(entry_fdname(serial, i));
   }
   mark_dirty();
 }
 
-void FdStoreSync::mark_dirty() {
-  dirty_ = true;
-  if (!push_ || flush_timer_ != 0) return;
-  // A timer due now runs after the current batch of events: one state write per
-  // loop iteration, however many puts and deletes the batch held.
-  flush_timer_ = loop_.add_timer(Clock::now(), [this] {
-    flush_timer_ = 0;
-    flush();
-  });
-}
-
-void FdStoreSync::flush() {
-  if (!push_ || !dirty_ || !source_) return;
-  dirty_ = false;
+bool FdStoreSync::flush() {
+  if (!push_ || !source_) return true;
+  if (!dirty_) return true;
   auto memfd = make_state_memfd(source_());
   if (!memfd) {
     spdlog::error("fd store: cannot write the state memfd: {}", memfd.error().message());
-    dirty_ = true;
-    return;
+    failing_ = true;
+    return false;
   }
-  std::uint64_t seq = state_seq_++;
+  std::uint64_t seq = state_seq_;
   // The new state first, then the old one goes: a crash in between leaves both,
   // and restore takes the newer.
-  notify_with_fd("FDSTORE=1\nFDNAME=state." + std::to_string(seq) + "\nFDPOLL=0", memfd->get());
-  for (std::uint64_t old : stored_states_)
-    notify("FDSTOREREMOVE=1\nFDNAME=state." + std::to_string(old));
+  if (notify_with_fd("FDSTORE=1\nFDNAME=state." + std::to_string(seq) + "\nFDPOLL=0",
+                     memfd->get()) < 0) {
+    failing_ = true;
+    return false;
+  }
+  ++state_seq_;
+  dirty_ = false;
+  if (failing_) spdlog::info("fd store: state.{} written", seq);
+  failing_ = false;
+  for (std::uint64_t old : stored_states_) (void)notify("FDSTOREREMOVE=1\nFDNAME=state." + std::to_string(old));
   stored_states_.assign(1, seq);
+  // Now no stored state names the entries that went: their fds may go too.
+  for (const auto& fdname : removals_) (void)notify("FDSTOREREMOVE=1\nFDNAME=" + fdname);
+  removals_.clear();
+  return true;
 }
 
 }  // namespace fdbroker::daemon

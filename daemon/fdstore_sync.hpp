@@ -10,6 +10,13 @@
 // allows only 255 printable characters and no ':'), "state.<seq>" for the state.
 // The state is replaced by storing the new memfd before removing the old one, so
 // a crash in between leaves two, and restore takes the higher <seq>.
+//
+// Order, so that a crash at any point loses nothing acknowledged: an entry's fds
+// are stored at once (entry_added), before any state names them; the state is
+// written once per loop turn (a turn hook: group commit), and the broker answers
+// put, take and delete only after it (Broker::release_held); the fds of removed
+// entries leave systemd's store only after a state without them was written (a
+// crash in between leaves fds no state claims: restore closes them).
 #pragma once
 
 #include <cstdint>
@@ -71,14 +78,20 @@ class FdStoreSync final : public StoreObserver {
   void entry_added(const Entry& e) override;
   void entry_removed(const Entry& e) override;
 
-  // Marks the state changed; it is written at most once per loop iteration.
-  void mark_dirty();
-  // Writes the state now if it changed (at shutdown; the loop may not turn again).
-  void flush();
+  // Marks the state changed; it is written at the end of the loop's turn (at
+  // most once per turn, however many changes the turn made).
+  void mark_dirty() noexcept { dirty_ = true; }
+  [[nodiscard]] bool dirty() const noexcept { return push_ && dirty_; }
+  // Writes the state now if it changed, then removes the fds of entries gone
+  // since the last write. True when systemd holds the current state (the
+  // sd_notify call carrying it returned success, now or earlier, or there is no
+  // fd store); false if writing it failed (logged; it stays dirty for a retry).
+  bool flush();
 
  private:
-  void notify_with_fd(const std::string& state, int fd);
-  void notify(const std::string& state);
+  // sd_notify's result: 0 or a negative errno (logged).
+  int notify_with_fd(const std::string& state, int fd);
+  int notify(const std::string& state);
 
   EventLoop& loop_;
   bool push_;
@@ -88,8 +101,10 @@ class FdStoreSync final : public StoreObserver {
   std::uint64_t next_serial_ = 1;
   std::uint64_t state_seq_ = 1;
   std::vector<std::uint64_t> stored_states_;  // in systemd's store now
+  std::vector<std::string> removals_;  // fdnames to remove once the state no longer names them
   bool dirty_ = false;
-  EventLoop::TimerId flush_timer_ = 0;
+  bool failing_ = false;               // the last write failed (log the next success)
+  EventLoop::HookId turn_hook_ = 0;
 };
 
 }  // namespace fdbroker::daemon
