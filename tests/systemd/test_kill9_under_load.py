@@ -349,3 +349,100 @@ def test_acknowledged_entries_survive_kill9_under_load(broker_machine):
     assert fds_now == baseline + len(live), (fds_now, baseline, len(live))
     assert fdstore == len(live) + 1, (fdstore, len(live))  # + the state memfd
     assert not dropped, dropped
+
+
+def broker_host_pid(machine) -> int:
+    """The broker's PID as this (outside) process sees it, from its cgroup."""
+    procs = list(machine.cgroup.glob("**/fdbroker.service/cgroup.procs"))
+    assert len(procs) == 1, procs
+    pids = [int(x) for x in procs[0].read_text().split()]
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def test_a_put_acknowledged_just_before_kill9_survives(broker_machine):
+    """The state a put's reply waited for was sent microseconds before the kill:
+    systemd 252 attributes a notify message to a unit by the sender's PID, so a
+    message it read only after reaping the sender would be dropped. It reads its
+    notify socket before handling SIGCHLD (a higher event priority), and the
+    sender is a zombie until then: here no state was dropped."""
+    machine = broker_machine(entries=[])
+    machine.path(CONFIG).write_text(json.dumps({"socket": {"path": SOCKET}, "log_level": "warning"}))
+    path = machine.path(SOCKET)
+    puts = {}  # name -> (generation, memfd)
+    pid = 0
+    try:
+        for i in range(KILLS):
+            memfd = os.memfd_create(f"put-{i}", os.MFD_CLOEXEC)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+                s.settimeout(30)
+                s.connect(str(path))  # the first one activates the broker
+                if i == 0:
+                    s.send(b'{"op":"hello"}')
+                    assert json.loads(s.recv(MAX_MESSAGE))["ok"]
+                pid = wait_ready(machine, pid)
+                host_pid = broker_host_pid(machine)
+                socket.send_fds(s, [json.dumps({"op": "put", "name": f"fast/{i}"}).encode()], [memfd])
+                reply = json.loads(s.recv(MAX_MESSAGE))
+                os.kill(host_pid, 9)  # at once: the broker has just sent its state
+            assert reply["ok"], reply
+            puts[f"fast/{i}"] = (reply["generation"], memfd)
+        pid = wait_ready(machine, pid)
+        for name, (generation, memfd) in puts.items():
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+                s.settimeout(30)
+                s.connect(str(path))
+                s.send(json.dumps({"op": "get", "name": name}).encode())
+                data, fds, _flags, _ = socket.recv_fds(s, MAX_MESSAGE, MAX_FDS)
+            reply = json.loads(data)
+            try:
+                assert reply.get("ok") and reply["generation"] == generation, (name, reply)
+                assert len(fds) == 1 and same_open_file(fds[0], memfd), name
+            finally:
+                for fd in fds:
+                    os.close(fd)
+        assert int(service_state(machine, "NRestarts")["NRestarts"]) == KILLS
+        fdstore = int(service_state(machine, "NFileDescriptorStore")["NFileDescriptorStore"])
+        assert fdstore == KILLS + 1, fdstore  # the entries and the state
+    finally:
+        for _, memfd in puts.values():
+            os.close(memfd)
+
+
+def test_the_default_start_limit_would_empty_the_fd_store(broker_machine):
+    """Why fdbroker.service sets StartLimitIntervalSec=0: with systemd's default
+    (5 starts in 10 s) the 6th quick crash fails the unit, and systemd 252 then
+    closes everything in its fd store."""
+    machine = broker_machine(entries=[], service_extra="[Unit]\nStartLimitIntervalSec=10s\n"
+                                                       "StartLimitBurst=5\n")
+    path = machine.path(SOCKET)
+    memfd = os.memfd_create("held", os.MFD_CLOEXEC)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+            s.settimeout(30)
+            s.connect(str(path))
+            socket.send_fds(s, [b'{"op":"put","name":"held"}'], [memfd])
+            assert json.loads(s.recv(MAX_MESSAGE))["ok"]
+        pid = wait_ready(machine, 0)
+        assert int(service_state(machine, "NFileDescriptorStore")["NFileDescriptorStore"]) == 2
+        kills = 0
+        while service_state(machine, "ActiveState")["ActiveState"] != "failed":
+            assert kills < 6, "the start limit never failed the unit"
+            machine.systemctl("kill", "-s", "KILL", "--kill-who=main", "fdbroker.service")
+            kills += 1
+
+            def restarted_or_failed(old=pid):
+                state = service_state(machine, "MainPID", "ActiveState")
+                if state["ActiveState"] == "failed":
+                    return -1
+                new = int(state["MainPID"])
+                return new if new not in (0, old) and state["ActiveState"] == "active" else 0
+            pid = machine.wait_for(restarted_or_failed, "a restart or the unit's failure",
+                                   timeout=30, interval=0.02)
+        assert kills == 5, kills  # 5 starts in 10 s: the 5th crash's restart is refused
+        # (252 keeps Result=signal, the last crash's, and logs the refusal.)
+        assert "Start request repeated too quickly" in machine.journal("_PID=1", "-o", "cat")
+        state = service_state(machine, "ActiveState", "NFileDescriptorStore")
+        assert state == {"ActiveState": "failed", "NFileDescriptorStore": "0"}, state
+    finally:
+        os.close(memfd)
