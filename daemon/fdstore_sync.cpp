@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -20,6 +21,18 @@ bool fdstore_wanted() {
   }
   return std::getenv("NOTIFY_SOCKET") != nullptr && std::getenv("INVOCATION_ID") != nullptr;
 }
+
+namespace {
+
+// The file behind `fd`, (0, 0) if unknown. AT_STATX_DONT_SYNC: never waits for a
+// (possibly stalled) remote or FUSE file system.
+std::pair<std::uint64_t, std::uint64_t> file_id(int fd) {
+  struct statx st {};
+  if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_INO, &st) < 0) return {0, 0};
+  return {(static_cast<std::uint64_t>(st.stx_dev_major) << 32) | st.stx_dev_minor, st.stx_ino};
+}
+
+}  // namespace
 
 std::string entry_fdname(std::uint64_t serial, std::size_t index) {
   return "e" + std::to_string(serial) + "." + std::to_string(index);
@@ -99,6 +112,17 @@ void FdStoreSync::entry_added(const Entry& e) {
   }
   std::uint64_t serial = next_serial_++;
   serials_[e.name] = serial;
+  if (push_ && e.fds && !removals_.empty()) {
+    // systemd stores an open file once, under the first fdname it came with: a
+    // file still stored for a removed entry would not be stored again, and
+    // removing that fdname later would take it away. Such removals go first.
+    bool shared = false;
+    for (std::size_t i = 0; i < e.fds->size() && !shared; ++i) {
+      auto id = file_id((*e.fds)[i]);
+      for (const auto& r : removals_) shared = shared || (r.dev == id.first && r.ino == id.second);
+    }
+    if (shared) send_removals();
+  }
   if (push_ && e.fds) {
     // FDPOLL=0: systemd must keep what it would otherwise drop on POLLHUP (a pipe
     // whose writer closed, a socket whose peer left), as the broker's store does.
@@ -116,7 +140,10 @@ void FdStoreSync::entry_removed(const Entry& e) {
   serials_.erase(it);
   // Not yet: the state in systemd's store still names them (see flush()).
   if (push_ && e.fds) {
-    for (std::size_t i = 0; i < e.fds->size(); ++i) removals_.push_back(entry_fdname(serial, i));
+    for (std::size_t i = 0; i < e.fds->size(); ++i) {
+      auto id = file_id((*e.fds)[i]);
+      removals_.push_back(Removal{entry_fdname(serial, i), id.first, id.second});
+    }
   }
   mark_dirty();
 }
@@ -145,9 +172,13 @@ bool FdStoreSync::flush() {
   for (std::uint64_t old : stored_states_) (void)notify("FDSTOREREMOVE=1\nFDNAME=state." + std::to_string(old));
   stored_states_.assign(1, seq);
   // Now no stored state names the entries that went: their fds may go too.
-  for (const auto& fdname : removals_) (void)notify("FDSTOREREMOVE=1\nFDNAME=" + fdname);
-  removals_.clear();
+  send_removals();
   return true;
+}
+
+void FdStoreSync::send_removals() {
+  for (const auto& r : removals_) (void)notify("FDSTOREREMOVE=1\nFDNAME=" + r.fdname);
+  removals_.clear();
 }
 
 }  // namespace fdbroker::daemon

@@ -16,7 +16,10 @@
 // written once per loop turn (a turn hook: group commit), and the broker answers
 // put, take and delete only after it (Broker::release_held); the fds of removed
 // entries leave systemd's store only after a state without them was written (a
-// crash in between leaves fds no state claims: restore closes them).
+// crash in between leaves fds no state claims: restore closes them). One
+// exception: systemd keeps one copy of an open file however many fdnames it is
+// stored under, so an entry added with a file whose removal is still pending
+// (a replace with the same descriptor) sends the removals first.
 #pragma once
 
 #include <cstdint>
@@ -101,7 +104,15 @@ class FdStoreSync final : public StoreObserver {
   std::uint64_t next_serial_ = 1;
   std::uint64_t state_seq_ = 1;
   std::vector<std::uint64_t> stored_states_;  // in systemd's store now
-  std::vector<std::string> removals_;  // fdnames to remove once the state no longer names them
+  // fdnames to remove once the state no longer names them, with the file
+  // (device, inode) each stands for: see entry_added().
+  struct Removal {
+    std::string fdname;
+    std::uint64_t dev;
+    std::uint64_t ino;
+  };
+  std::vector<Removal> removals_;
+  void send_removals();
   bool dirty_ = false;
   bool failing_ = false;               // the last write failed (log the next success)
   EventLoop::HookId turn_hook_ = 0;
