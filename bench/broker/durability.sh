@@ -1,0 +1,127 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# What durable acknowledgements cost (docs/protocol.md, "When put, take and delete
+# are answered"): put/delete throughput of fdbrokerd with systemd's fd store off and
+# on, in the same run. "on" is FDBROKER_FDSTORE=1 with a notify socket that receives
+# and discards (durability_load --sink, standing in for systemd), so every put and
+# delete waits for the state memfd's sd_notify. Medians over the repeats, and each
+# server's ratio to "off". Stops only the processes it started, by PID.
+#
+# Usage: bench/broker/durability.sh [BUILD_DIR] [options]
+#   BUILD_DIR          a build with FDBROKER_BUILD_BENCH=ON (default: build/release)
+#   --repeats N        runs per point and server (default 3)
+#   --duration S       measured seconds per run (default 3)
+#   --clients "1 8 64" kept-open connection counts
+#   --log-level L      the brokers' log_level (default warning: put and delete log at
+#                      info, which would weigh on both sides alike and hide the cost)
+#   --also LABEL=PATH  also measure another fdbrokerd binary with the fd store on
+#                      (e.g. one that answers before the state is written)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=$root/build/release
+repeats=3 duration=3 clients="1 8 64" log_level=warning also=()
+if [[ $# -gt 0 && $1 != --* ]]; then build=$(cd "$1" && pwd); shift; fi
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --repeats) repeats=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --clients) clients=$2; shift 2 ;;
+    --log-level) log_level=$2; shift 2 ;;
+    --also) also+=("$2"); shift 2 ;;
+    *) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 100 ;;
+  esac
+done
+load=$build/bench/broker/durability_load
+fdbrokerd=$build/daemon/fdbrokerd
+for f in "$load" "$fdbrokerd"; do
+  [[ -x $f ]] || { echo "durability.sh: $f missing: build with FDBROKER_BUILD_BENCH=ON" >&2; exit 111; }
+done
+
+tmp=$(mktemp -d -t fdbroker-durability.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_for_socket() {  # path pid
+  for _ in $(seq 100); do
+    [[ -S $1 ]] && return 0
+    kill -0 "$2" 2>/dev/null || { echo "durability.sh: process $2 exited" >&2; return 1; }
+    sleep 0.05
+  done
+  echo "durability.sh: $1 did not appear" >&2
+  return 1
+}
+
+"$load" --sink "$tmp/notify.sock" &
+sink_pid=$!; pids+=("$sink_pid")
+wait_for_socket "$tmp/notify.sock" "$sink_pid"
+
+echo "{ \"log_level\": \"$log_level\" }" >"$tmp/broker.json"
+declare -A socket pid
+labels=()
+start_broker() {  # label binary fdstore(0|1)
+  if [[ $3 == 1 ]]; then
+    NOTIFY_SOCKET=$tmp/notify.sock FDBROKER_FDSTORE=1 \
+      "$2" --socket "$tmp/$1.sock" --config "$tmp/broker.json" 2>"$tmp/$1.log" &
+  else
+    env -u NOTIFY_SOCKET FDBROKER_FDSTORE=0 \
+      "$2" --socket "$tmp/$1.sock" --config "$tmp/broker.json" 2>"$tmp/$1.log" &
+  fi
+  pid[$1]=$!; pids+=("${pid[$1]}"); socket[$1]=$tmp/$1.sock
+  wait_for_socket "${socket[$1]}" "${pid[$1]}" || { cat "$tmp/$1.log" >&2; exit 1; }
+  labels+=("$1")
+}
+start_broker off "$fdbrokerd" 0
+start_broker on "$fdbrokerd" 1
+for spec in "${also[@]}"; do start_broker "${spec%%=*}" "${spec#*=}" 1; done
+
+echo "# $(date -u '+%F %T UTC') on $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# build: $build; $repeats runs x ${duration}s (+1s warm-up) per point and server; log_level $log_level"
+fd_count() { ls "/proc/$1/fd" | wc -l; }
+declare -A fds_before
+for label in "${labels[@]}"; do fds_before[$label]=$(fd_count "${pid[$label]}"); done
+results=$tmp/results.jsonl
+for ((r = 1; r <= repeats; r++)); do
+  shift_by=$(((r - 1) % ${#labels[@]}))
+  order=("${labels[@]:shift_by}" "${labels[@]:0:shift_by}")
+  for n in $clients; do
+    for label in "${order[@]}"; do
+      "$load" --socket "${socket[$label]}" --label "$label" --clients "$n" --warmup 1 \
+        --duration "$duration" >>"$results" || echo "durability.sh: $label/$n had errors" >&2
+    done
+  done
+  echo "# run $r of $repeats done; load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+done
+
+/usr/bin/python3 - "$results" <<'PY'
+import collections, json, statistics, sys
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    runs[(r["clients"], r["label"])].append(r)
+labels = list(dict.fromkeys(label for _, label in runs))
+print("\n| clients | fd store | put+delete/s (median, min-max) | ratio to off | p50 µs | p99 µs |")
+print("|---|---|---|---|---|---|")
+for n in sorted({n for n, _ in runs}):
+    off = statistics.median(r["ops_per_s"] for r in runs[(n, "off")])
+    for label in labels:
+        rs = runs[(n, label)]
+        rate = statistics.median(r["ops_per_s"] for r in rs)
+        lo, hi = min(r["ops_per_s"] for r in rs), max(r["ops_per_s"] for r in rs)
+        p50 = statistics.median(r["p50_us"] for r in rs)
+        p99 = statistics.median(r["p99_us"] for r in rs)
+        print(f"| {n} | {label} | {rate:,.0f} ({lo:,.0f}-{hi:,.0f}) | {rate / off:.2f} | {p50:.0f} | {p99:.0f} |")
+PY
+sleep 0.3
+for label in "${labels[@]}"; do
+  echo "$label fds: ${fds_before[$label]} at the start, $(fd_count "${pid[$label]}") at the end"
+  grep -E " (warning|error|critical): " "$tmp/$label.log" | tail -5 || true
+done
+echo "# end $(date -u '+%T UTC'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
