@@ -236,7 +236,7 @@ def list_names(conn_path) -> list[str]:
                 return names
 
 
-def test_acknowledged_entries_survive_kill9_under_load(broker_machine):
+def test_acknowledged_entries_survive_kill9_under_load(broker_machine, capsys):
     machine = broker_machine(entries=[])
     # Quieter than the fixture's debug log: every request would reach the journal.
     machine.path(CONFIG).write_text(json.dumps({"socket": {"path": SOCKET}, "log_level": "warning"}))
@@ -318,22 +318,24 @@ def test_acknowledged_entries_survive_kill9_under_load(broker_machine):
                if "notify message" in line.lower() and ("cannot find unit" in line.lower()
                                                         or "only permitted" in line.lower())]
 
-    print(f"\nkill -9 under load: {KILLS} kills, {restarts} restarts, {elapsed:.1f} s, "
-          f"{CLIENTS} clients")
-    print(f"  acknowledged puts: {sum(c.acked_puts for c in clients)} "
-          f"(before each kill: {acked_before_kill})")
-    print(f"  acknowledged takes: {sum(c.acked_takes for c in clients)}, "
-          f"gets: {sum(c.gets for c in clients)}")
-    print(f"  lost puts: {len(lost)}; resurrected takes: {len(resurrected)}; "
-          f"unexpected entries: {len(unexpected)}")
-    print(f"  cut-off puts found held: {sum(c.unacked_puts_kept for c in clients)}; "
-          f"cut-off takes found done: {sum(c.unacked_takes_done for c in clients)}")
-    print(f"  client errors by kind: {dict(sorted(errors.items()))}")
-    print(f"  entries held at the end: {len(live)}; broker fds {fds_now} "
-          f"(before the load {baseline}); fd store {fdstore}")
-    print(f"  notify messages systemd dropped: {len(dropped)}")
-    for line in dropped[:10]:
-        print(f"    {line}")
+    # The figures, shown even though pytest captures output (ctest's log keeps them).
+    with capsys.disabled():
+        print(f"\nkill -9 under load: {KILLS} kills, {restarts} restarts, {elapsed:.1f} s, "
+              f"{CLIENTS} clients")
+        print(f"  acknowledged puts: {sum(c.acked_puts for c in clients)} "
+              f"(before each kill: {acked_before_kill})")
+        print(f"  acknowledged takes: {sum(c.acked_takes for c in clients)}, "
+              f"gets: {sum(c.gets for c in clients)}")
+        print(f"  lost puts: {len(lost)}; resurrected takes: {len(resurrected)}; "
+              f"unexpected entries: {len(unexpected)}")
+        print(f"  cut-off puts found held: {sum(c.unacked_puts_kept for c in clients)}; "
+              f"cut-off takes found done: {sum(c.unacked_takes_done for c in clients)}")
+        print(f"  client errors by kind: {dict(sorted(errors.items()))}")
+        print(f"  entries held at the end: {len(live)}; broker fds {fds_now} "
+              f"(before the load {baseline}); fd store {fdstore}")
+        print(f"  notify messages systemd dropped: {len(dropped)}")
+        for line in dropped[:10]:
+            print(f"    {line}")
 
     for _, memfd in live.values():
         os.close(memfd)
