@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "request.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
 
 #include "config.hpp"
 
@@ -223,6 +226,24 @@ Value from_dom(const json& j) {
   return v;
 }
 
+// How deep `root` nests objects and arrays (a scalar: 0), counted without recursion
+// and no further than `limit` + 1.
+std::size_t nesting_depth(const json& root, std::size_t limit) {
+  std::size_t deepest = 0;
+  std::vector<std::pair<const json*, std::size_t>> todo;
+  if (root.is_structured()) todo.emplace_back(&root, 1);
+  while (!todo.empty()) {
+    auto [j, depth] = todo.back();
+    todo.pop_back();
+    deepest = std::max(deepest, depth);
+    if (deepest > limit) break;
+    for (const json& child : *j) {
+      if (child.is_structured()) todo.emplace_back(&child, depth + 1);
+    }
+  }
+  return deepest;
+}
+
 int bad(std::string& ret_message, std::string message) {
   ret_message = std::move(message);
   return EINVAL;
@@ -313,6 +334,7 @@ int interpret(Fields& f, Request& req, std::string& ret_message) {
     case Op::put: {
       if ((err = want_name(f[k_name], "name", req.name, ret_message))) return err;
       if ((err = want_int(f[k_ttl_ms], "ttl_ms", 1, max, req.ttl_ms, ret_message))) return err;
+      req.ttl_ms = std::min(req.ttl_ms, max_ttl_ms);
       if ((err = want_int(f[k_expect_generation], "expect_generation", 0, max, req.expect_generation,
                           ret_message))) {
         return err;
@@ -325,6 +347,9 @@ int interpret(Fields& f, Request& req, std::string& ret_message) {
       const Value& meta = f[k_meta];
       if (meta.kind != Value::absent) {
         if (meta.kind != Value::object) return bad(ret_message, "field 'meta' must be an object");
+        if (nesting_depth(*meta.dom, max_meta_depth) > max_meta_depth) {
+          return bad(ret_message, "field 'meta' nests deeper than " + std::to_string(max_meta_depth) + " levels");
+        }
         req.meta = meta.dom->dump();
       }
       break;

@@ -28,6 +28,16 @@ inline constexpr std::size_t max_echoed_op = 64;
 // Longest `binary` path (PATH_MAX).
 inline constexpr std::size_t max_path_bytes = 4096;
 
+// A put's `ttl_ms` above this (100 years) counts as this: the entry's deadline is a
+// steady_clock time point in nanoseconds, which cannot reach much further (292
+// years from boot), and converting a larger ttl into one overflows.
+inline constexpr std::int64_t max_ttl_ms = 36525LL * 24 * 3600 * 1000;  // 100 years of 365.25 days
+
+// How deep a put's `meta` may nest objects and arrays (meta itself is level 1):
+// meta is written out again (nlohmann's dump(), the state memfd), recursively,
+// and a request of 64 KiB can nest 32000 levels deep, which overflows the stack.
+inline constexpr std::size_t max_meta_depth = 128;
+
 // A parsed request. Reused between messages: parse_request() resets every field.
 struct Request {
   Op op = Op::hello;

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// What the black-box protocol fuzzer (tests/fuzz/protocol_fuzz.py) found, each kept
+// as a regression test against the real daemon: the broker answers, survives, and
+// its descriptor count comes back.
+#include <cstdint>
+#include <limits>
+
+#include "broker_harness.hpp"
+#include "test_util.hpp"
+
+using namespace fdbroker;
+using namespace fdbroker::test;
+
+namespace {
+
+constexpr std::int64_t hundred_years_ms = 36525LL * 24 * 3600 * 1000;
+
+// {"a":[[[...0...]]]}: `depth` levels in all, the outer object included.
+std::string nested_meta(std::size_t depth) {
+  return "{\"a\":" + std::string(depth - 1, '[') + "0" + std::string(depth - 1, ']') + "}";
+}
+
+}  // namespace
+
+// seed 1 (and most seeds) within a second: a put with ttl_ms near INT64_MAX made
+// the broker convert it to nanoseconds in 64 bits (signed overflow: UBSan aborts
+// the broker; without it the deadline wraps). Any ttl is accepted; past 100 years
+// it counts as 100 years.
+TEST(BrokerFuzzFindings, HugeTtlCountsAsOneHundredYears) {
+  BrokerProcess broker;
+  auto c = broker.connect();
+  ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+  std::size_t baseline = broker.fd_count();
+  const std::int64_t ttls[] = {std::numeric_limits<std::int64_t>::max(), 9223372036855,  // * 10^6 overflows
+                               hundred_years_ms + 1, hundred_years_ms};
+  for (std::int64_t ttl : ttls) {
+    auto p = pipe_pair();
+    auto put = call(c.get(), {{"op", "put"}, {"name", "t/x"}, {"ttl_ms", ttl}}, {p.write.get()});
+    ASSERT_TRUE(put.ok()) << ttl << ": " << put.raw;
+    // Another connection, so that a broker that died shows as a failed connect.
+    auto other = broker.connect();
+    auto got = call(other.get(), {{"op", "get"}, {"name", "t/x"}});
+    ASSERT_TRUE(got.ok()) << ttl << ": " << got.raw;
+    ASSERT_EQ(got.fds.size(), 1u);
+    std::int64_t left = got.body.at("expires_ms").get<std::int64_t>();
+    EXPECT_LE(left, hundred_years_ms) << ttl;
+    EXPECT_GT(left, hundred_years_ms - 60000) << ttl;
+    auto listed = call(other.get(), {{"op", "list"}, {"prefix", "t/"}});
+    ASSERT_EQ(listed.body.at("entries").size(), 1u) << listed.raw;
+    EXPECT_EQ(listed.body["entries"][0].at("expires_ms").get<std::int64_t>() / 60000, left / 60000);
+    ASSERT_TRUE(call(c.get(), {{"op", "delete"}, {"name", "t/x"}}).ok());
+    got.fds.clear();
+    p.write.reset();
+    EXPECT_TRUE(reaches_eof(p.read.get())) << "the broker still holds the write end, ttl " << ttl;
+  }
+  EXPECT_TRUE(broker.settles_at(baseline));
+  EXPECT_EQ(broker.terminate(), 0);
+}
+
+// A put whose meta nested ~20000 arrays (40 KB, well within a message) overflowed
+// the broker's stack in nlohmann's recursive dump() (ASan: stack-overflow). meta
+// may nest 128 levels; deeper is EINVAL, and the descriptors are closed.
+TEST(BrokerFuzzFindings, MetaNestedTooDeepIsRefused) {
+  BrokerProcess broker;
+  auto c = broker.connect();
+  ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+  std::size_t baseline = broker.fd_count();
+
+  auto p = pipe_pair();
+  std::string deepest_allowed = nested_meta(128);
+  auto put = call_raw(c.get(), "{\"op\":\"put\",\"name\":\"m/ok\",\"meta\":" + deepest_allowed + "}", {p.write.get()});
+  ASSERT_TRUE(put.ok()) << put.raw;
+  auto got = call(c.get(), {{"op", "get"}, {"name", "m/ok"}});
+  ASSERT_TRUE(got.ok()) << got.raw.substr(0, 200);
+  EXPECT_EQ(got.body.at("meta"), json::parse(deepest_allowed));
+  got.fds.clear();
+  ASSERT_TRUE(call(c.get(), {{"op", "delete"}, {"name", "m/ok"}}).ok());
+
+  for (std::size_t depth : {129u, 1000u, 20000u, 32000u}) {
+    auto q = pipe_pair();
+    std::string payload = "{\"op\":\"put\",\"id\":7,\"name\":\"m/deep\",\"meta\":" + nested_meta(depth) + "}";
+    ASSERT_LE(payload.size(), 65536u);
+    auto r = call_raw(c.get(), payload, {q.write.get()});
+    EXPECT_EQ(r.error(), "EINVAL") << depth << ": " << r.raw;
+    EXPECT_EQ(r.body.value("id", 0), 7) << depth;
+    q.write.reset();
+    EXPECT_TRUE(reaches_eof(q.read.get())) << depth;
+    auto other = broker.connect();
+    EXPECT_TRUE(call(other.get(), {{"op", "hello"}}).ok()) << "after depth " << depth;
+  }
+  // Deep nesting elsewhere (an unknown field) is parsed and ignored, not dumped.
+  std::string ignored = "{\"op\":\"hello\",\"x\":" + std::string(30000, '[') + std::string(30000, ']') + "}";
+  EXPECT_TRUE(call_raw(c.get(), ignored).ok());
+  EXPECT_EQ(call(c.get(), {{"op", "list"}}).body.at("entries").size(), 0u);
+  p.write.reset();
+  EXPECT_TRUE(reaches_eof(p.read.get()));
+  EXPECT_TRUE(broker.settles_at(baseline));
+  EXPECT_EQ(broker.terminate(), 0);
+}
