@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
@@ -88,6 +90,15 @@ void set_integer(Value& v, std::string_view literal) {
   v.fits = ec == std::errc{} && end == literal.data() + literal.size();
 }
 
+// Whether a JSON number literal is finite as a double (what nlohmann requires of
+// every number that is not an integer of 64 bits). Without an exponent, fewer than
+// 300 digits always are (DBL_MAX is about 1.8e308).
+bool fits_double(std::string_view literal) {
+  if (literal.size() < 300 && literal.find_first_of("eE") == std::string_view::npos) return true;
+  std::string copy(literal);  // strtod needs a terminator; the daemon keeps the "C" locale
+  return std::isfinite(std::strtod(copy.c_str(), nullptr));
+}
+
 // The fast scanner. Returns false if the text is not of the simple shape (or not
 // valid); the caller then lets nlohmann decide.
 bool scan_simple(std::string_view s, Fields& fields) {
@@ -161,6 +172,10 @@ bool scan_simple(std::string_view s, Fields& fields) {
           if (!digits()) return false;
           integral = false;
         }
+        // A number no double holds (1e400) is not JSON to nlohmann ("number
+        // overflow"): let it decide, so that the fast path never accepts (and
+        // echoes, as an id) what the full parser refuses.
+        if (!fits_double(s.substr(start, i - start))) return false;
         if (integral) {
           set_integer(v, s.substr(start, i - start));
         } else {

@@ -97,3 +97,32 @@ TEST(BrokerFuzzFindings, MetaNestedTooDeepIsRefused) {
   EXPECT_TRUE(broker.settles_at(baseline));
   EXPECT_EQ(broker.terminate(), 0);
 }
+
+// `{"op":"hello","id":1e400}` was answered `{"id":1e400,"ok":true,...}`: the fast
+// scanner took any number literal, and echoed the id, while nlohmann (the full
+// parser, and the client library's reply parser) refuses a number no double holds.
+// The same request with an escape anywhere (the full parser's path) was EPROTO.
+// Now it is EPROTO on either path, and every reply parses.
+TEST(BrokerFuzzFindings, NumberNoDoubleHoldsIsRefusedOnEitherPath) {
+  BrokerProcess broker;
+  auto c = broker.connect();
+  const std::string huge_integer = "1" + std::string(400, '0');
+  for (const std::string& number : {std::string("1e400"), std::string("-1E+400"), std::string("2.5e309"), huge_integer}) {
+    for (const std::string& rest : {std::string(), std::string(",\"x\":\"\\u0041\"")}) {
+      for (const std::string& payload : {"{\"op\":\"hello\",\"id\":" + number + rest + "}",
+                                         "{\"op\":\"get\",\"id\":3,\"name\":\"a\",\"wait_ms\":" + number + rest + "}"}) {
+        auto r = call_raw(c.get(), payload);  // throws if the reply is not JSON to nlohmann
+        EXPECT_EQ(r.error(), "EPROTO") << payload.substr(0, 80) << " -> " << r.raw.substr(0, 120);
+        EXPECT_FALSE(r.body.contains("id")) << r.raw.substr(0, 120);
+      }
+    }
+  }
+  // Numbers a double holds stay accepted and echoed as they were written.
+  for (const std::string& number : {std::string("1e308"), std::string("1e-400"), std::string("-0.0"),
+                                    std::string(299, '9'), std::string("123456789012345678901234567890")}) {
+    auto r = call_raw(c.get(), "{\"op\":\"hello\",\"id\":" + number + "}");
+    EXPECT_TRUE(r.ok()) << number.substr(0, 40) << " -> " << r.raw.substr(0, 120);
+    EXPECT_NE(r.raw.find("\"id\":" + number + ","), std::string::npos) << r.raw.substr(0, 120);
+  }
+  EXPECT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+}
