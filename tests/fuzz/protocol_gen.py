@@ -102,6 +102,8 @@ class Request:
     cursor: str | None = None
     replace: bool = False
     expect_generation: bool = False
+    invalid: bool = False           # a field makes it EINVAL whatever else
+    fixed: bool = False             # the outcome does not depend on descriptors (EPROTO, EMSGSIZE)
     nfds: int = 0                   # how many descriptors to attach
     optional_reply: bool = False    # set by the sender: an empty record before SHUT_WR
 
@@ -376,6 +378,7 @@ class Gen:
             fields.insert(0, (k, {"op": '"hello"', "id": "0", "name": '"f/zz"'}.get(k, "null")))
         req.data = self.render(fields)
         req.nfds = nfds
+        req.invalid, req.fixed = invalid, proto_error
         req.expect = Expect.fail("EPROTO") if proto_error else self.expectation(req, invalid, nfds)
         self.expect_bytes(req)
         return req
@@ -411,14 +414,14 @@ class Gen:
             return Expect.state("ENOENT")
         return self.put_errors(req)
 
-    @staticmethod
-    def with_fds(req: Request) -> Expect:
-        """The expectation once descriptors were added to `req`: parse errors come
-        first, then descriptors on an operation that takes none are EINVAL."""
-        e = req.expect
-        if e.anything or req.op == "put" or (not e.ok and e.errors <= {"EMSGSIZE", "EPROTO", "EINVAL"}):
-            return e
-        return Expect.fail("EINVAL")
+    def with_fds(self, req: Request) -> Expect:
+        """The expectation once req.nfds changed: parse errors come first, then
+        descriptors on an operation that takes none (or none on a put) are EINVAL."""
+        if req.expect.anything or req.fixed:
+            return req.expect
+        if req.op is None:
+            return Expect.fail("EINVAL")
+        return self.expectation(req, req.invalid, req.nfds)
 
     def put_errors(self, req: Request) -> Expect:
         errors = {"EDQUOT", "ENOSPC", "EMSGSIZE"}
@@ -485,16 +488,16 @@ class Gen:
         """What is known of any bytes: too long, a NUL, or not UTF-8."""
         data = req.data
         if not data:
-            req.expect, req.id_mode = Expect.fail("EPROTO"), "absent"
+            req.expect, req.id_mode, req.fixed = Expect.fail("EPROTO"), "absent", True
         elif len(data) > MAX_MESSAGE:
-            req.expect, req.id_mode = Expect.fail("EMSGSIZE"), "absent"
+            req.expect, req.id_mode, req.fixed = Expect.fail("EMSGSIZE"), "absent", True
         elif b"\x00" in data:
-            req.expect, req.id_mode = Expect.fail("EPROTO"), "absent"
+            req.expect, req.id_mode, req.fixed = Expect.fail("EPROTO"), "absent", True
         else:
             try:
                 data.decode("utf-8")
             except UnicodeDecodeError:
-                req.expect, req.id_mode = Expect.fail("EPROTO"), "absent"
+                req.expect, req.id_mode, req.fixed = Expect.fail("EPROTO"), "absent", True
 
     def special(self) -> Request:
         """Messages at the edges: empty, exactly at and around the size limit, an unknown
@@ -505,7 +508,7 @@ class Gen:
         kind = r.choice(["empty", "empty", "size", "size", "size", "bigop", "bigop", "nonobject", "deep",
                          "biglist", "huge", "ws"])
         if kind == "empty":
-            return Request(b"", "empty", Expect.fail("EPROTO"), id_mode="absent")
+            return Request(b"", "empty", Expect.fail("EPROTO"), id_mode="absent", fixed=True)
         if kind == "size":
             target = r.choice([MAX_MESSAGE - 1, MAX_MESSAGE, MAX_MESSAGE, MAX_MESSAGE + 1, MAX_MESSAGE + 2])
             op = r.choice(["hello", "get"])
@@ -514,7 +517,7 @@ class Gen:
             data = (head + filler * (target - len(head) - 2) + '"}').encode()
             assert len(data) == target
             if target > MAX_MESSAGE:
-                return Request(data, f"size:{target}", Expect.fail("EMSGSIZE"), id_mode="absent")
+                return Request(data, f"size:{target}", Expect.fail("EMSGSIZE"), id_mode="absent", fixed=True)
             expect = Expect() if op == "hello" else Expect.state("ENOENT")
             return Request(data, f"size:{target}", expect, op=op, name="f/a" if op == "get" else None,
                            id_mode="exact", id_value=seq)
@@ -525,28 +528,29 @@ class Gen:
             filler = r.choice(["\x7f", "\x7f", "x", "\\u0001", "\u00e9"])
             count = (target - len(head) - 2) // len(filler.encode())
             data = (head + filler * count + '"}').encode()
-            return Request(data, f"bigop:{len(data)}", Expect.fail("EINVAL"), id_mode="exact", id_value=seq)
+            return Request(data, f"bigop:{len(data)}", Expect.fail("EINVAL"), id_mode="exact", id_value=seq,
+                           invalid=True)
         if kind == "nonobject":
             data = r.choice([b"[]", b"null", b"1", b'"op"', b"[{\"op\":\"hello\"}]", b"{", b"}", b" ",
                              b"\n", b"{}{}", b'{"op":"hello"} x'])
-            return Request(data, "nonobject", Expect.fail("EPROTO"), id_mode="absent")
+            return Request(data, "nonobject", Expect.fail("EPROTO"), id_mode="absent", fixed=True)
         if kind == "deep":
             depth = r.choice([100, 1000, 10000, 32000])
             data = (b'{"op":"hello","id":%d,"x":' % seq) + b"[" * depth + b"]" * depth + b"}"
             if len(data) > MAX_MESSAGE:
-                return Request(data, "deep", Expect.fail("EMSGSIZE"), id_mode="absent")
+                return Request(data, "deep", Expect.fail("EMSGSIZE"), id_mode="absent", fixed=True)
             return Request(data, f"deep:{depth}", Expect(), op="hello", id_mode="exact", id_value=seq)
         if kind == "biglist":
             data = b'{"op":"list","id":%d,"limit":1000}' % seq
             return Request(data, "biglist", Expect(), op="list", id_mode="exact", id_value=seq, limit=1000)
         if kind == "huge":
             data = b'{"op":"hello","pad":"' + b"y" * r.choice([70000, 150000]) + b'"}'
-            return Request(data, "huge", Expect.fail("EMSGSIZE"), id_mode="absent")
+            return Request(data, "huge", Expect.fail("EMSGSIZE"), id_mode="absent", fixed=True)
         # Whitespace only, or an object with whitespace around.
         data = r.choice([b" " * 10, b"\t\n\r ", b' \n{ "op" : "hello" , "id" : %d }\n ' % seq])
         if b"{" in data:
             return Request(data, "ws", Expect(), op="hello", id_mode="exact", id_value=seq)
-        return Request(data, "ws", Expect.fail("EPROTO"), id_mode="absent")
+        return Request(data, "ws", Expect.fail("EPROTO"), id_mode="absent", fixed=True)
 
     def request(self) -> Request:
         x = self.rng.random()
