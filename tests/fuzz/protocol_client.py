@@ -34,6 +34,7 @@ RECV_BUFFER = 1 << 20          # far above what a reply may be, to see oversized
 RECV_FDS = 512                 # room for more descriptors than a message may carry
 SEND_GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)
 SEND_REFUSED = (errno.ETOOMANYREFS, errno.ENOBUFS, errno.ENOMEM, errno.EMSGSIZE)
+CANARY_DEADLINE = 2.0
 
 
 class Violation(Exception):
@@ -50,16 +51,19 @@ def preview(data: bytes, n: int = 150) -> str:
 class Pending:
     """A request sent on a connection whose replies are checked."""
 
-    __slots__ = ("req", "seq", "sent_at", "fd_ids", "gen_floor", "sent_fds")
+    __slots__ = ("req", "seq", "sent_at", "fd_ids", "gen_floor", "sent_fds", "canary")
 
     def __init__(self, req: Request, seq: int, sent_at: float, fd_ids: list[tuple[int, int]], gen_floor: int,
-                 sent_fds: int) -> None:
+                 sent_fds: int, canary: int) -> None:
         self.req = req
         self.seq = seq
         self.sent_at = sent_at
         self.fd_ids = fd_ids
         self.gen_floor = gen_floor
         self.sent_fds = sent_fds
+        # The read end of a pipe whose only write end went with the request (-1: none):
+        # refused, the request's descriptors are closed, so this one reads EOF.
+        self.canary = canary
 
 
 class Conn:
@@ -113,6 +117,7 @@ class Fuzzer:
         self.taken: dict[int, float] = {}      # generation -> when its take reply was read
         self.stats = collections.Counter()
         self.global_trace: collections.deque[str] = collections.deque(maxlen=20)
+        self.canaries: list[tuple[int, float, Pending, Conn]] = []
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -150,6 +155,38 @@ class Fuzzer:
         if conn.sock.fileno() >= 0:
             conn.sock.close()
         conn.dead = True
+        self.forget(conn)
+
+    def forget(self, conn: Conn) -> None:
+        """Its outstanding requests will not be checked: let go of their canaries."""
+        for p in conn.outstanding:
+            if p.canary >= 0:
+                os.close(p.canary)
+                p.canary = -1
+        conn.outstanding.clear()
+
+    def check_canaries(self) -> None:
+        """The descriptors of a refused request are closed by the broker: the canary
+        pipe that went with one reads end of file (soon after the error reply;
+        closes may be done by another thread of the broker)."""
+        if not self.canaries:
+            return
+        now = time.monotonic()
+        left = []
+        for r, deadline, p, conn in self.canaries:
+            readable, _, _ = select.select([r], [], [], 0)
+            if readable and os.read(r, 1) == b"":
+                os.close(r)
+                self.stats["invariant_checks"] += 1
+                self.stats["canaries_closed"] += 1
+            elif now > deadline:
+                os.close(r)
+                raise Violation(f"#{p.seq} ({p.req.label}) was refused, but {CANARY_DEADLINE:.0f} s after the "
+                                f"error reply the broker still holds the descriptors it carried: "
+                                f"{preview(p.req.data)}", conn)
+            else:
+                left.append((r, deadline, p, conn))
+        self.canaries = left
 
     # ------------------------------------------------------------ sending
 
@@ -157,6 +194,7 @@ class Fuzzer:
         """Sends `req` with req.nfds descriptors (from the pool, plus `extra_fds`).
         The rng is consumed the same way whether or not the message leaves."""
         fds = self.pool.pick(req.nfds)
+        canary = req.nfds > 0 and self.rng.random() < 0.25
         if extra_fds:
             fds = (fds + extra_fds)[:MAX_FDS]
             req.nfds = len(fds)
@@ -164,6 +202,26 @@ class Fuzzer:
         self.seq += 1
         if conn.dead:
             return False
+        canary_r = canary_w = -1
+        if canary and len(fds) < MAX_FDS:
+            canary_r, canary_w = os.pipe2(os.O_CLOEXEC)
+            fds = fds + [canary_w]
+        try:
+            return self.send_fds(conn, req, fds, canary_r)
+        finally:
+            if canary_w >= 0:
+                os.close(canary_w)
+
+    def send_fds(self, conn: Conn, req: Request, fds: list[int], canary: int) -> bool:
+        sent = False
+        try:
+            sent = self.send_message(conn, req, fds, canary)
+        finally:
+            if not sent and canary >= 0:
+                os.close(canary)
+        return sent
+
+    def send_message(self, conn: Conn, req: Request, fds: list[int], canary: int) -> bool:
         fd_ids = [self.identity(fd) for fd in fds] if req.op == "put" else []
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
         now = time.monotonic()
@@ -195,7 +253,9 @@ class Fuzzer:
         if conn.reading:
             if not conn.outstanding:
                 conn.last_progress = now
-            conn.outstanding.append(Pending(req, self.seq, now, fd_ids, self.max_generation, len(fds)))
+            conn.outstanding.append(Pending(req, self.seq, now, fd_ids, self.max_generation, len(fds), canary))
+        elif canary >= 0:
+            os.close(canary)
         return True
 
     @staticmethod
@@ -214,6 +274,7 @@ class Fuzzer:
         if not watched:
             if timeout > 0:
                 time.sleep(timeout)
+            self.check_canaries()
             return
         poller = select.poll()
         by_fd = {}
@@ -223,6 +284,7 @@ class Fuzzer:
         for fd, _ in poller.poll(int(timeout * 1000)):
             self.read_all(by_fd[fd])
         self.last_service = time.monotonic()
+        self.check_canaries()
         self.check_liveness()
         self.draining = [c for c in self.draining if not c.dead]
 
@@ -271,6 +333,7 @@ class Fuzzer:
         self.note(conn, f"< {what}")
         conn.dead = True
         left = list(conn.outstanding)
+        self.forget(conn)
         if left and left[-1].req.optional_reply:
             left.pop()  # an empty record right before SHUT_WR may read as the end
         if not conn.reading:
@@ -299,13 +362,19 @@ class Fuzzer:
         self.check(bool(conn.outstanding), "a reply to no request", conn)
         p = conn.outstanding.popleft()
         try:
-            self.check_reply(conn, p, data, fds, now)
+            ok = self.check_reply(conn, p, data, fds, now)
+            if p.canary >= 0:
+                if ok:
+                    os.close(p.canary)  # stored by a put: nothing to expect
+                else:
+                    self.canaries.append((p.canary, now + CANARY_DEADLINE, p, conn))
+                p.canary = -1
         except Violation as v:
             raise Violation(f"{v}\n  request #{p.seq} ({p.req.label}, {p.sent_fds} fds, sent "
                             f"{now - p.sent_at:.3f} s before): {preview(p.req.data, 300)}\n"
                             f"  reply: {preview(data, 300)}", conn) from None
 
-    def check_reply(self, conn: Conn, p: Pending, data: bytes, fds: list[int], now: float) -> None:
+    def check_reply(self, conn: Conn, p: Pending, data: bytes, fds: list[int], now: float) -> bool:
         req = p.req
         reply = self.parse_reply(conn, data)
         ok = reply.get("ok")
@@ -342,6 +411,7 @@ class Fuzzer:
                        f"#{p.seq} answered ETIMEDOUT after {waited * 1000:.0f} ms of a {req.wait_ms} ms wait", conn)
         if ok and not e.anything:
             self.check_success(conn, p, reply, fds)
+        return ok
 
     def parse_reply(self, conn: Conn, data: bytes) -> dict[str, Any]:
         def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -576,7 +646,7 @@ class Fuzzer:
             self.note(conn, "> stops reading")
             conn.reading = False
             conn.ever_unread = True
-            conn.outstanding.clear()
+            self.forget(conn)
             self.stats["unread_connections"] += 1
 
     def act_pause(self) -> None:
@@ -602,7 +672,7 @@ class Fuzzer:
             self.close(c)
 
     ACTIONS = [("request", 40), ("burst", 8), ("wait", 10), ("wake", 4), ("connect", 5), ("half_close", 3),
-               ("abrupt_close", 3), ("stop_reading", 1.5), ("pause", 6), ("refresh", 2), ("storm", 1)]
+               ("abrupt_close", 2), ("stop_reading", 1), ("pause", 6), ("refresh", 2), ("storm", 1)]
 
     # ------------------------------------------------------------ the run
 
@@ -636,7 +706,7 @@ class Fuzzer:
         deadline = time.monotonic() + self.max_wait_ms / 1000 + 10
         while time.monotonic() < deadline:
             pending = [c for c in self.conns + self.draining if c.reading and not c.dead and c.outstanding]
-            if not pending:
+            if not pending and not self.canaries:
                 break
             self.service(0.05)
         for c in self.conns + self.draining:
