@@ -101,6 +101,8 @@ class Fuzzer:
         self.uid = os.getuid()
         self.pid = os.getpid()
         self.gen = Gen(self.rng, self.uid, max_wait_ms)
+        self.last_generation: dict[str, int] = {}
+        self.gen.generation_of = lambda name: self.last_generation.get(name, 0)
         self.files_dir = files_dir
         self.pool = FdPool(self.rng, files_dir, socket_path)
         self.conns: list[Conn] = []       # chosen from by the schedule (closed only by it)
@@ -459,6 +461,7 @@ class Fuzzer:
             self.check(g not in self.generations, f"put: generation {g} handed out twice", conn)
             self.generations[g] = (req.name, p.fd_ids, req.meta, req.ttl_ms)
             self.max_generation = max(self.max_generation, g)
+            self.last_generation[req.name] = g
         elif op in ("get", "take"):
             self.check_entry(conn, p, reply, fds)
         elif op == "delete":
@@ -528,6 +531,7 @@ class Fuzzer:
                        f"{p.sent_at - self.taken[g]:.3f} s before this request was sent)", conn)
         if req.op == "take":
             self.taken[g] = time.monotonic()
+        self.last_generation[name] = g
 
     # ------------------------------------------------------------ actions
 

@@ -22,7 +22,7 @@ import random
 import select
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 MAX_MESSAGE = 65536
 MAX_FDS = 253
@@ -122,6 +122,8 @@ class Gen:
         self.uid = uid
         self.max_wait_ms = max_wait_ms
         self.seq = 0
+        # The generation last seen for a name (0: none); the fuzzer sets it.
+        self.generation_of: Callable[[str], int] = lambda name: 0
 
     # ------------------------------------------------------------ field values
 
@@ -334,8 +336,16 @@ class Gen:
                 fields.append(("replace", v))
                 invalid |= v not in ("true", "false")
                 req.replace = v == "true"
-            if r.random() < 0.15:
-                text, ok = self.int_value(0, INT64_MAX)
+            if r.random() < 0.2:
+                x = r.random()
+                if x < 0.4:
+                    # The generation last seen for the name (from the broker's replies,
+                    # so the value depends on the run, not only on the seed).
+                    text, ok = str(self.generation_of(req.name or "")), True
+                elif x < 0.6:
+                    text, ok = "0", True
+                else:
+                    text, ok = self.int_value(0, INT64_MAX)
                 fields.append(("expect_generation", text))
                 invalid |= not ok
                 req.expect_generation = True
