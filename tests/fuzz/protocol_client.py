@@ -86,7 +86,7 @@ class Conn:
 class Fuzzer:
     def __init__(self, *, seed: int, seconds: float, socket_path: str, files_dir: str, listener_ino: int,
                  max_wait_ms: int, client_timeout_ms: int, epoch_steps: int, control: tuple[int, int] | None,
-                 exclude: set[str], log: Any) -> None:
+                 exclude: set[str]) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         self.seconds = seconds
@@ -97,7 +97,6 @@ class Fuzzer:
         self.epoch_steps = epoch_steps
         self.control = control
         self.exclude = exclude
-        self.log = log
         self.uid = os.getuid()
         self.pid = os.getpid()
         self.gen = Gen(self.rng, self.uid, max_wait_ms)
