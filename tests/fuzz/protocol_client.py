@@ -565,6 +565,7 @@ class Fuzzer:
             "bigop": req.label.startswith("bigop"),
             "deepmeta": b'"meta"' in d and d.count(b"[") + d.count(b"{") > 200,
             "hugettl": req.ttl_ms is not None and req.ttl_ms > 10**12,
+            "bignum": b"e400" in d or b"E400" in d or b"E+309" in d or b"1" * 400 in d,
             "wake": False,
         }
         return any(checks.get(x, False) for x in self.exclude)

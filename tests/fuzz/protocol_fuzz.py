@@ -25,7 +25,8 @@ values aside, which are taken from earlier replies); the broker's timing (which
 connection it serves first, when a wait ends) it cannot fix, so a replay follows
 the same path but need not fail at the same step. --exclude leaves classes of input
 out, to look past a defect already known: empty (zero-length records), bigop (an
-unknown op of up to 64 KiB), deepmeta, hugettl, wake (puts that wake waiters).
+unknown op of up to 64 KiB), deepmeta, hugettl, bignum (numbers no double holds),
+wake (puts that wake waiters).
 """
 
 from __future__ import annotations
@@ -561,7 +562,7 @@ def main() -> int:
                     help="steps between quiescent points (all closed, entries deleted, fd count checked)")
     ap.add_argument("--exclude", type=lambda s: [x for x in s.split(",") if x], default=[],
                     help="input classes to leave out, to look past a known defect: "
-                         "empty,bigop,deepmeta,hugettl,wake")
+                         "empty,bigop,deepmeta,hugettl,bignum,wake")
     ap.add_argument("--replay-prefix", default=None, help="how to invoke this again (for the replay line)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
