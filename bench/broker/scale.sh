@@ -23,6 +23,7 @@
 #   --duration S          measured seconds per get run (default 2, plus 0.5 s warm-up)
 #   --log-level L         the broker's log_level (default info, as shipped)
 #   --keep FILE           also keep the raw JSON lines in FILE
+# Exit status 0, or 1 if a step failed its checks (the report says which).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -100,16 +101,21 @@ EOF
 write_config "$tmp/entries.json" 64
 write_config "$tmp/connections.json" "$max_connections"
 
+# cleanup() stops the baseline and the running broker; a stopped broker's PID is
+# forgotten at once, so that nothing is ever sent to a PID reused by another process.
 broker_pid=
 start_broker() {  # config
   rm -f "$tmp/broker.sock"
   "$fdbrokerd" --socket "$tmp/broker.sock" --config "$1" 2>>"$tmp/broker.log" &
-  broker_pid=$!; pids+=("$broker_pid")
+  broker_pid=$!; pids=("$baseline_pid" "$broker_pid")
   wait_for_socket "$tmp/broker.sock" "$broker_pid" || { cat "$tmp/broker.log" >&2; exit 1; }
 }
 stop_broker() {
   kill -TERM "$broker_pid"
-  wait "$broker_pid" || { echo "scale.sh: broker $broker_pid exited with $?" >&2; exit 1; }
+  local status=0
+  wait "$broker_pid" || status=$?
+  pids=("$baseline_pid")
+  (( status == 0 )) || { echo "scale.sh: broker $broker_pid exited with $status" >&2; exit 1; }
 }
 
 # The sizes that fit: read the broker's own limit.
@@ -136,10 +142,16 @@ meta "RLIMIT_NOFILE hard: $hard_before before, $nofile now (fs.nr_open $nr_open,
 for note in "${notes[@]}"; do meta "$note"; done
 meta "build: $build; $repeats repeats; puts by $put_clients connections, gets by $get_clients for ${duration}s; log_level $log_level"
 
-# Each step's JSON line, tagged with its repeat.
+# Each step's JSON line, tagged with its repeat. A step that failed its checks
+# (errors, entries missing from the list, hellos unanswered) still printed its line:
+# the run goes on and the failure is noted in the report.
+failed=0
 run() {  # repeat step args...
   local r=$1; shift
-  "$scale" "$@" | sed "s/^{/{\"repeat\":$r,/" >>"$tmp/results.jsonl"
+  if ! "$scale" "$@" | sed "s/^{/{\"repeat\":$r,/" >>"$tmp/results.jsonl"; then
+    meta "FAILED in repeat $r: scale $1 ${*:2:4}"
+    failed=1
+  fi
 }
 for ((r = 1; r <= repeats; r++)); do
   start_broker "$tmp/entries.json"
@@ -177,4 +189,4 @@ if grep -E " (error|critical): " "$tmp/broker.log" | tail -5; then
   echo "scale.sh: the broker logged errors (above)" >&2
 fi
 [[ -n $keep ]] && cp "$tmp/results.jsonl" "$keep"
-exit 0
+exit "$failed"
