@@ -31,10 +31,6 @@ def load(path):
     return meta, runs
 
 
-def size_of(run):
-    return run["to"] if run["step"] == "put" else run.get("entries")
-
-
 def cell(values, fmt):
     values = [v for v in values if v is not None]
     if not values:
@@ -49,91 +45,114 @@ def main():
     meta, runs = load(sys.argv[1])
     for m in meta:
         print("#", m)
-    by = {}  # (step, label, size, repeat) -> run
+    groups = defaultdict(list)  # (step, label, size, repeat) -> runs, in order
     for r in runs:
-        by[(r["step"], r["label"], size_of(r), r["repeat"])] = r
+        groups[(r["step"], r["label"], r["size"], r["repeat"])].append(r)
     repeats = sorted({r["repeat"] for r in runs})
-    sizes = sorted({size_of(r) for r in runs if r["step"] == "put" and r["label"] == "broker"})
+    sizes = sorted({r["size"] for r in runs if r["step"] == "put" and r["label"] == "broker"})
     if not sizes:
         sys.exit("report_scale.py: no broker puts in the results")
     first = sizes[0]
 
-    def series(step, label, size, value):
+    # One value per repeat; `value` gets the runs of that repeat.
+    def per_repeat(step, label, size, value):
         out = []
         for rep in repeats:
-            run = by.get((step, label, size, rep))
-            out.append(value(run) if run else None)
+            got = groups.get((step, label, size, rep))
+            out.append(value(got) if got else None)
         return out
 
-    def ratio(step_a, label_a, size_a, step_b, label_b, size_b, key):
+    def within(step_a, label_a, size_a, step_b, label_b, size_b, value):
+        """Ratios a/b of value(runs) taken within each repeat."""
         out = []
         for rep in repeats:
-            a, b = by.get((step_a, label_a, size_a, rep)), by.get((step_b, label_b, size_b, rep))
-            if a and b and b[key]:
-                out.append(a[key] / b[key])
+            a, b = groups.get((step_a, label_a, size_a, rep)), groups.get((step_b, label_b, size_b, rep))
+            if a and b and value(b):
+                out.append(value(a) / value(b))
         return out
+
+    def count(run):
+        return run["to"] - run["from"]
+
+    def put_rate(chunks):
+        return sum(count(c) for c in chunks) / sum(c["seconds"] for c in chunks)
+
+    def put_cpu(chunks):
+        return sum(c["server_cpu_us"] * count(c) for c in chunks) / sum(count(c) for c in chunks)
+
+    def put_pairs(n):
+        """Per repeat, the median over chunks of broker puts/s / baseline puts/s,
+        each chunk against the baseline's chunk that came right after it."""
+        out = []
+        for rep in repeats:
+            b, base = groups.get(("put", "broker", n, rep), []), groups.get(("put", "baseline", n, rep), [])
+            pairs = [x["puts_per_s"] / y["puts_per_s"] for x, y in zip(b, base) if y["puts_per_s"]]
+            if pairs:
+                out.append(statistics.median(pairs))
+        return out
+
+    def one(key):
+        return lambda got: got[0][key]
+
+    def list_ms(got):
+        return statistics.median(r["ms"] for r in got)
+
+    def list_per_entry(got):
+        return statistics.median(r["ms"] * 1e3 / r["entries"] for r in got)
 
     rows = []
 
     def row(name, fmt, per_size):
         rows.append([name] + [cell(per_size(n), fmt) for n in sizes])
 
-    row("puts/s (broker, filling up to N)", "{:.0f}", lambda n: series("put", "broker", n, lambda r: r["puts_per_s"]))
-    row("puts/s (baseline server, same puts)", "{:.0f}", lambda n: series("put", "baseline", n, lambda r: r["puts_per_s"]))
-    row("puts/s broker / baseline", "{:.2f}", lambda n: ratio("put", "broker", n, "put", "baseline", n, "puts_per_s"))
-    row(f"puts/s / puts/s filling up to {first}", "{:.2f}", lambda n: ratio("put", "broker", n, "put", "broker", first, "puts_per_s"))
-    row("put: server CPU µs per put (broker)", "{:.1f}", lambda n: series("put", "broker", n, lambda r: r.get("server_cpu_us")))
-    row("put: server CPU µs (baseline server)", "{:.1f}", lambda n: series("put", "baseline", n, lambda r: r.get("server_cpu_us")))
-    row("put: server CPU broker / baseline", "{:.1f}", lambda n: ratio("put", "broker", n, "put", "baseline", n, "server_cpu_us"))
-    row("put p50 µs (broker)", "{:.1f}", lambda n: series("put", "broker", n, lambda r: r["p50_us"]))
-    row("get p50 µs (broker)", "{:.1f}", lambda n: series("get", "broker", n, lambda r: r["p50_us"]))
-    row("get p99 µs (broker)", "{:.1f}", lambda n: series("get", "broker", n, lambda r: r["p99_us"]))
-    row(f"get p50 / p50 at {first} entries", "{:.2f}", lambda n: ratio("get", "broker", n, "get", "broker", first, "p50_us"))
-    row(f"get p99 / p99 at {first} entries", "{:.2f}", lambda n: ratio("get", "broker", n, "get", "broker", first, "p99_us"))
-    row("get p50 µs (baseline server)", "{:.1f}", lambda n: series("get", "baseline", n, lambda r: r["p50_us"]))
-    row("get p50 broker / baseline", "{:.2f}", lambda n: ratio("get", "broker", n, "get", "baseline", n, "p50_us"))
-    row("gets/s broker / baseline", "{:.2f}", lambda n: ratio("get", "broker", n, "get", "baseline", n, "gets_per_s"))
-    row("get: server CPU µs per get (broker)", "{:.1f}", lambda n: series("get", "broker", n, lambda r: r.get("server_cpu_us")))
-    row("get: server CPU µs (baseline server)", "{:.1f}", lambda n: series("get", "baseline", n, lambda r: r.get("server_cpu_us")))
-    row("get: server CPU broker / baseline", "{:.2f}", lambda n: ratio("get", "broker", n, "get", "baseline", n, "server_cpu_us"))
-    row(f"get: server CPU / at {first} entries", "{:.2f}", lambda n: ratio("get", "broker", n, "get", "broker", first, "server_cpu_us"))
-    row("list: all pages, ms", "{:.1f}", lambda n: series("list", "broker", n, lambda r: r["ms"]))
-    row("list: pages", "{:.0f}", lambda n: series("list", "broker", n, lambda r: r["pages"]))
-    row("list: µs per entry", "{:.2f}", lambda n: series("list", "broker", n, lambda r: r["ms"] * 1e3 / r["entries"]))
+    row("puts/s (broker, filling up to N)", "{:.0f}", lambda n: per_repeat("put", "broker", n, put_rate))
+    row("puts/s (baseline server, same puts)", "{:.0f}", lambda n: per_repeat("put", "baseline", n, put_rate))
+    row("puts/s broker / baseline (chunk by chunk)", "{:.2f}", put_pairs)
+    row(f"puts/s / puts/s filling up to {first}", "{:.2f}", lambda n: within("put", "broker", n, "put", "broker", first, put_rate))
+    row("put: server CPU µs per put (broker)", "{:.1f}", lambda n: per_repeat("put", "broker", n, put_cpu))
+    row("put: server CPU µs (baseline server)", "{:.1f}", lambda n: per_repeat("put", "baseline", n, put_cpu))
+    row("put: server CPU broker / baseline", "{:.2f}", lambda n: within("put", "broker", n, "put", "baseline", n, put_cpu))
+    row(f"put: server CPU / at {first}", "{:.2f}", lambda n: within("put", "broker", n, "put", "broker", first, put_cpu))
+    row(
+        "put p50 µs (broker, median of chunks)",
+        "{:.0f}",
+        lambda n: per_repeat("put", "broker", n, lambda got: statistics.median(c["p50_us"] for c in got)),
+    )
+    row("get p50 µs (broker)", "{:.1f}", lambda n: per_repeat("get", "broker", n, one("p50_us")))
+    row("get p99 µs (broker)", "{:.1f}", lambda n: per_repeat("get", "broker", n, one("p99_us")))
+    row(f"get p50 / p50 at {first} entries", "{:.2f}", lambda n: within("get", "broker", n, "get", "broker", first, one("p50_us")))
+    row(f"get p99 / p99 at {first} entries", "{:.2f}", lambda n: within("get", "broker", n, "get", "broker", first, one("p99_us")))
+    row("get p50 µs (baseline server)", "{:.1f}", lambda n: per_repeat("get", "baseline", n, one("p50_us")))
+    row("get p99 µs (baseline server)", "{:.1f}", lambda n: per_repeat("get", "baseline", n, one("p99_us")))
+    row("get p50 broker / baseline", "{:.2f}", lambda n: within("get", "broker", n, "get", "baseline", n, one("p50_us")))
+    row("gets/s broker / baseline", "{:.2f}", lambda n: within("get", "broker", n, "get", "baseline", n, one("gets_per_s")))
+    row("get: server CPU µs per get (broker)", "{:.1f}", lambda n: per_repeat("get", "broker", n, one("server_cpu_us")))
+    row("get: server CPU µs (baseline server)", "{:.1f}", lambda n: per_repeat("get", "baseline", n, one("server_cpu_us")))
+    row("get: server CPU broker / baseline", "{:.2f}", lambda n: within("get", "broker", n, "get", "baseline", n, one("server_cpu_us")))
+    row(f"get: server CPU / at {first} entries", "{:.2f}", lambda n: within("get", "broker", n, "get", "broker", first, one("server_cpu_us")))
+    row("list: all pages, ms", "{:.1f}", lambda n: per_repeat("list", "broker", n, list_ms))
+    row("list: pages", "{:.0f}", lambda n: per_repeat("list", "broker", n, one("pages")))
+    row("list: µs per entry", "{:.2f}", lambda n: per_repeat("list", "broker", n, list_per_entry))
+    row(f"list: per entry / per entry at {first}", "{:.2f}", lambda n: within("list", "broker", n, "list", "broker", first, list_per_entry))
 
-    def list_per_entry_ratio(n):
-        out = []
-        for rep in repeats:
-            a, b = by.get(("list", "broker", n, rep)), by.get(("list", "broker", first, rep))
-            if a and b and b["ms"]:
-                out.append((a["ms"] / a["entries"]) / (b["ms"] / b["entries"]))
-        return out
-
-    row(f"list: per entry / per entry at {first}", "{:.2f}", list_per_entry_ratio)
-
-    # RSS per entry: the growth of VmRSS over the put steps only (gets and lists in
+    # RSS per entry: the growth of VmRSS over the put chunks only (gets and lists in
     # between are not counted), from the empty broker up to N entries.
     def rss_per_entry(n):
         out = []
         for rep in repeats:
-            grown, count = 0, 0
-            for s in sizes:
-                if s > n:
-                    break
-                run = by.get(("put", "broker", s, rep))
-                if not run:
-                    break
-                grown += run["rss_kb_after"] - run["rss_kb_before"]
-                count += run["to"] - run["from"]
-            if count:
-                out.append(grown * 1024 / count)
+            chunks = [c for s in sizes if s <= n for c in groups.get(("put", "broker", s, rep), [])]
+            if chunks:
+                grown = sum(c["rss_kb_after"] - c["rss_kb_before"] for c in chunks)
+                out.append(grown * 1024 / sum(count(c) for c in chunks))
         return out
 
     row("broker RSS per entry, bytes (0 → N)", "{:.0f}", rss_per_entry)
     row(
         "broker fds held per entry",
         "{:.3f}",
-        lambda n: series("put", "broker", n, lambda r: (r["fds_after"] - r["fds_before"]) / (r["to"] - r["from"])),
+        lambda n: per_repeat(
+            "put", "broker", n, lambda got: sum(c["fds_after"] - c["fds_before"] for c in got) / sum(count(c) for c in got)
+        ),
     )
 
     print()

@@ -81,7 +81,8 @@ struct Options {
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: scale put   --socket PATH --from A --to B [--clients C]\n"
-               "       scale get   --socket PATH --entries N [--clients C] [--warmup S] [--duration S] [--seed K]\n"
+               "       scale get   --socket PATH --entries N [--clients C] [--warmup S] "
+               "[--duration S] [--seed K]\n"
                "       scale list  --socket PATH --expect N [--limit L]\n"
                "       scale idle  --socket PATH --clients N [--idle S]\n"
                "       scale stats --socket PATH\n"
@@ -92,7 +93,8 @@ struct Options {
 std::uint64_t now_ns() {
   timespec ts;
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
 // ------------------------------------------------------------------ the server's process
@@ -110,8 +112,8 @@ long fd_count(long pid) {
   if (pid <= 0) return -1;
   std::error_code ec;
   long n = 0;
-  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end; !ec && it != end;
-       it.increment(ec))
+  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end;
+       !ec && it != end; it.increment(ec))
     ++n;
   return ec ? -1 : n;
 }
@@ -128,7 +130,8 @@ sockaddr_un address_of(const std::string& path) {
 
 // A connected socket, or -1 with errno set (EAGAIN: the listen backlog is full).
 int try_connect(const sockaddr_un& addr, bool nonblocking) {
-  int sock = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+  int sock =
+      ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
   if (sock < 0) die("socket");
   if (::connect(sock, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) < 0) {
     int saved = errno;
@@ -241,8 +244,8 @@ double cpu_s(long pid) {
   std::error_code ec;
   double ns = 0;
   bool any = false;
-  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/task", ec), end; !ec && it != end;
-       it.increment(ec)) {
+  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/task", ec), end;
+       !ec && it != end; it.increment(ec)) {
     std::ifstream in(it->path() / "schedstat");
     double on_cpu = 0;
     if (in >> on_cpu) {
@@ -262,7 +265,8 @@ struct Line {
     add("rss_kb_before", rss_before);
     add("fds_before", fds_before);
   }
-  // The server's CPU time per request over the whole step (warm-up included): what a
+  void start_cpu(const Options& o) { cpu_before = cpu_s(o.server_pid); }
+  // The server's CPU time per request since the step began (or start_cpu): what a
   // request costs the server, whatever else the shared machine is doing.
   void add_cpu_per_request(const Options& o, std::uint64_t requests) {
     double after = cpu_s(o.server_pid);
@@ -274,7 +278,9 @@ struct Line {
     std::snprintf(number, sizeof(number), "%.3f", value);
     text += std::string(",\"") + key + "\":" + number;
   }
-  void add(const char* key, long value) { text += std::string(",\"") + key + "\":" + std::to_string(value); }
+  void add(const char* key, long value) {
+    text += std::string(",\"") + key + "\":" + std::to_string(value);
+  }
   // After the step's connections are closed: waits until the server has seen them
   // go (its fd count stays the same for 50 ms; 2 s at most), so that fds_after
   // counts what it holds, not our connections.
@@ -300,7 +306,8 @@ struct Line {
 // reply; the loop stops when `next` has nothing more or the deadline passed.
 class Pipeline {
  public:
-  Pipeline(const Options& o, int nclients) : addr_(address_of(o.socket_path)), buffer_(max_message + 1) {
+  Pipeline(const Options& o, int nclients)
+      : addr_(address_of(o.socket_path)), buffer_(max_message + 1) {
     epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (epoll_ < 0) die("epoll_create1");
     for (int i = 0; i < nclients; ++i) {
@@ -349,12 +356,14 @@ class Pipeline {
         auto i = static_cast<std::size_t>(events[e].data.u64);
         Reply reply = receive_reply(socks_[i], buffer_);
         if (reply.size < 0 && errno == EAGAIN) continue;
-        if (reply.size <= 0) fail(reply.size == 0 ? "the server closed a connection" : "recvmsg failed");
+        if (reply.size <= 0)
+          fail(reply.size == 0 ? "the server closed a connection" : "recvmsg failed");
         std::uint64_t end = now_ns();
         progress = end;
         --in_flight;
         ++replies;
-        done(i, std::string_view(buffer_.data(), static_cast<std::size_t>(reply.size)), reply, started_[i], end);
+        done(i, std::string_view(buffer_.data(), static_cast<std::size_t>(reply.size)), reply,
+             started_[i], end);
         if (end < deadline_ns) issue(i);
       }
     }
@@ -381,24 +390,32 @@ int step_put(const Options& o) {
   latencies.reserve(static_cast<std::size_t>(o.to - o.from));
   std::uint64_t errors = 0;
   std::string first_error;
-  std::uint64_t t0 = now_ns();
-  std::uint64_t replies = Pipeline(o, o.clients).run(
-      UINT64_MAX,
-      [&](std::size_t, std::string& request, int& ret_fd) {
-        if (next_index >= o.to) return false;
-        request = R"({"op":"put","name":")" + name_of(next_index++) + R"("})";
-        ret_fd = fd;
-        return true;
-      },
-      [&](std::size_t, std::string_view text, const Reply& reply, std::uint64_t start, std::uint64_t end) {
-        // The baseline answers a put as it answers anything: with its get reply.
-        if (reply_ok(text) && !reply.truncated) {
-          latencies.push_back(end - start);
-        } else if (errors++ == 0) {
-          first_error = std::string(text.substr(0, 300));
-        }
-      });
-  double seconds = static_cast<double>(now_ns() - t0) / 1e9;
+  double seconds = 0;
+  {
+    Pipeline pipeline(o, o.clients);
+    // Timed from here: connecting is not part of a put.
+    line.start_cpu(o);
+    std::uint64_t t0 = now_ns();
+    std::uint64_t replies = pipeline.run(
+        UINT64_MAX,
+        [&](std::size_t, std::string& request, int& ret_fd) {
+          if (next_index >= o.to) return false;
+          request = R"({"op":"put","name":")" + name_of(next_index++) + R"("})";
+          ret_fd = fd;
+          return true;
+        },
+        [&](std::size_t, std::string_view text, const Reply& reply, std::uint64_t start,
+            std::uint64_t end) {
+          // The baseline answers a put as it answers anything: with its get reply.
+          if (reply_ok(text) && !reply.truncated) {
+            latencies.push_back(end - start);
+          } else if (errors++ == 0) {
+            first_error = std::string(text.substr(0, 300));
+          }
+        });
+    seconds = static_cast<double>(now_ns() - t0) / 1e9;
+    line.add_cpu_per_request(o, replies);
+  }
   ::close(fd);
   line.add("from", o.from);
   line.add("to", o.to);
@@ -408,7 +425,6 @@ int step_put(const Options& o) {
   line.add("p50_us", percentile_us(latencies, 0.50));
   line.add("p99_us", percentile_us(latencies, 0.99));
   line.add("errors", static_cast<long>(errors));
-  line.add_cpu_per_request(o, replies);
   line.print(o);
   if (errors > 0) fail("put: " + std::to_string(errors) + " errors; first: " + first_error);
   return 0;
@@ -425,17 +441,23 @@ int step_get(const Options& o) {
   std::string first_error;
   std::uint64_t start_ns = now_ns() + static_cast<std::uint64_t>(o.warmup_s * 1e9);
   std::uint64_t end_ns = start_ns + static_cast<std::uint64_t>(o.duration_s * 1e9);
-  std::uint64_t replies = Pipeline(o, o.clients).run(
-      end_ns,
-      [&](std::size_t, std::string& request, int&) {
-        request = R"({"op":"get","name":")" + name_of(pick(random)) + R"(","id":)" + std::to_string(id++) + "}";
-        return true;
-      },
-      [&](std::size_t, std::string_view text, const Reply& reply, std::uint64_t start, std::uint64_t end) {
-        bool good = reply_ok(text) && reply.fds == 1 && !reply.truncated;
-        if (!good && errors++ == 0) first_error = std::string(text.substr(0, 300));
-        if (good && start >= start_ns && end < end_ns) latencies.push_back(end - start);
-      });
+  std::uint64_t replies = Pipeline(o, o.clients)
+                              .run(
+                                  end_ns,
+                                  [&](std::size_t, std::string& request, int&) {
+                                    request = R"({"op":"get","name":")" + name_of(pick(random)) +
+                                              R"(","id":)" + std::to_string(id++) + "}";
+                                    return true;
+                                  },
+                                  [&](std::size_t, std::string_view text, const Reply& reply,
+                                      std::uint64_t start, std::uint64_t end) {
+                                    bool good =
+                                        reply_ok(text) && reply.fds == 1 && !reply.truncated;
+                                    if (!good && errors++ == 0)
+                                      first_error = std::string(text.substr(0, 300));
+                                    if (good && start >= start_ns && end < end_ns)
+                                      latencies.push_back(end - start);
+                                  });
   line.add("entries", o.entries);
   line.add("clients", static_cast<long>(o.clients));
   line.add("seconds", o.duration_s);
@@ -463,7 +485,8 @@ std::string cursor_of(std::string_view reply) {
 // Entries in a list reply: each is an object that starts with its name.
 long entries_in(std::string_view reply) {
   long n = 0;
-  for (std::size_t pos = 0; (pos = reply.find("{\"name\":", pos)) != std::string_view::npos; ++pos) ++n;
+  for (std::size_t pos = 0; (pos = reply.find("{\"name\":", pos)) != std::string_view::npos; ++pos)
+    ++n;
   return n;
 }
 
@@ -484,7 +507,8 @@ int step_list(const Options& o) {
     Reply reply = receive_reply(sock, buffer);
     if (reply.size <= 0) fail("list: no reply");
     std::string_view text(buffer.data(), static_cast<std::size_t>(reply.size));
-    if (!reply_ok(text) || reply.truncated || reply.fds != 0) fail("list: " + std::string(text.substr(0, 300)));
+    if (!reply_ok(text) || reply.truncated || reply.fds != 0)
+      fail("list: " + std::string(text.substr(0, 300)));
     ++pages;
     listed += entries_in(text);
     largest = std::max(largest, text.size());
@@ -517,7 +541,8 @@ int step_idle(const Options& o) {
   // Connected is not accepted: wait until the server holds every connection.
   if (o.server_pid > 0) {
     while (fd_count(o.server_pid) < base_fds + o.clients) {
-      if (now_ns() - t0 > reply_timeout_ns) fail("idle: the server did not accept every connection in 60 s");
+      if (now_ns() - t0 > reply_timeout_ns)
+        fail("idle: the server did not accept every connection in 60 s");
       ::usleep(10'000);
     }
   }
@@ -556,11 +581,13 @@ int step_idle(const Options& o) {
       Reply reply = receive_reply(socks[i], buffer);
       if (reply.size < 0 && errno == EAGAIN) continue;
       std::uint64_t end = now_ns();
-      std::string_view text(buffer.data(), reply.size > 0 ? static_cast<std::size_t>(reply.size) : 0);
+      std::string_view text(buffer.data(),
+                            reply.size > 0 ? static_cast<std::size_t>(reply.size) : 0);
       if (reply.size > 0 && reply_ok(text)) {
         latencies.push_back(end - sent[i]);
       } else if (errors++ == 0) {
-        first_error = reply.size <= 0 ? "connection closed or failed" : std::string(text.substr(0, 300));
+        first_error =
+            reply.size <= 0 ? "connection closed or failed" : std::string(text.substr(0, 300));
       }
       ::epoll_ctl(epoll, EPOLL_CTL_DEL, socks[i], nullptr);
       --waiting;
@@ -584,8 +611,8 @@ int step_idle(const Options& o) {
   line.add("rss_kb_answered", rss_answered);
   line.print(o);
   if (latencies.size() != n)
-    fail("idle: " + std::to_string(latencies.size()) + " of " + std::to_string(n) + " answered; first error: " +
-         first_error);
+    fail("idle: " + std::to_string(latencies.size()) + " of " + std::to_string(n) +
+         " answered; first error: " + first_error);
   return 0;
 }
 

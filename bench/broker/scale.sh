@@ -19,6 +19,8 @@
 #   --sizes "1000 10000 100000"   entry counts (cumulative: one broker filled step by step)
 #   --connections N       idle connections (default 10000)
 #   --put-clients C       connections putting at once (default 8)
+#   --chunk K             puts per chunk (default 250): broker and baseline alternate
+#   --lists L             full listings per size and repeat (default 5)
 #   --get-clients C       connections getting at once (default 1: latency without queueing)
 #   --duration S          measured seconds per get run (default 2, plus 0.5 s warm-up)
 #   --log-level L         the broker's log_level (default info, as shipped)
@@ -30,7 +32,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=$root/build/release
 repeats=3 sizes="1000 10000 100000" connections=10000 put_clients=8 get_clients=1
-duration=2 log_level=info keep=
+duration=2 log_level=info keep= chunk=250 lists=5
 if [[ $# -gt 0 && $1 != --* ]]; then build=$(cd "$1" && pwd); shift; fi
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -38,6 +40,8 @@ while [[ $# -gt 0 ]]; do
     --sizes) sizes=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
     --put-clients) put_clients=$2; shift 2 ;;
+    --chunk) chunk=$2; shift 2 ;;
+    --lists) lists=$2; shift 2 ;;
     --get-clients) get_clients=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --log-level) log_level=$2; shift 2 ;;
@@ -140,16 +144,16 @@ meta() { echo "{\"meta\":\"$*\"}" >>"$tmp/results.jsonl"; }  # printed by the re
 meta "$(date -u '+%F %T UTC') on $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 meta "RLIMIT_NOFILE hard: $hard_before before, $nofile now (fs.nr_open $nr_open, CAP_SYS_RESOURCE: $cap_sys_resource); broker limits.max_fds $fds_limit with max_connections 64"
 for note in "${notes[@]}"; do meta "$note"; done
-meta "build: $build; $repeats repeats; puts by $put_clients connections, gets by $get_clients for ${duration}s; log_level $log_level"
+meta "build: $build; $repeats repeats; puts by $put_clients connections in chunks of $chunk, gets by $get_clients for ${duration}s, $lists lists per size; log_level $log_level"
 
 # Each step's JSON line, tagged with its repeat. A step that failed its checks
 # (errors, entries missing from the list, hellos unanswered) still printed its line:
 # the run goes on and the failure is noted in the report.
 failed=0
-run() {  # repeat step args...
-  local r=$1; shift
-  if ! "$scale" "$@" | sed "s/^{/{\"repeat\":$r,/" >>"$tmp/results.jsonl"; then
-    meta "FAILED in repeat $r: scale $1 ${*:2:4}"
+run() {  # repeat size step args...
+  local r=$1 n=$2; shift 2
+  if ! "$scale" "$@" | sed "s/^{/{\"repeat\":$r,\"size\":$n,/" >>"$tmp/results.jsonl"; then
+    meta "FAILED in repeat $r at size $n: scale $1"
     failed=1
   fi
 }
@@ -158,25 +162,31 @@ for ((r = 1; r <= repeats; r++)); do
   prev=0
   for n in "${fitted[@]}"; do
     (( n > prev )) || continue
-    # The baseline's put and get right beside the broker's: same moment, same load.
-    run "$r" put --socket "$tmp/broker.sock" --label broker --server-pid "$broker_pid" \
-      --from "$prev" --to "$n" --clients "$put_clients"
-    run "$r" put --socket "$tmp/baseline.sock" --label baseline --server-pid "$baseline_pid" \
-      --from "$prev" --to "$n" --clients "$put_clients"
-    run "$r" get --socket "$tmp/broker.sock" --label broker --server-pid "$broker_pid" \
+    # The puts in chunks, each followed by the same puts sent to the baseline: the
+    # ratio is taken chunk by chunk, each pair seeing the same moment of the machine.
+    for ((from = prev; from < n; from += chunk)); do
+      to=$(( from + chunk < n ? from + chunk : n ))
+      run "$r" "$n" put --socket "$tmp/broker.sock" --label broker --server-pid "$broker_pid" \
+        --from "$from" --to "$to" --clients "$put_clients"
+      run "$r" "$n" put --socket "$tmp/baseline.sock" --label baseline --server-pid "$baseline_pid" \
+        --from "$from" --to "$to" --clients "$put_clients"
+    done
+    run "$r" "$n" get --socket "$tmp/broker.sock" --label broker --server-pid "$broker_pid" \
       --entries "$n" --clients "$get_clients" --duration "$duration" --seed "$r"
-    run "$r" get --socket "$tmp/baseline.sock" --label baseline --server-pid "$baseline_pid" \
+    run "$r" "$n" get --socket "$tmp/baseline.sock" --label baseline --server-pid "$baseline_pid" \
       --entries "$n" --clients "$get_clients" --duration "$duration" --seed "$r"
-    run "$r" list --socket "$tmp/broker.sock" --label broker --server-pid "$broker_pid" --expect "$n"
+    for ((i = 0; i < lists; i++)); do
+      run "$r" "$n" list --socket "$tmp/broker.sock" --label broker --server-pid "$broker_pid" --expect "$n"
+    done
     prev=$n
   done
   stop_broker
 
   start_broker "$tmp/connections.json"
-  run "$r" idle --socket "$tmp/broker.sock" --label broker --server-pid "$broker_pid" \
+  run "$r" 0 idle --socket "$tmp/broker.sock" --label broker --server-pid "$broker_pid" \
     --clients "$max_connections"
   stop_broker
-  run "$r" idle --socket "$tmp/baseline.sock" --label baseline --server-pid "$baseline_pid" \
+  run "$r" 0 idle --socket "$tmp/baseline.sock" --label baseline --server-pid "$baseline_pid" \
     --clients "$max_connections"
   meta "repeat $r of $repeats done $(date -u '+%T UTC'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "scale.sh: repeat $r of $repeats done" >&2
