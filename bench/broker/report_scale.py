@@ -98,7 +98,7 @@ def main():
         return statistics.median(r["ms"] for r in got)
 
     def list_per_entry(got):
-        return statistics.median(r["ms"] * 1e3 / r["entries"] for r in got)
+        return min(r["ms"] * 1e3 / r["entries"] for r in got)
 
     rows = []
 
@@ -130,10 +130,13 @@ def main():
     row("get: server CPU µs (baseline server)", "{:.1f}", lambda n: per_repeat("get", "baseline", n, one("server_cpu_us")))
     row("get: server CPU broker / baseline", "{:.2f}", lambda n: within("get", "broker", n, "get", "baseline", n, one("server_cpu_us")))
     row(f"get: server CPU / at {first} entries", "{:.2f}", lambda n: within("get", "broker", n, "get", "broker", first, one("server_cpu_us")))
-    row("list: all pages, ms", "{:.1f}", lambda n: per_repeat("list", "broker", n, list_ms))
+    row("list: all pages, ms (median of the lists)", "{:.1f}", lambda n: per_repeat("list", "broker", n, list_ms))
+    # A fixed amount of work of a few ms: a preemption by other work on the machine
+    # can double it, so the fastest of the lists is the undisturbed cost.
+    row("list: all pages, ms (fastest)", "{:.1f}", lambda n: per_repeat("list", "broker", n, lambda got: min(r["ms"] for r in got)))
     row("list: pages", "{:.0f}", lambda n: per_repeat("list", "broker", n, one("pages")))
-    row("list: µs per entry", "{:.2f}", lambda n: per_repeat("list", "broker", n, list_per_entry))
-    row(f"list: per entry / per entry at {first}", "{:.2f}", lambda n: within("list", "broker", n, "list", "broker", first, list_per_entry))
+    row("list: µs per entry (fastest)", "{:.2f}", lambda n: per_repeat("list", "broker", n, list_per_entry))
+    row(f"list: per entry / per entry at {first} (fastest)", "{:.2f}", lambda n: within("list", "broker", n, "list", "broker", first, list_per_entry))
 
     # RSS per entry: the growth of VmRSS over the put chunks only (gets and lists in
     # between are not counted), from the empty broker up to N entries.

@@ -20,7 +20,7 @@
 #   --connections N       idle connections (default 10000)
 #   --put-clients C       connections putting at once (default 8)
 #   --chunk K             puts per chunk (default 250): broker and baseline alternate
-#   --lists L             full listings per size and repeat (default 5)
+#   --lists L             full listings per size and repeat (default 9)
 #   --get-clients C       connections getting at once (default 1: latency without queueing)
 #   --duration S          measured seconds per get run (default 2, plus 0.5 s warm-up)
 #   --log-level L         the broker's log_level (default info, as shipped)
@@ -32,7 +32,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=$root/build/release
 repeats=3 sizes="1000 10000 100000" connections=10000 put_clients=8 get_clients=1
-duration=2 log_level=info keep= chunk=250 lists=5
+duration=2 log_level=info keep= chunk=250 lists=9
 if [[ $# -gt 0 && $1 != --* ]]; then build=$(cd "$1" && pwd); shift; fi
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -141,7 +141,7 @@ if (( max_connections < connections )); then
 fi
 
 meta() { echo "{\"meta\":\"$*\"}" >>"$tmp/results.jsonl"; }  # printed by the report
-meta "$(date -u '+%F %T UTC') on $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+meta "$(date -u '+%F %T UTC') on $(nproc) cores, Linux $(uname -r); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 meta "RLIMIT_NOFILE hard: $hard_before before, $nofile now (fs.nr_open $nr_open, CAP_SYS_RESOURCE: $cap_sys_resource); broker limits.max_fds $fds_limit with max_connections 64"
 for note in "${notes[@]}"; do meta "$note"; done
 meta "build: $build; $repeats repeats; puts by $put_clients connections in chunks of $chunk, gets by $get_clients for ${duration}s, $lists lists per size; log_level $log_level"
