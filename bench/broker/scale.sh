@@ -93,13 +93,13 @@ wait_for_socket "$tmp/baseline.sock" "$baseline_pid"
 # Two configurations: one for entries (few connections, so that the descriptor
 # table is theirs: limits.max_fds = RLIMIT_NOFILE - max_connections - 317) and one
 # for connections (max_connections is capped at half of RLIMIT_NOFILE). Quotas are
-# lifted; the rest is as shipped.
+# lifted (all the clients are one uid); the rest is as shipped.
 max_connections=$(( connections < nofile / 2 ? connections : nofile / 2 ))
 write_config() {  # file max_connections
   cat >"$1" <<EOF
 { "log_level": "$log_level",
-  "limits": { "max_connections": $2, "max_entries_per_uid": 100000000,
-              "max_fds_per_uid": 100000000 } }
+  "limits": { "max_connections": $2, "max_connections_per_uid": 0,
+              "max_entries_per_uid": 100000000, "max_fds_per_uid": 100000000 } }
 EOF
 }
 write_config "$tmp/entries.json" 64
