@@ -192,7 +192,8 @@ bool Broker::prepare_static(const Config& config, std::vector<Entry>& ret_entrie
 void Broker::install_static(std::vector<Entry> entries) {
   // Static entries no longer declared go; declared ones replace whatever is there.
   std::vector<std::string> gone;
-  for (const auto& [name, opening] : static_openings_) {
+  for (const auto& declared : static_openings_) {
+    const std::string& name = declared.first;  // not a structured binding: clang 14 cannot capture one
     bool still = std::any_of(entries.begin(), entries.end(), [&](const Entry& e) { return e.name == name; });
     if (!still) gone.push_back(name);
   }

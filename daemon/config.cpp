@@ -67,7 +67,8 @@ class Checker {
 
   // Reports keys of `obj` not in `known` (typos should not pass silently).
   void only_keys(const json& obj, const std::string& key, std::initializer_list<const char*> known) {
-    for (auto& [k, v] : obj.items()) {
+    for (auto& item : obj.items()) {
+      const std::string& k = item.key();  // not a structured binding: clang 14 cannot capture one
       bool found = std::any_of(known.begin(), known.end(), [&](const char* n) { return k == n; });
       if (!found) error(join(key, k), "unknown key");
     }
