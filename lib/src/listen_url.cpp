@@ -126,7 +126,9 @@ bool is_stale_unix_socket(const ListenUrl& url) noexcept {
 }  // namespace
 
 std::string ListenUrl::str() const {
-  if (family == AF_UNIX) return "unix:" + path;
+  // "unix:///x" reads as "unix:/x": a path that starts with "///" itself needs
+  // that form, with its own slashes behind it, to read back the same.
+  if (family == AF_UNIX) return (path.compare(0, 3, "///") == 0 ? "unix://" : "unix:") + path;
   if (family == AF_INET) return "tcp://" + host + ":" + std::to_string(port);
   return std::string(v6only ? "tcp6" : "tcp") + "://[" + host + "]:" + std::to_string(port);
 }
