@@ -3,6 +3,7 @@
 #include <fdbroker/listen_fds.hpp>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -39,6 +40,12 @@ result<std::vector<InheritedFd>> parse_listen_fds(const char* listen_pid, const 
     if (pid != self) return out;
     int count = 0;
     if (!parse_decimal(listen_fds, count) || count < 0 || count > INT_MAX - listen_fds_start)
+      return errno_code(EINVAL);
+    // The fds are 3..3+count-1 of this process: a count past its hard limit on open
+    // files cannot be true, and would only make us allocate (LISTEN_FDS=2000000000).
+    rlimit nofile{};
+    if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_max != RLIM_INFINITY &&
+        static_cast<rlim_t>(count) + listen_fds_start > nofile.rlim_max)
       return errno_code(EINVAL);
 
     std::vector<std::string> names;

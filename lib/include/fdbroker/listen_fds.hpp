@@ -37,7 +37,8 @@ struct InheritedFd {
 
 // What the three variables say for process `self`, without touching any fd:
 //  - listen_pid unset (nullptr) or not `self`: nothing was passed to us: empty.
-//  - listen_fds unset: empty; otherwise a decimal count n (0..INT_MAX-3).
+//  - listen_fds unset: empty; otherwise a decimal count n (0..INT_MAX-3), such
+//    that fds 3..3+n-1 stay under the hard RLIMIT_NOFILE.
 //  - listen_fdnames unset: every name "unknown" (systemd's default); otherwise
 //    exactly n colon-separated names.
 // Errors: EINVAL for malformed numbers or a name count that differs from n.
