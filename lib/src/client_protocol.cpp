@@ -6,7 +6,9 @@
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
+#include <limits>
 #include <stdexcept>
+#include <type_traits>
 
 namespace fdbroker::detail {
 
@@ -57,26 +59,43 @@ json checked_reply(std::string_view text, std::int64_t id) {
   return reply;
 }
 
+// `v` as a T, or EPROTO. Numbers must be integers that fit T: nlohmann's get<T>()
+// would convert 1e300 or -1 to an integer type (undefined, or a wrapped value).
+template <class T>
+T value_as(const json& v, const char* key) {
+  auto wrong = [&]() { protocol_error(std::string("\"") + key + "\" has the wrong type"); };
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) wrong();
+    return v.get<bool>();
+  } else if constexpr (std::is_integral_v<T>) {
+    if (v.is_number_unsigned()) {
+      auto u = v.get<std::uint64_t>();
+      if (u > static_cast<std::uint64_t>(std::numeric_limits<T>::max())) wrong();
+      return static_cast<T>(u);
+    }
+    if (!v.is_number_integer()) wrong();
+    auto i = v.get<std::int64_t>();
+    if (i < 0 && (std::is_unsigned_v<T> || i < static_cast<std::int64_t>(std::numeric_limits<T>::min()))) wrong();
+    if (i > 0 && static_cast<std::uint64_t>(i) > static_cast<std::uint64_t>(std::numeric_limits<T>::max())) wrong();
+    return static_cast<T>(i);
+  } else {
+    if (!v.is_string()) wrong();
+    return v.get<T>();
+  }
+}
+
 template <class T>
 T field(const json& object, const char* key) {
   auto it = object.find(key);
   if (it == object.end()) protocol_error(std::string("missing \"") + key + "\"");
-  try {
-    return it->get<T>();
-  } catch (const json::exception&) {
-    protocol_error(std::string("\"") + key + "\" has the wrong type");
-  }
+  return value_as<T>(*it, key);
 }
 
 template <class T>
 T optional_field(const json& object, const char* key, T fallback) {
   auto it = object.find(key);
   if (it == object.end() || it->is_null()) return fallback;
-  try {
-    return it->get<T>();
-  } catch (const json::exception&) {
-    protocol_error(std::string("\"") + key + "\" has the wrong type");
-  }
+  return value_as<T>(*it, key);
 }
 
 FdDescription parse_fd_description(const json& d) {
@@ -210,8 +229,7 @@ Stats parse_stats_reply(std::string_view text, std::int64_t id) {
     for (const auto& [op, outcomes] : requests->items()) {
       if (!outcomes.is_object()) protocol_error("\"requests." + op + "\" is not an object");
       for (const auto& [outcome, count] : outcomes.items()) {
-        if (!count.is_number_integer()) protocol_error("a request count is not an integer");
-        out.requests[op][outcome] = count.get<std::int64_t>();
+        out.requests[op][outcome] = value_as<std::int64_t>(count, "requests");
       }
     }
   }
