@@ -51,7 +51,7 @@ std::string two_entries_state() {
     "entries":[
       {"name":"a/pair","serial":3,"nfds":2,"meta":{"k": [1, 2]},"fds":[{"kind":"pipe"},{"kind":"pipe"}],
        "owner":1000,"static":false,"generation":42,"expiry_monotonic_ns":123456789},
-      {"name":"b/lost","serial":4,"nfds":1,"meta":{},"fds":[],"owner":0,"generation":43}]})";
+      {"name":"b/lost","serial":4,"nfds":1,"meta":{},"fds":[{"kind":"pipe"}],"owner":0,"generation":43}]})";
 }
 
 TEST(StateMemfd, IsSealedAgainstEveryChange) {
