@@ -150,6 +150,10 @@ class Checker {
     unsigned id = 0;
     auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), id);
     if (!name.empty() && ec == std::errc{} && end == name.data() + name.size()) return static_cast<uid_t>(id);
+    if (name.find('\0') != std::string::npos) {  // getpw/grnam would read only what precedes it
+      error(key, "a user name with a NUL byte");
+      return std::nullopt;
+    }
     passwd pw{};
     passwd* found = nullptr;
     std::vector<char> buf(16384);
@@ -171,6 +175,10 @@ class Checker {
     unsigned id = 0;
     auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), id);
     if (!name.empty() && ec == std::errc{} && end == name.data() + name.size()) return static_cast<gid_t>(id);
+    if (name.find('\0') != std::string::npos) {  // getpw/grnam would read only what precedes it
+      error(key, "a group name with a NUL byte");
+      return std::nullopt;
+    }
     group_t gr{};
     group_t* found = nullptr;
     std::vector<char> buf(65536);
@@ -402,7 +410,10 @@ class Checker {
       error(join(key, "name"), "invalid entry name \"" + e.name + "\" (1-255 bytes of A-Za-z0-9._:@/-, no . or .. segment)");
     }
     for (const auto& other : config.entries) {
-      if (!e.name.empty() && other.name == e.name) error(join(key, "name"), "duplicate entry name \"" + e.name + "\"");
+      if (!e.name.empty() && other.name == e.name) {
+        error(join(key, "name"), "duplicate entry name \"" + e.name + "\"");
+        break;  // one error per entry: n copies of a name must not make n² lines
+      }
     }
     std::string type;
     if (string_field(obj, key, "type", type, true)) {
