@@ -51,8 +51,16 @@ bool same_entry(const EntryInfo& a, const EntryInfo& b) {
   return true;
 }
 
+// An accepted number was an integer of the text that fits, not a converted float.
+void check_integer(const json& object, const char* key, std::uint64_t value) {
+  const json& raw = object.at(key);
+  FUZZ_CHECK(raw.is_number_unsigned() && raw.get<std::uint64_t>() == value, "an accepted number is the text's integer");
+}
+
 void check_entry(const EntryInfo& e) {
-  FUZZ_CHECK(json::parse(e.json, nullptr, false).is_object(), "an entry's json is an object");
+  json body = json::parse(e.json, nullptr, false);
+  FUZZ_CHECK(body.is_object(), "an entry's json is an object");
+  check_integer(body, "generation", e.generation);
   FUZZ_CHECK(json::accept(e.meta_json), "meta_json is JSON text");
   for (const auto& d : e.fd_descriptions) {
     FUZZ_CHECK(json::parse(d.json, nullptr, false).is_object(), "a description's json is an object");
@@ -63,6 +71,10 @@ void parse(unsigned which, std::string_view text) {
   switch (which % 6) {
     case 0: {
       Hello h = detail::parse_hello_reply(text, id);
+      const json body = json::parse(h.json);
+      const json& protocol = body.at("protocol");
+      FUZZ_CHECK(protocol.is_number_integer() && protocol.get<std::int64_t>() == h.protocol,
+                 "the protocol is the text's integer");
       Hello again = detail::parse_hello_reply(envelope(h.json), id);
       FUZZ_CHECK(h.server == again.server && h.version == again.version && h.protocol == again.protocol &&
                      h.peer.uid == again.peer.uid && h.peer.gid == again.peer.gid &&
@@ -79,6 +91,7 @@ void parse(unsigned which, std::string_view text) {
     }
     case 2: {
       std::uint64_t generation = detail::parse_put_reply(text, id);
+      check_integer(json::parse(text), "generation", generation);
       json j{{"ok", true}, {"id", id}, {"generation", generation}};
       FUZZ_CHECK(detail::parse_put_reply(j.dump(), id) == generation, "a put reply round-trips");
       break;

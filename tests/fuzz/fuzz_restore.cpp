@@ -85,6 +85,27 @@ unique_fd entry_fd(std::size_t i) {
 
 bool is_open(int fd) { return ::fcntl(fd, F_GETFD) >= 0; }
 
+// A restored entry holds what the state said of it: integers as written, not
+// converted from floats or negative numbers.
+void check_as_written(const Restored& r, std::string_view state) {
+  json doc = json::parse(state, nullptr, false);
+  FUZZ_CHECK(doc.is_object() && doc.contains("entries"), "entries came from a state");
+  auto same_uint = [](const json& item, const char* key, std::uint64_t value) {
+    return item.contains(key) && item[key].is_number_unsigned() && item[key].get<std::uint64_t>() == value;
+  };
+  for (const auto& re : r.entries) {
+    bool found = false;
+    for (const auto& item : doc["entries"]) {
+      if (item.is_object() && item.value("name", json()) == re.entry.name && same_uint(item, "serial", re.serial)) {
+        found = same_uint(item, "generation", re.entry.generation) && same_uint(item, "owner", re.entry.owner) &&
+                same_uint(item, "nfds", re.entry.fds->size());
+        break;
+      }
+    }
+    FUZZ_CHECK(found, "a restored entry is the first of its name in the state, as written");
+  }
+}
+
 void check_restored(const Restored& r) {
   FUZZ_CHECK(r.listener.valid() && is_open(r.listener.get()), "a restored set has its listener");
   std::set<int> fds{r.listener.get()};
@@ -199,6 +220,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       FUZZ_CHECK(err == EINVAL || err == ENOTSOCK || err == EPROTOTYPE, "EINVAL, ENOTSOCK or EPROTOTYPE");
     } else if (!names.empty()) {
       check_restored(*restored);
+      if (!restored->entries.empty()) check_as_written(*restored, state);
       check_round_trip(*restored);
     } else {
       FUZZ_CHECK(!restored->listener.valid() && restored->entries.empty(), "nothing passed, nothing restored");
