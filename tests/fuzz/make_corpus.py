@@ -11,6 +11,7 @@ Only overwrites the files it writes (named real-*); hand-written seeds stay.
 import array
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -147,6 +148,7 @@ def main():
     finally:
         broker.terminate()
         broker.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
