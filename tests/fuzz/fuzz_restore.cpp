@@ -96,13 +96,15 @@ void check_as_written(const Restored& r, std::string_view state) {
   for (const auto& re : r.entries) {
     bool found = false;
     for (const auto& item : doc["entries"]) {
-      if (item.is_object() && item.value("name", json()) == re.entry.name && same_uint(item, "serial", re.serial)) {
-        found = same_uint(item, "generation", re.entry.generation) && same_uint(item, "owner", re.entry.owner) &&
-                same_uint(item, "nfds", re.entry.fds->size());
+      // An earlier item of that name may have been damaged, hence skipped.
+      if (item.is_object() && item.value("name", json()) == re.entry.name && same_uint(item, "serial", re.serial) &&
+          same_uint(item, "generation", re.entry.generation) && same_uint(item, "owner", re.entry.owner) &&
+          same_uint(item, "nfds", re.entry.fds->size())) {
+        found = true;
         break;
       }
     }
-    FUZZ_CHECK(found, "a restored entry is the first of its name in the state, as written");
+    FUZZ_CHECK(found, "a restored entry is one of the state's, as written");
   }
 }
 
