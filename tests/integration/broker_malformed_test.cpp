@@ -183,10 +183,7 @@ TEST(BrokerMalformed, AnEmptyMessageBeforeRequestsAndAShutdownIsEproto) {
   EXPECT_EQ(empty.error(), "EPROTO") << empty.raw;
   auto hello = receive(c.get());
   EXPECT_EQ(hello.body["id"], 3) << hello.raw;
-  char buf[16];
-  pollfd pfd{c.get(), POLLIN, 0};
-  ASSERT_EQ(::poll(&pfd, 1, 2000), 1);
-  EXPECT_EQ(::recv(c.get(), buf, sizeof buf, 0), 0);
+  EXPECT_TRUE(reaches_eof(c.get()));  // the end of the stream, nothing else
   c.reset();
   EXPECT_TRUE(broker.settles_at(baseline));
 }
@@ -198,10 +195,7 @@ TEST(BrokerMalformed, ShuttingDownTheSendingSideEndsTheRequests) {
   send_raw(c.get(), R"({"op":"hello","id":1})");
   ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
   EXPECT_EQ(receive(c.get()).body["id"], 1);
-  char buf[16];
-  pollfd pfd{c.get(), POLLIN, 0};
-  ASSERT_EQ(::poll(&pfd, 1, 2000), 1);
-  EXPECT_EQ(::recv(c.get(), buf, sizeof buf, 0), 0);
+  EXPECT_TRUE(reaches_eof(c.get()));  // the end of the stream, nothing else
   c.reset();
   EXPECT_TRUE(broker.settles_at(baseline));
 }

@@ -52,7 +52,7 @@ inline Pipe pipe_pair() {
   return Pipe{unique_fd(fds[0]), unique_fd(fds[1])};
 }
 
-// True when `read_fd` (a pipe's read end with nothing buffered) reports EOF within
+// True when `read_fd` (a pipe's read end, or a socket, with nothing buffered) reports EOF within
 // `timeout_ms`, i.e. every write end is closed. Closing is synchronous on Linux, so
 // the timeout only bounds how long a failing test waits.
 inline ::testing::AssertionResult reaches_eof(int read_fd, int timeout_ms = 2000) {
