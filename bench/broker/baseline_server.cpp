@@ -25,7 +25,16 @@
 #include <string>
 #include <string_view>
 
+#include "bench_wire.hpp"
+
+[[noreturn]] void bench::die(const char* what) {
+  std::fprintf(stderr, "baseline_server: %s: %s\n", what, std::strerror(errno));
+  std::exit(EXIT_FAILURE);
+}
+
 namespace {
+
+using namespace bench;
 
 // Shaped like fdbrokerd's reply to {"op":"get","name":"bench","id":k} for an entry
 // holding /dev/null, so that both servers copy about the same bytes per reply.
@@ -38,21 +47,10 @@ constexpr std::string_view fixed_reply =
 // (MSG_TRUNC) and still answered: the baseline does not look at requests.
 constexpr std::size_t request_buffer_size = 4096;
 
-[[noreturn]] void die(const char* what) {
-  std::fprintf(stderr, "baseline_server: %s: %s\n", what, std::strerror(errno));
-  std::exit(EXIT_FAILURE);
-}
-
 int listen_on(const std::string& path) {
   int sock = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (sock < 0) die("socket");
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) {
-    errno = ENAMETOOLONG;
-    die("socket path");
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  sockaddr_un addr = address_of(path);
   ::unlink(path.c_str());  // a stale socket file from an earlier run
   if (::bind(sock, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) < 0) die("bind");
   if (::listen(sock, SOMAXCONN) < 0) die("listen");
@@ -61,28 +59,7 @@ int listen_on(const std::string& path) {
 
 // Sends the fixed reply with `stored_fd` attached. The kernel duplicates the fd into
 // the peer; ours stays open for the next reply, exactly as a broker's `get` does.
-bool send_reply(int conn, int stored_fd) {
-  iovec iov{const_cast<char*>(fixed_reply.data()), fixed_reply.size()};
-  union {
-    char bytes[CMSG_SPACE(sizeof(int))];
-    cmsghdr align;
-  } control{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.bytes;
-  msg.msg_controllen = sizeof(control.bytes);
-  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cmsg), &stored_fd, sizeof(int));
-  ssize_t sent;
-  do {
-    sent = ::sendmsg(conn, &msg, MSG_NOSIGNAL);
-  } while (sent < 0 && errno == EINTR);
-  return sent == static_cast<ssize_t>(fixed_reply.size());
-}
+bool send_reply(int conn, int stored_fd) { return send_message(conn, fixed_reply, stored_fd); }
 
 // Reads one request and answers it. Returns false to drop the client; `answered`
 // tells a reply from EAGAIN.

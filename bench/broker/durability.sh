@@ -39,43 +39,21 @@ for f in "$load" "$fdbrokerd"; do
   [[ -x $f ]] || { echo "durability.sh: $f missing: build with FDBROKER_BUILD_BENCH=ON" >&2; exit 111; }
 done
 
-tmp=$(mktemp -d -t fdbroker-durability.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_for_socket() {  # path pid
-  for _ in $(seq 100); do
-    [[ -S $1 ]] && return 0
-    kill -0 "$2" 2>/dev/null || { echo "durability.sh: process $2 exited" >&2; return 1; }
-    sleep 0.05
-  done
-  echo "durability.sh: $1 did not appear" >&2
-  return 1
-}
-
-"$load" --sink "$tmp/notify.sock" &
-sink_pid=$!; pids+=("$sink_pid")
-wait_for_socket "$tmp/notify.sock" "$sink_pid"
+# shellcheck source=bench/broker/common.sh
+source "$here/common.sh"
+bench_tmp fdbroker-durability.XXXXXX
+bench_start "$tmp/notify.sock" "" "$load" --sink "$tmp/notify.sock"
 
 echo "{ \"log_level\": \"$log_level\" }" >"$tmp/broker.json"
 declare -A socket pid
 labels=()
 start_broker() {  # label binary fdstore(0|1)
-  if [[ $3 == 1 ]]; then
-    NOTIFY_SOCKET=$tmp/notify.sock FDBROKER_FDSTORE=1 \
-      "$2" --socket "$tmp/$1.sock" --config "$tmp/broker.json" 2>"$tmp/$1.log" &
-  else
-    env -u NOTIFY_SOCKET FDBROKER_FDSTORE=0 \
-      "$2" --socket "$tmp/$1.sock" --config "$tmp/broker.json" 2>"$tmp/$1.log" &
-  fi
-  pid[$1]=$!; pids+=("${pid[$1]}"); socket[$1]=$tmp/$1.sock
-  wait_for_socket "${socket[$1]}" "${pid[$1]}" || { cat "$tmp/$1.log" >&2; exit 1; }
+  local env=(env -u NOTIFY_SOCKET FDBROKER_FDSTORE=0)
+  [[ $3 == 1 ]] && env=(env NOTIFY_SOCKET="$tmp/notify.sock" FDBROKER_FDSTORE=1)
+  socket[$1]=$tmp/$1.sock
+  bench_start "${socket[$1]}" "$tmp/$1.log" \
+    "${env[@]}" "$2" --socket "${socket[$1]}" --config "$tmp/broker.json"
+  pid[$1]=$started_pid
   labels+=("$1")
 }
 start_broker off "$fdbrokerd" 0

@@ -25,57 +25,20 @@
 #include <string_view>
 #include <vector>
 
-namespace {
+#include "bench_wire.hpp"
 
-[[noreturn]] void die(const char* what) {
+[[noreturn]] void bench::die(const char* what) {
   std::fprintf(stderr, "durability_load: %s: %s\n", what, std::strerror(errno));
   std::exit(1);
 }
 
-std::uint64_t now_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
-}
+namespace {
 
-sockaddr_un address_of(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) {
-    errno = ENAMETOOLONG;
-    die(path.c_str());
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  return addr;
-}
+using namespace bench;
 
 // Receives one message and closes whatever fds came with it. Returns its size.
 ssize_t receive_and_close(int sock, char* buffer, std::size_t capacity) {
-  union {
-    char bytes[CMSG_SPACE(sizeof(int) * 253)];
-    cmsghdr align;
-  } control;
-  iovec iov{buffer, capacity};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.bytes;
-  msg.msg_controllen = sizeof control.bytes;
-  ssize_t n;
-  do {
-    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return n;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    std::size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < nfds; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      ::close(fd);
-    }
-  }
-  return n;
+  return receive_reply(sock, buffer, capacity).size;
 }
 
 int sink(const std::string& path) {
@@ -90,31 +53,6 @@ int sink(const std::string& path) {
   for (;;) {
     if (receive_and_close(sock, buffer.data(), buffer.size()) < 0) die("recvmsg");
   }
-}
-
-bool send_request(int sock, std::string_view data, int fd) {
-  iovec iov{const_cast<char*>(data.data()), data.size()};
-  union {
-    char bytes[CMSG_SPACE(sizeof(int))];
-    cmsghdr align;
-  } control;
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = control.bytes;
-    msg.msg_controllen = sizeof control.bytes;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  }
-  ssize_t n;
-  do {
-    n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  return n == static_cast<ssize_t>(data.size());
 }
 
 struct Client {
@@ -136,14 +74,13 @@ int load(const std::string& path, int nclients, double warmup_s, double duration
     std::string request = c.putting ? R"({"op":"put","replace":true,"name":")" + c.name + "\"}"
                                     : R"({"op":"delete","name":")" + c.name + "\"}";
     c.sent_ns = now_ns();
-    if (!send_request(c.sock, request, c.putting ? payload : -1)) die("sendmsg");
+    if (!send_message(c.sock, request, c.putting ? payload : -1)) die("sendmsg");
   };
   for (std::size_t i = 0; i < clients.size(); ++i) {
     Client& c = clients[i];
     c.name = "durability/" + std::to_string(::getpid()) + "/" + std::to_string(i);
-    c.sock = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (c.sock < 0) die("socket");
-    if (::connect(c.sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) die("connect");
+    c.sock = try_connect(addr, false);
+    if (c.sock < 0) die("connect");
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = i;
@@ -192,16 +129,11 @@ int load(const std::string& path, int nclients, double warmup_s, double duration
     }
     ::close(c.sock);
   }
-  std::sort(latencies.begin(), latencies.end());
-  auto pct = [&](double p) {
-    if (latencies.empty()) return 0.0;
-    return static_cast<double>(latencies[static_cast<std::size_t>(p * static_cast<double>(latencies.size() - 1))]) / 1000.0;
-  };
   std::printf(
       "{\"label\":\"%s\",\"clients\":%d,\"seconds\":%.2f,\"ops\":%zu,\"ops_per_s\":%.0f,"
       "\"p50_us\":%.1f,\"p99_us\":%.1f,\"errors\":%llu}\n",
       label.c_str(), nclients, duration_s, latencies.size(), static_cast<double>(latencies.size()) / duration_s,
-      pct(0.50), pct(0.99), static_cast<unsigned long long>(errors));
+      percentile_us(latencies, 0.50), percentile_us(latencies, 0.99), static_cast<unsigned long long>(errors));
   if (!first_error.empty()) std::fprintf(stderr, "durability_load: %s: first error: %s\n", label.c_str(), first_error.c_str());
   ::close(payload);
   ::close(ep);

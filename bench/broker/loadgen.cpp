@@ -48,10 +48,16 @@
 #include <thread>
 #include <vector>
 
+#include "bench_wire.hpp"
+
+[[noreturn]] void bench::die(const char* what) {
+  std::fprintf(stderr, "loadgen: %s: %s\n", what, std::strerror(errno));
+  std::exit(111);
+}
+
 namespace {
 
-constexpr std::size_t max_message = 65536;  // the protocol's message limit
-constexpr std::size_t max_fds = 253;        // SCM_MAX_FD
+using namespace bench;
 
 struct Options {
   std::string socket_path;
@@ -68,11 +74,6 @@ struct Options {
   long server_pid = 0;
 };
 
-[[noreturn]] void die(const char* what) {
-  std::fprintf(stderr, "loadgen: %s: %s\n", what, std::strerror(errno));
-  std::exit(111);
-}
-
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: loadgen --socket PATH [--mode keepalive|connect] [--clients N]\n"
@@ -81,114 +82,6 @@ struct Options {
                "       loadgen --socket PATH --put NAME [--fd-path FILE]\n"
                "       loadgen --socket PATH --show [--name NAME]\n");
   std::exit(100);
-}
-
-std::uint64_t now_ns() {
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
-         static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
-sockaddr_un address_of(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) {
-    errno = ENAMETOOLONG;
-    die("socket path");
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  return addr;
-}
-
-// Returns a connected non-blocking socket, or -1 with errno set (EAGAIN: the
-// server's backlog is full, try again later).
-int try_connect(const sockaddr_un& addr) {
-  int sock = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (sock < 0) die("socket");
-  if (::connect(sock, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) < 0) {
-    int saved = errno;
-    ::close(sock);
-    errno = saved;
-    return -1;
-  }
-  return sock;
-}
-
-// Sends one message with optional fds attached. Returns false with errno set.
-bool send_message(int sock, std::string_view data, const int* fds, std::size_t nfds) {
-  iovec iov{const_cast<char*>(data.data()), data.size()};
-  union {
-    char bytes[CMSG_SPACE(sizeof(int) * max_fds)];
-    cmsghdr align;
-  } control;
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (nfds > 0) {
-    msg.msg_control = control.bytes;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-    std::memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
-  }
-  ssize_t sent;
-  do {
-    sent = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (sent < 0 && errno == EINTR);
-  return sent == static_cast<ssize_t>(data.size());
-}
-
-// One received reply. Every fd it carried has already been closed (the generator
-// only counts them), so no path here can leak one.
-struct Reply {
-  ssize_t size = -1;  // -1: error (errno), 0: peer closed
-  std::size_t fds = 0;
-  bool truncated = false;
-};
-
-Reply receive_reply(int sock, char* buffer, std::size_t capacity) {
-  union {
-    char bytes[CMSG_SPACE(sizeof(int) * max_fds)];
-    cmsghdr align;
-  } control;
-  iovec iov{buffer, capacity};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.bytes;
-  msg.msg_controllen = sizeof(control.bytes);
-  Reply reply;
-  do {
-    reply.size = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  } while (reply.size < 0 && errno == EINTR);
-  if (reply.size < 0) return reply;
-  // Walk every header, even after a truncation, so that nothing stays open.
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < n; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      ::close(fd);
-    }
-    reply.fds += n;
-  }
-  reply.truncated = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
-  return reply;
-}
-
-// True if the JSON object says "ok": true. Not a parser: both servers write compact
-// JSON and "ok" is a key only at the top level of a reply, so a search is enough to
-// tell a successful get from an error reply, which is all the generator needs.
-bool reply_ok(std::string_view reply) {
-  std::size_t key = reply.find("\"ok\"");
-  if (key == std::string_view::npos) return false;
-  std::size_t pos = key + 4;
-  while (pos < reply.size() && (reply[pos] == ' ' || reply[pos] == ':')) ++pos;
-  return reply.substr(pos, 4) == "true";
 }
 
 // What one worker thread saw inside the measured window.
@@ -230,7 +123,7 @@ class Worker {
     if (options_.mode != "keepalive") return;
     for (std::size_t i = 0; i < clients_.size(); ++i) {
       for (;;) {
-        int sock = try_connect(addr_);
+        int sock = try_connect(addr_, true);
         if (sock >= 0) {
           adopt(i, sock);
           break;
@@ -305,7 +198,7 @@ class Worker {
   // connect mode: a fresh socket per get. Latency includes socket()+connect().
   void start_connect(std::size_t i) {
     clients_[i].started_ns = now_ns();
-    int sock = try_connect(addr_);
+    int sock = try_connect(addr_, true);
     if (sock < 0) {
       if (errno != EAGAIN) die("connect");
       ++tally_.connect_retries;
@@ -365,7 +258,7 @@ class Worker {
     if (tally_.first_error.empty()) tally_.first_error = why;
     if (clients_[i].sock >= 0) drop(i);
     if (options_.mode == "keepalive") {
-      int sock = try_connect(addr_);
+      int sock = try_connect(addr_, true);
       if (sock < 0) die("reconnect");
       adopt(i, sock);
       send_get(i);
@@ -437,13 +330,6 @@ void sleep_until(std::uint64_t deadline_ns) {
               static_cast<long>(deadline_ns % 1'000'000'000u)};
   while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
   }
-}
-
-double percentile_us(std::vector<std::uint64_t>& v, double p) {
-  if (v.empty()) return 0;
-  std::size_t k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return static_cast<double>(v[k]) / 1000.0;
 }
 
 std::string json_string(const std::string& s) {
@@ -520,10 +406,8 @@ int run_load(const Options& options) {
 std::string exchange(const Options& options, const std::string& request, const int* fds,
                      std::size_t nfds, std::size_t& ret_fds) {
   sockaddr_un addr = address_of(options.socket_path);
-  int sock = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  if (sock < 0) die("socket");
-  if (::connect(sock, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) < 0)
-    die("connect");
+  int sock = try_connect(addr, false);
+  if (sock < 0) die("connect");
   if (!send_message(sock, request, fds, nfds)) die("sendmsg");
   std::vector<char> buffer(max_message + 1);
   Reply reply = receive_reply(sock, buffer.data(), buffer.size());

@@ -65,38 +65,25 @@ fi
 server_cpu= loadgen_cpu=
 if [[ $pin == 1 ]]; then server_cpu="taskset -c 0" loadgen_cpu="taskset -c 1"; fi
 
-tmp=$(mktemp -d -t fdbroker-bench.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_for_socket() {  # path pid
-  for _ in $(seq 100); do
-    [[ -S $1 ]] && return 0
-    kill -0 "$2" 2>/dev/null || { echo "run.sh: server $2 exited" >&2; return 1; }
-    sleep 0.05
-  done
-  echo "run.sh: $1 did not appear" >&2
-  return 1
-}
+# shellcheck source=bench/broker/common.sh
+source "$here/common.sh"
+bench_tmp fdbroker-bench.XXXXXX
 
 declare -A socket pid
-$server_cpu "$baseline_server" --socket "$tmp/baseline.sock" &
-pid[baseline]=$!; pids+=("${pid[baseline]}"); socket[baseline]=$tmp/baseline.sock
-wait_for_socket "${socket[baseline]}" "${pid[baseline]}"
+socket[baseline]=$tmp/baseline.sock
+# shellcheck disable=SC2086 # $server_cpu: empty or "taskset -c 0"
+bench_start "${socket[baseline]}" "" $server_cpu "$baseline_server" --socket "${socket[baseline]}"
+pid[baseline]=$started_pid
 labels=(baseline)
 
 # Built-in defaults (only root and our own uid may use it) but for the log level.
 echo "{ \"log_level\": \"$log_level\" }" >"$tmp/broker.json"
 start_broker() {  # label binary
-  $server_cpu "$2" --socket "$tmp/$1.sock" --config "$tmp/broker.json" 2>"$tmp/$1.log" &
-  pid[$1]=$!; pids+=("${pid[$1]}"); socket[$1]=$tmp/$1.sock
-  wait_for_socket "${socket[$1]}" "${pid[$1]}" || { cat "$tmp/$1.log" >&2; exit 1; }
+  socket[$1]=$tmp/$1.sock
+  # shellcheck disable=SC2086 # $server_cpu: empty or "taskset -c 0"
+  bench_start "${socket[$1]}" "$tmp/$1.log" $server_cpu "$2" --socket "${socket[$1]}" \
+    --config "$tmp/broker.json"
+  pid[$1]=$started_pid
   "$loadgen" --socket "${socket[$1]}" --put bench --fd-path /dev/null >/dev/null ||
     { echo "run.sh: put of 'bench' into $1 failed" >&2; exit 1; }
   labels+=("$1")

@@ -50,10 +50,17 @@
 #include <string_view>
 #include <vector>
 
+#include "bench_wire.hpp"
+
+[[noreturn]] void bench::die(const char* what) {
+  std::fprintf(stderr, "scale: %s: %s\n", what, std::strerror(errno));
+  std::exit(111);
+}
+
 namespace {
 
-constexpr std::size_t max_message = 65536;  // the protocol's message limit
-constexpr std::size_t max_fds = 253;        // SCM_MAX_FD
+using namespace bench;
+
 constexpr std::uint64_t reply_timeout_ns = 60'000'000'000;
 
 struct Options {
@@ -67,11 +74,6 @@ struct Options {
   double warmup_s = 0.5, duration_s = 2.0, idle_s = 1.0;
   unsigned seed = 1;
 };
-
-[[noreturn]] void die(const char* what) {
-  std::fprintf(stderr, "scale: %s: %s\n", what, std::strerror(errno));
-  std::exit(111);
-}
 
 [[noreturn]] void fail(const std::string& what) {
   std::fprintf(stderr, "scale: %s\n", what.c_str());
@@ -88,13 +90,6 @@ struct Options {
                "       scale stats --socket PATH\n"
                "  common: [--label L] [--server-pid PID]\n");
   std::exit(100);
-}
-
-std::uint64_t now_ns() {
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
-         static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
 // ------------------------------------------------------------------ the server's process
@@ -120,28 +115,6 @@ long fd_count(long pid) {
 
 // -------------------------------------------------------------------------- messages
 
-sockaddr_un address_of(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) fail("socket path too long");
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  return addr;
-}
-
-// A connected socket, or -1 with errno set (EAGAIN: the listen backlog is full).
-int try_connect(const sockaddr_un& addr, bool nonblocking) {
-  int sock =
-      ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
-  if (sock < 0) die("socket");
-  if (::connect(sock, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) < 0) {
-    int saved = errno;
-    ::close(sock);
-    errno = saved;
-    return -1;
-  }
-  return sock;
-}
-
 int connect_retrying(const sockaddr_un& addr, bool nonblocking) {
   for (;;) {
     int sock = try_connect(addr, nonblocking);
@@ -151,89 +124,10 @@ int connect_retrying(const sockaddr_un& addr, bool nonblocking) {
   }
 }
 
-bool send_message(int sock, std::string_view data, int fd) {
-  iovec iov{const_cast<char*>(data.data()), data.size()};
-  union {
-    char bytes[CMSG_SPACE(sizeof(int))];
-    cmsghdr align;
-  } control{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = control.bytes;
-    msg.msg_controllen = sizeof(control.bytes);
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-  }
-  ssize_t sent;
-  do {
-    sent = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (sent < 0 && errno == EINTR);
-  return sent == static_cast<ssize_t>(data.size());
-}
-
-// One reply; every fd it carried is already closed (only counted).
-struct Reply {
-  ssize_t size = -1;  // -1: error (errno), 0: peer closed
-  std::size_t fds = 0;
-  bool truncated = false;
-};
-
-Reply receive_reply(int sock, std::vector<char>& buffer) {
-  union {
-    char bytes[CMSG_SPACE(sizeof(int) * max_fds)];
-    cmsghdr align;
-  } control;
-  iovec iov{buffer.data(), buffer.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.bytes;
-  msg.msg_controllen = sizeof(control.bytes);
-  Reply reply;
-  do {
-    reply.size = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  } while (reply.size < 0 && errno == EINTR);
-  if (reply.size < 0) return reply;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < n; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      ::close(fd);
-    }
-    reply.fds += n;
-  }
-  reply.truncated = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
-  return reply;
-}
-
-// "ok": true at the top level. Not a parser: both servers write compact JSON and
-// "ok" is a top-level key only (as in loadgen.cpp).
-bool reply_ok(std::string_view reply) {
-  std::size_t key = reply.find("\"ok\"");
-  if (key == std::string_view::npos) return false;
-  std::size_t pos = key + 4;
-  while (pos < reply.size() && (reply[pos] == ' ' || reply[pos] == ':')) ++pos;
-  return reply.substr(pos, 4) == "true";
-}
-
 std::string name_of(long i) {
   char digits[16];
   std::snprintf(digits, sizeof(digits), "%06ld", i);  // fixed width: sorted = numeric order
   return std::string("s/") + digits;
-}
-
-double percentile_us(std::vector<std::uint64_t> v, double p) {
-  if (v.empty()) return 0;
-  auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return static_cast<double>(v[k]) / 1000.0;
 }
 
 // CPU time in seconds of a process, all its threads: the first field of each
@@ -354,7 +248,7 @@ class Pipeline {
       }
       for (int e = 0; e < n; ++e) {
         auto i = static_cast<std::size_t>(events[e].data.u64);
-        Reply reply = receive_reply(socks_[i], buffer_);
+        Reply reply = receive_reply(socks_[i], buffer_.data(), buffer_.size());
         if (reply.size < 0 && errno == EAGAIN) continue;
         if (reply.size <= 0)
           fail(reply.size == 0 ? "the server closed a connection" : "recvmsg failed");
@@ -504,7 +398,7 @@ int step_list(const Options& o) {
     if (!cursor.empty()) request += R"(,"cursor":")" + cursor + "\"";
     request += "}";
     if (!send_message(sock, request, -1)) die("sendmsg");
-    Reply reply = receive_reply(sock, buffer);
+    Reply reply = receive_reply(sock, buffer.data(), buffer.size());
     if (reply.size <= 0) fail("list: no reply");
     std::string_view text(buffer.data(), static_cast<std::size_t>(reply.size));
     if (!reply_ok(text) || reply.truncated || reply.fds != 0)
@@ -578,7 +472,7 @@ int step_idle(const Options& o) {
     }
     for (int e = 0; e < got; ++e) {
       auto i = static_cast<std::size_t>(events[e].data.u64);
-      Reply reply = receive_reply(socks[i], buffer);
+      Reply reply = receive_reply(socks[i], buffer.data(), buffer.size());
       if (reply.size < 0 && errno == EAGAIN) continue;
       std::uint64_t end = now_ns();
       std::string_view text(buffer.data(),
@@ -621,7 +515,7 @@ int step_stats(const Options& o) {
   int sock = connect_retrying(addr, false);
   if (!send_message(sock, R"({"op":"stats"})", -1)) die("sendmsg");
   std::vector<char> buffer(max_message + 1);
-  Reply reply = receive_reply(sock, buffer);
+  Reply reply = receive_reply(sock, buffer.data(), buffer.size());
   ::close(sock);
   if (reply.size <= 0) fail("stats: no reply");
   std::printf("%.*s\n", static_cast<int>(reply.size), buffer.data());

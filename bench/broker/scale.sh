@@ -66,29 +66,12 @@ nofile=$(ulimit -Hn)
 cap_sys_resource=no
 (( ($(awk '/^CapEff/ { print "0x" $2 }' /proc/self/status) >> 24) & 1 )) && cap_sys_resource=yes
 
-tmp=$(mktemp -d -t fdbroker-scale.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_for_socket() {  # path pid
-  for _ in $(seq 200); do
-    [[ -S $1 ]] && return 0
-    kill -0 "$2" 2>/dev/null || { echo "scale.sh: server $2 exited" >&2; return 1; }
-    sleep 0.05
-  done
-  echo "scale.sh: $1 did not appear" >&2
-  return 1
-}
-
-"$baseline_server" --socket "$tmp/baseline.sock" &
-baseline_pid=$!; pids+=("$baseline_pid")
-wait_for_socket "$tmp/baseline.sock" "$baseline_pid"
+# shellcheck source=bench/broker/common.sh
+source "$here/common.sh"
+bench_wait_tries=200  # 10 s for a server to appear, as scale.sh always waited
+bench_tmp fdbroker-scale.XXXXXX
+bench_start "$tmp/baseline.sock" "" "$baseline_server" --socket "$tmp/baseline.sock"
+baseline_pid=$started_pid
 
 # Two configurations: one for entries (few connections, so that the descriptor
 # table is theirs: limits.max_fds = RLIMIT_NOFILE - max_connections - 317) and one
@@ -105,14 +88,14 @@ EOF
 write_config "$tmp/entries.json" 64
 write_config "$tmp/connections.json" "$max_connections"
 
-# cleanup() stops the baseline and the running broker; a stopped broker's PID is
+# bench_cleanup() (common.sh) stops the baseline and the running broker; a stopped broker's PID is
 # forgotten at once, so that nothing is ever sent to a PID reused by another process.
 broker_pid=
 start_broker() {  # config
   rm -f "$tmp/broker.sock"
-  "$fdbrokerd" --socket "$tmp/broker.sock" --config "$1" 2>>"$tmp/broker.log" &
-  broker_pid=$!; pids=("$baseline_pid" "$broker_pid")
-  wait_for_socket "$tmp/broker.sock" "$broker_pid" || { cat "$tmp/broker.log" >&2; exit 1; }
+  pids=("$baseline_pid")
+  bench_start "$tmp/broker.sock" "$tmp/broker.log" "$fdbrokerd" --socket "$tmp/broker.sock" --config "$1"
+  broker_pid=$started_pid
 }
 stop_broker() {
   kill -TERM "$broker_pid"

@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// What the bench programs (loadgen, scale, durability_load, baseline_server) share:
+// the clock, AF_UNIX addresses, SOCK_SEQPACKET connects, one message out with fds
+// attached, one reply in with every fd it carried closed, and percentiles. Raw
+// syscalls, no libfdbroker: the broker and the baseline face the very same code.
+//
+// Each program defines bench::die(what): print "<program>: what: strerror(errno)"
+// and exit with its own status. The helpers here call it on the failures a bench
+// cannot go on from (socket(), an over-long path) and return the others.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bench {
+
+constexpr std::size_t max_message = 65536;  // the protocol's message limit
+constexpr std::size_t max_fds = 253;        // SCM_MAX_FD
+
+// Defined by each program (see above). Never returns.
+[[noreturn]] void die(const char* what);
+
+inline std::uint64_t now_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// The address of a socket path; die("socket path") with ENAMETOOLONG if it does not fit.
+inline sockaddr_un address_of(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    errno = ENAMETOOLONG;
+    die("socket path");
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+// A connected SOCK_SEQPACKET socket (the caller owns it), or -1 with errno set
+// (EAGAIN: the listen backlog is full, try again later).
+inline int try_connect(const sockaddr_un& addr, bool nonblocking) {
+  int sock =
+      ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+  if (sock < 0) die("socket");
+  if (::connect(sock, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) < 0) {
+    int saved = errno;
+    ::close(sock);
+    errno = saved;
+    return -1;
+  }
+  return sock;
+}
+
+// Sends one message with `nfds` fds attached (borrowed: the kernel duplicates them
+// into the peer). Returns false with errno set.
+inline bool send_message(int sock, std::string_view data, const int* fds, std::size_t nfds) {
+  iovec iov{const_cast<char*>(data.data()), data.size()};
+  // Not zeroed: only the first CMSG_SPACE(nfds) bytes are sent, and they are all
+  // written below; zeroing 1 KiB per request would be measured too.
+  union {
+    char bytes[CMSG_SPACE(sizeof(int) * max_fds)];
+    cmsghdr align;
+  } control;
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (nfds > 0) {
+    msg.msg_control = control.bytes;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    std::memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
+  }
+  ssize_t sent;
+  do {
+    sent = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  return sent == static_cast<ssize_t>(data.size());
+}
+
+// The same with one fd attached, or none if `fd` is -1.
+inline bool send_message(int sock, std::string_view data, int fd) {
+  return fd >= 0 ? send_message(sock, data, &fd, 1) : send_message(sock, data, nullptr, 0);
+}
+
+// One received reply. Every fd it carried has already been closed (the benches
+// only count them), so no path here can leak one.
+struct Reply {
+  ssize_t size = -1;  // -1: error (errno), 0: peer closed
+  std::size_t fds = 0;
+  bool truncated = false;
+};
+
+inline Reply receive_reply(int sock, char* buffer, std::size_t capacity) {
+  union {
+    char bytes[CMSG_SPACE(sizeof(int) * max_fds)];
+    cmsghdr align;
+  } control;
+  iovec iov{buffer, capacity};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.bytes;
+  msg.msg_controllen = sizeof(control.bytes);
+  Reply reply;
+  do {
+    reply.size = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (reply.size < 0 && errno == EINTR);
+  if (reply.size < 0) return reply;
+  // Walk every header, even after a truncation, so that nothing stays open.
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < n; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      ::close(fd);
+    }
+    reply.fds += n;
+  }
+  reply.truncated = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+  return reply;
+}
+
+// True if the JSON object says "ok": true. Not a parser: both servers write compact
+// JSON and "ok" is a key only at the top level of a reply, so a search is enough to
+// tell a successful reply from an error reply, which is all the benches need.
+inline bool reply_ok(std::string_view reply) {
+  std::size_t key = reply.find("\"ok\"");
+  if (key == std::string_view::npos) return false;
+  std::size_t pos = key + 4;
+  while (pos < reply.size() && (reply[pos] == ' ' || reply[pos] == ':')) ++pos;
+  return reply.substr(pos, 4) == "true";
+}
+
+// The p-th percentile (0..1) of latencies in ns, in µs; 0 if there are none.
+// Reorders `v` (nth_element), which keeps it valid for the next call.
+inline double percentile_us(std::vector<std::uint64_t>& v, double p) {
+  if (v.empty()) return 0;
+  auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return static_cast<double>(v[k]) / 1000.0;
+}
+
+}  // namespace bench
