@@ -131,6 +131,30 @@ def drop_own(fd: int, later: list[int]) -> None:
     os.close(fd)
 
 
+@contextlib.contextmanager
+def closes_hanging(broker: Broker, names: list[str]) -> Iterator[None]:
+    """Mounts a StallFuse, puts one of its files under each name (the test's own
+    copies closed at once), stops the daemon and deletes them; the body runs once
+    the broker's close hangs in FLUSH. The mount is aborted on the way out."""
+    with StallFuse() as fs:
+        later: list[int] = []
+        try:
+            for i, name in enumerate(names):
+                fd = open_file(fs, i, later)
+                assert put(broker, name, [fd])["ok"]
+                drop_own(fd, later)
+            fs.stall()
+            for name in names:
+                reply, _ = exchange(broker, {"op": "delete", "name": name})
+                assert reply["ok"], reply
+            wait_stalled(fs, FUSE_FLUSH)
+            yield
+        finally:
+            fs.abort()
+            for fd in later:
+                os.close(fd)
+
+
 def test_fds_attached_to_a_request_that_takes_none_from_a_client_without_rights() -> None:
     child = 0
     try:
@@ -267,28 +291,15 @@ def test_sigterm_completes_while_a_close_hangs() -> None:
     gen = running_broker(config(True))
     broker = next(gen)
     try:
-        with StallFuse() as fs:
-            later: list[int] = []
-            try:
-                fd = open_file(fs, 0, later)
-                assert put(broker, "shared/s", [fd])["ok"]
-                drop_own(fd, later)
-                fs.stall()
-                reply, _ = exchange(broker, {"op": "delete", "name": "shared/s"})
-                assert reply["ok"], reply
-                wait_stalled(fs, FUSE_FLUSH)
-                assert_responsive(broker)
-                os.kill(broker.pid, signal.SIGTERM)
-                deadline = time.monotonic() + 10
-                while "stopped" not in broker.log() or os.path.exists(broker.socket):
-                    assert time.monotonic() < deadline, f"shutdown did not complete:\n{broker.log()}"
-                    time.sleep(0.02)
-                # Its work is done; what is left of the process waits in close.
-                assert broker.proc.poll() is None or broker.proc.returncode == 0
-            finally:
-                fs.abort()
-                for fd in later:
-                    os.close(fd)
+        with closes_hanging(broker, ["shared/s"]):
+            assert_responsive(broker)
+            os.kill(broker.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while "stopped" not in broker.log() or os.path.exists(broker.socket):
+                assert time.monotonic() < deadline, f"shutdown did not complete:\n{broker.log()}"
+                time.sleep(0.02)
+            # Its work is done; what is left of the process waits in close.
+            assert broker.proc.poll() is None or broker.proc.returncode == 0
         # Aborted: the close returns and the process ends, cleanly.
         assert broker.proc.wait(timeout=10) == 0, broker.log()
     finally:
@@ -416,31 +427,18 @@ def test_upgrade_completes_while_a_close_hangs(tmp_path) -> None:
     first, broker = start_standalone(tmp_path)
     successor = 0
     try:
-        with StallFuse() as fs:
-            later: list[int] = []
-            try:
-                fd = open_file(fs, 0, later)
-                assert put(broker, "u/f", [fd])["ok"]
-                drop_own(fd, later)
-                fs.stall()
-                reply, _ = exchange(broker, {"op": "delete", "name": "u/f"})
-                assert reply["ok"], reply
-                wait_stalled(fs, FUSE_FLUSH)
-                reply, _ = exchange(broker, {"op": "upgrade", "id": 1}, timeout=30)
-                assert reply["ok"] is True, (reply, broker.log())
-                successor = reply["pid"]
-                assert successor != first.pid
-                assert_responsive(broker)  # the new broker, on the same socket
-                hello, _ = exchange(broker, {"op": "hello"})
-                assert hello["ok"]
-                deadline = time.monotonic() + 10
-                while "stopped" not in broker.log():
-                    assert time.monotonic() < deadline, broker.log()
-                    time.sleep(0.02)
-            finally:
-                fs.abort()
-                for fd in later:
-                    os.close(fd)
+        with closes_hanging(broker, ["u/f"]):
+            reply, _ = exchange(broker, {"op": "upgrade", "id": 1}, timeout=30)
+            assert reply["ok"] is True, (reply, broker.log())
+            successor = reply["pid"]
+            assert successor != first.pid
+            assert_responsive(broker)  # the new broker, on the same socket
+            hello, _ = exchange(broker, {"op": "hello"})
+            assert hello["ok"]
+            deadline = time.monotonic() + 10
+            while "stopped" not in broker.log():
+                assert time.monotonic() < deadline, broker.log()
+                time.sleep(0.02)
         assert first.wait(timeout=10) == 0, broker.log()
     finally:
         if first.poll() is None:
@@ -513,35 +511,20 @@ def test_upgrade_never_hangs_on_descriptors_queued_behind_a_hanging_close(tmp_pa
     at once (EBUSY). The killed child ends, and is reaped, after the abort."""
     first, broker = start_standalone(tmp_path)
     try:
-        with StallFuse() as fs:
-            later: list[int] = []
-            try:
-                for i, name in enumerate(("u/a", "u/b")):
-                    fd = open_file(fs, i, later)
-                    assert put(broker, name, [fd])["ok"]
-                    drop_own(fd, later)
-                fs.stall()
-                for name in ("u/a", "u/b"):
-                    reply, _ = exchange(broker, {"op": "delete", "name": name})
-                    assert reply["ok"], reply
-                wait_stalled(fs, FUSE_FLUSH)
-                reply, _ = exchange(broker, {"op": "upgrade", "id": 1}, timeout=30)
-                assert reply["error"] == "ETIMEDOUT", (reply, broker.log())
-                assert "killed, not yet ended" in reply["message"], reply
-                assert_responsive(broker)
-                deadline = time.monotonic() + 15
-                while "has not returned" not in broker.log():
-                    assert time.monotonic() < deadline, broker.log()
-                    time.sleep(0.05)
-                start = time.monotonic()
-                reply, _ = exchange(broker, {"op": "upgrade", "id": 2}, timeout=30)
-                assert reply["error"] == "EBUSY" and "1 descriptors wait" in reply["message"], reply
-                assert time.monotonic() - start < RESPONSIVE_WITHIN
-                assert_responsive(broker)
-            finally:
-                fs.abort()
-                for fd in later:
-                    os.close(fd)
+        with closes_hanging(broker, ["u/a", "u/b"]):
+            reply, _ = exchange(broker, {"op": "upgrade", "id": 1}, timeout=30)
+            assert reply["error"] == "ETIMEDOUT", (reply, broker.log())
+            assert "killed, not yet ended" in reply["message"], reply
+            assert_responsive(broker)
+            deadline = time.monotonic() + 15
+            while "has not returned" not in broker.log():
+                assert time.monotonic() < deadline, broker.log()
+                time.sleep(0.05)
+            start = time.monotonic()
+            reply, _ = exchange(broker, {"op": "upgrade", "id": 2}, timeout=30)
+            assert reply["error"] == "EBUSY" and "1 descriptors wait" in reply["message"], reply
+            assert time.monotonic() - start < RESPONSIVE_WITHIN
+            assert_responsive(broker)
         # The killed child ends now; the broker reaps it (no zombie left).
         children = f"/proc/{first.pid}/task/{first.pid}/children"
         deadline = time.monotonic() + 10
