@@ -51,7 +51,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
-from notify_start import start_until_ready  # noqa: E402
+from notify_start import read_log, settled_count, start_until_ready  # noqa: E402
 from protocol_client import Fuzzer, Violation  # noqa: E402
 
 HELLO_DEADLINE = 2.0
@@ -173,7 +173,7 @@ class Harness:
         os.close(w)
         for m in ({"op": "get", "name": "warmup"}, {"op": "list"}, {"op": "stats"}, {"op": "delete", "name": "warmup"}):
             exchange(self.socket, m, 10)
-        self.baseline = self.settled_fd_count()
+        self.baseline = settled_count(self.fd_count, 0.3)
         self.baseline_links = fd_links(self.pid)
 
     @property
@@ -184,21 +184,8 @@ class Harness:
     def fd_count(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
-    def settled_fd_count(self) -> int:
-        last, since = self.fd_count(), time.monotonic()
-        while time.monotonic() - since < 0.3:
-            time.sleep(0.02)
-            now = self.fd_count()
-            if now != last:
-                last, since = now, time.monotonic()
-        return last
-
     def log(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def listener_inode(self) -> int:
         with open("/proc/net/unix") as f:

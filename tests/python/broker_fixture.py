@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from notify_start import start_until_ready  # noqa: E402
+from notify_start import read_log, settled_count, start_until_ready  # noqa: E402
 
 # A uid/gid with no rights by default: the broker only trusts root and its own uid.
 NOBODY = 65534
@@ -94,11 +94,7 @@ class Broker:
         return fd_count(self.pid)
 
     def log(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def start(self, timeout: float = 15.0) -> None:
         with open(self.config_path, "w") as f:
@@ -124,13 +120,7 @@ class Broker:
     def _settled_fd_count(self) -> int:
         """The fd count once it stops moving: READY=1 arrives while sd_notify's own
         socket is still open in the broker, for a moment."""
-        last, stable_since = self.fd_count(), time.monotonic()
-        while time.monotonic() - stable_since < 0.2:
-            time.sleep(0.02)
-            now = self.fd_count()
-            if now != last:
-                last, stable_since = now, time.monotonic()
-        return last
+        return settled_count(self.fd_count, 0.2)
 
     def _connectable(self) -> bool:
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:

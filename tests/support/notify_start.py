@@ -22,6 +22,18 @@ def read_log(path: str) -> str:
         return ""
 
 
+def settled_count(count: Callable[[], int], quiet: float) -> int:
+    """count() once it has not moved for `quiet` seconds. A broker's fd count, say:
+    READY=1 arrives while sd_notify's own socket is still open in it, for a moment."""
+    last, since = count(), time.monotonic()
+    while time.monotonic() - since < quiet:
+        time.sleep(0.02)
+        now = count()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 def start_until_ready(
     argv: list[str],
     env: dict[str, str],
