@@ -20,8 +20,8 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
 
 from broker_fixture import NOBODY, Broker, default_config, drop_privileges, running_broker
 
@@ -131,6 +131,24 @@ def drop_own(fd: int, later: list[int]) -> None:
     os.close(fd)
 
 
+def fork_reporting(body: Callable[[Callable[[dict[str, Any]], None]], None]) -> tuple[int, BinaryIO]:
+    """Forks a child that runs body(report) and exits: each report(reply) reaches the
+    parent as one JSON line on a pipe, and an exception in the child as
+    {"child": repr(e)}. Returns (the child's PID, the pipe's read end)."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(r)
+            body(lambda reply: os.write(w, json.dumps(reply).encode() + b"\n"))
+            os._exit(0)
+        except BaseException as e:
+            os.write(w, json.dumps({"child": repr(e)}).encode() + b"\n")
+            os._exit(1)
+    os.close(w)
+    return child, os.fdopen(r, "rb")
+
+
 @contextlib.contextmanager
 def closes_hanging(broker: Broker, names: list[str]) -> Iterator[None]:
     """Mounts a StallFuse, puts one of its files under each name (the test's own
@@ -161,22 +179,17 @@ def test_fds_attached_to_a_request_that_takes_none_from_a_client_without_rights(
         with stalled_setup(accept=False) as (broker, fs, later):
             fd = open_file(fs, 0, later)
             fs.stall()
-            r, w = os.pipe()
-            child = os.fork()
-            if child == 0:  # uid 65534, no rights: hello with the FUSE fd attached
-                try:
-                    os.close(r)
-                    drop_privileges(NOBODY, NOBODY)
-                    reply, _ = exchange(broker, {"op": "hello", "id": 7}, [fd], timeout=5.0)
-                    os.write(w, json.dumps(reply).encode() + b"\n")
-                    os._exit(0)
-                except BaseException as e:
-                    os.write(w, json.dumps({"child": repr(e)}).encode() + b"\n")
-                    os._exit(1)
+
+            def nobody(report: Callable[[dict[str, Any]], None]) -> None:
+                # uid 65534, no rights: hello with the FUSE fd attached
+                drop_privileges(NOBODY, NOBODY)
+                reply, _ = exchange(broker, {"op": "hello", "id": 7}, [fd], timeout=5.0)
+                report(reply)
                 # (its exit waits in FLUSH for its copy of the fd, until the abort)
-            os.close(w)
-            with os.fdopen(r, "rb") as f:
-                reply = json.loads(f.readline() or b"{}")
+
+            child, replies = fork_reporting(nobody)
+            with replies:
+                reply = json.loads(replies.readline() or b"{}")
             assert reply.get("error") == "EINVAL" and reply.get("id") == 7, reply
             wait_stalled(fs, FUSE_FLUSH, 2)  # the broker's close hangs (and the child's exit)…
             assert_responsive(broker)  # …on a closer thread, not on the loop
@@ -465,28 +478,20 @@ def test_a_uid_whose_closes_pile_up_is_paused_and_the_others_are_served() -> Non
         with stalled_setup(accept=False) as (broker, fs, later):
             fd = open_file(fs, 0, later)
             fs.stall()
-            r, w = os.pipe()
-            child = os.fork()
-            if child == 0:
-                try:
-                    os.close(r)
-                    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-                    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # fds in flight
-                    drop_privileges(NOBODY, NOBODY)
-                    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
-                        s.connect(broker.socket)
-                        for i in range(messages):
-                            socket.send_fds(s, [json.dumps({"op": "hello", "id": i}).encode()], [fd] * copies)
-                        s.settimeout(30)
-                        for i in range(messages):
-                            reply = json.loads(s.recv(65537))
-                            os.write(w, json.dumps(reply).encode() + b"\n")
-                    os._exit(0)
-                except BaseException as e:
-                    os.write(w, json.dumps({"child": repr(e)}).encode() + b"\n")
-                    os._exit(1)
-            os.close(w)
-            replies = os.fdopen(r, "rb")
+
+            def nobody(report: Callable[[dict[str, Any]], None]) -> None:
+                soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # fds in flight
+                drop_privileges(NOBODY, NOBODY)
+                with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+                    s.connect(broker.socket)
+                    for i in range(messages):
+                        socket.send_fds(s, [json.dumps({"op": "hello", "id": i}).encode()], [fd] * copies)
+                    s.settimeout(30)
+                    for i in range(messages):
+                        report(json.loads(s.recv(65537)))
+
+            child, replies = fork_reporting(nobody)
             with replies:
                 for i in range(messages - 1):
                     reply = json.loads(replies.readline() or b"{}")
