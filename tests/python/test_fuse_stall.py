@@ -131,22 +131,36 @@ def drop_own(fd: int, later: list[int]) -> None:
     os.close(fd)
 
 
-def fork_reporting(body: Callable[[Callable[[dict[str, Any]], None]], None]) -> tuple[int, BinaryIO]:
-    """Forks a child that runs body(report) and exits: each report(reply) reaches the
-    parent as one JSON line on a pipe, and an exception in the child as
-    {"child": repr(e)}. Returns (the child's PID, the pipe's read end)."""
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(r)
-            body(lambda reply: os.write(w, json.dumps(reply).encode() + b"\n"))
-            os._exit(0)
-        except BaseException as e:
-            os.write(w, json.dumps({"child": repr(e)}).encode() + b"\n")
-            os._exit(1)
-    os.close(w)
-    return child, os.fdopen(r, "rb")
+@contextlib.contextmanager
+def stalled_with_child(
+    body: Callable[[Broker, int, Callable[[dict[str, Any]], None]], None],
+) -> Iterator[tuple[Broker, StallFuse, BinaryIO]]:
+    """stalled_setup(accept=False) with one of the mount's files open and the daemon
+    stalled, and a forked child running body(broker, that fd, report): each
+    report(reply) reaches the parent as one JSON line on the yielded pipe, and an
+    exception in the child as {"child": repr(e)}. The child is waited for once the
+    mount is aborted and the broker checked."""
+    child = 0
+    try:
+        with stalled_setup(accept=False) as (broker, fs, later):
+            fd = open_file(fs, 0, later)
+            fs.stall()
+            r, w = os.pipe()
+            child = os.fork()
+            if child == 0:
+                try:
+                    os.close(r)
+                    body(broker, fd, lambda reply: os.write(w, json.dumps(reply).encode() + b"\n"))
+                    os._exit(0)
+                except BaseException as e:
+                    os.write(w, json.dumps({"child": repr(e)}).encode() + b"\n")
+                    os._exit(1)
+            os.close(w)
+            with os.fdopen(r, "rb") as replies:
+                yield broker, fs, replies
+    finally:
+        if child > 0:
+            os.waitpid(child, 0)  # the mount is aborted: its exit completes
 
 
 @contextlib.contextmanager
@@ -174,29 +188,19 @@ def closes_hanging(broker: Broker, names: list[str]) -> Iterator[None]:
 
 
 def test_fds_attached_to_a_request_that_takes_none_from_a_client_without_rights() -> None:
-    child = 0
-    try:
-        with stalled_setup(accept=False) as (broker, fs, later):
-            fd = open_file(fs, 0, later)
-            fs.stall()
+    def nobody(broker: Broker, fd: int, report: Callable[[dict[str, Any]], None]) -> None:
+        # uid 65534, no rights: hello with the FUSE fd attached
+        drop_privileges(NOBODY, NOBODY)
+        reply, _ = exchange(broker, {"op": "hello", "id": 7}, [fd], timeout=5.0)
+        report(reply)
+        # (its exit waits in FLUSH for its copy of the fd, until the abort)
 
-            def nobody(report: Callable[[dict[str, Any]], None]) -> None:
-                # uid 65534, no rights: hello with the FUSE fd attached
-                drop_privileges(NOBODY, NOBODY)
-                reply, _ = exchange(broker, {"op": "hello", "id": 7}, [fd], timeout=5.0)
-                report(reply)
-                # (its exit waits in FLUSH for its copy of the fd, until the abort)
-
-            child, replies = fork_reporting(nobody)
-            with replies:
-                reply = json.loads(replies.readline() or b"{}")
-            assert reply.get("error") == "EINVAL" and reply.get("id") == 7, reply
-            wait_stalled(fs, FUSE_FLUSH, 2)  # the broker's close hangs (and the child's exit)…
-            assert_responsive(broker)  # …on a closer thread, not on the loop
-            assert_responsive(broker)
-    finally:
-        if child > 0:
-            os.waitpid(child, 0)  # the mount is aborted: its exit completes
+    with stalled_with_child(nobody) as (broker, fs, replies):
+        reply = json.loads(replies.readline() or b"{}")
+        assert reply.get("error") == "EINVAL" and reply.get("id") == 7, reply
+        wait_stalled(fs, FUSE_FLUSH, 2)  # the broker's close hangs (and the child's exit)…
+        assert_responsive(broker)  # …on a closer thread, not on the loop
+        assert_responsive(broker)
 
 
 def test_put_refuses_fuse_descriptors_without_calling_into_the_file_system() -> None:
@@ -473,39 +477,30 @@ def test_a_uid_whose_closes_pile_up_is_paused_and_the_others_are_served() -> Non
 
     copies = 253  # one FUSE file, attached 253 times to each message
     messages = 6  # 5 × 253 ≥ 1024: the sixth waits
-    child = 0
-    try:
-        with stalled_setup(accept=False) as (broker, fs, later):
-            fd = open_file(fs, 0, later)
-            fs.stall()
 
-            def nobody(report: Callable[[dict[str, Any]], None]) -> None:
-                soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # fds in flight
-                drop_privileges(NOBODY, NOBODY)
-                with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
-                    s.connect(broker.socket)
-                    for i in range(messages):
-                        socket.send_fds(s, [json.dumps({"op": "hello", "id": i}).encode()], [fd] * copies)
-                    s.settimeout(30)
-                    for i in range(messages):
-                        report(json.loads(s.recv(65537)))
+    def nobody(broker: Broker, fd: int, report: Callable[[dict[str, Any]], None]) -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # fds in flight
+        drop_privileges(NOBODY, NOBODY)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+            s.connect(broker.socket)
+            for i in range(messages):
+                socket.send_fds(s, [json.dumps({"op": "hello", "id": i}).encode()], [fd] * copies)
+            s.settimeout(30)
+            for i in range(messages):
+                report(json.loads(s.recv(65537)))
 
-            child, replies = fork_reporting(nobody)
-            with replies:
-                for i in range(messages - 1):
-                    reply = json.loads(replies.readline() or b"{}")
-                    assert reply.get("id") == i and reply.get("error") == "EINVAL", reply
-                assert_responsive(broker)  # root, another uid
-                ready, _, _ = select.select([replies], [], [], 1.0)
-                assert not ready, "the paused uid's sixth request was read"
-                assert_responsive(broker)
-                fs.abort()  # the closes return; the uid is read again
-                reply = json.loads(replies.readline() or b"{}")
-                assert reply.get("id") == messages - 1 and reply.get("error") == "EINVAL", reply
-    finally:
-        if child > 0:
-            os.waitpid(child, 0)
+    with stalled_with_child(nobody) as (broker, fs, replies):
+        for i in range(messages - 1):
+            reply = json.loads(replies.readline() or b"{}")
+            assert reply.get("id") == i and reply.get("error") == "EINVAL", reply
+        assert_responsive(broker)  # root, another uid
+        ready, _, _ = select.select([replies], [], [], 1.0)
+        assert not ready, "the paused uid's sixth request was read"
+        assert_responsive(broker)
+        fs.abort()  # the closes return; the uid is read again
+        reply = json.loads(replies.readline() or b"{}")
+        assert reply.get("id") == messages - 1 and reply.get("error") == "EINVAL", reply
 
 
 def test_upgrade_never_hangs_on_descriptors_queued_behind_a_hanging_close(tmp_path) -> None:
