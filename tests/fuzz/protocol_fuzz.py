@@ -49,7 +49,9 @@ import traceback
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+from notify_start import read_log, settled_count, start_until_ready  # noqa: E402
 from protocol_client import Fuzzer, Violation  # noqa: E402
 
 HELLO_DEADLINE = 2.0
@@ -150,30 +152,15 @@ class Harness:
             if check.returncode == 0 or "max_connections_per_uid" not in check.stdout + check.stderr:
                 break
             del config["limits"]["max_connections_per_uid"]
-        notify_path = os.path.join(self.workdir, "notify.sock")
-        env = dict(os.environ, NOTIFY_SOCKET=notify_path)
+        env = dict(os.environ)
         # Sanitizer reports go to the log (stderr); leaks are checked at the SIGTERM exit.
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         env.pop("LD_PRELOAD", None)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-            notify.bind(notify_path)
-            notify.settimeout(0.1)
-            with open(self.log_path, "wb") as log:
-                self.proc = subprocess.Popen([self.args.fdbrokerd, "--config", config_path, "--socket", self.socket],
-                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if "READY=1" in notify.recv(4096).decode(errors="replace").split("\n"):
-                        break
-                except TimeoutError:
-                    pass
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"fdbrokerd exited with {self.proc.returncode} before READY=1:\n{self.log()}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"fdbrokerd not ready after 60 s:\n{self.log()}")
-        os.unlink(notify_path)
+        # Not ready: RuntimeError, "setup failed"; main() kills the broker.
+        start_until_ready([self.args.fdbrokerd, "--config", config_path, "--socket", self.socket], env,
+                          self.log_path, os.path.join(self.workdir, "notify.sock"), timeout=60, poll=0.1,
+                          started=lambda proc: setattr(self, "proc", proc))
         # Warm up as root (a put, a get, a delete, a list, stats), so that what the
         # broker creates lazily on first use is in the baseline.
         r, w = os.pipe()
@@ -186,7 +173,7 @@ class Harness:
         os.close(w)
         for m in ({"op": "get", "name": "warmup"}, {"op": "list"}, {"op": "stats"}, {"op": "delete", "name": "warmup"}):
             exchange(self.socket, m, 10)
-        self.baseline = self.settled_fd_count()
+        self.baseline = settled_count(self.fd_count, 0.3)
         self.baseline_links = fd_links(self.pid)
 
     @property
@@ -197,21 +184,8 @@ class Harness:
     def fd_count(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
-    def settled_fd_count(self) -> int:
-        last, since = self.fd_count(), time.monotonic()
-        while time.monotonic() - since < 0.3:
-            time.sleep(0.02)
-            now = self.fd_count()
-            if now != last:
-                last, since = now, time.monotonic()
-        return last
-
     def log(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def listener_inode(self) -> int:
         with open("/proc/net/unix") as f:

@@ -102,6 +102,15 @@ bool answers_hello(int sock) {
   }
 }
 
+// Root's view of the per-uid connection limit: what `stats` reports as the limit
+// and as refused so far. The root connection is closed again on return.
+void expect_per_uid_stats(const BrokerProcess& broker, int limit, int refused) {
+  auto root = broker.connect();
+  auto stats = call(root.get(), {{"op", "stats"}});
+  EXPECT_EQ(stats.body["connections"]["limit_per_uid"], limit) << stats.raw;
+  EXPECT_EQ(stats.body["connections"]["refused_per_uid"], refused) << stats.raw;
+}
+
 // utime + stime of `pid`, in seconds.
 double cpu_seconds(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
@@ -201,12 +210,8 @@ TEST(BrokerLimits, PerUidLimitDefaultsToTheLargerOf64AndAQuarterOfMaxConnections
   auto held = connect_as(broker, nobody, 64);
   for (auto& s : held) ASSERT_TRUE(answers_hello(s.get()));
   EXPECT_TRUE(closed_unanswered(connect_one_as(broker, nobody).get()));
-  auto root = broker.connect();
-  auto stats = call(root.get(), {{"op", "stats"}});
-  EXPECT_EQ(stats.body["connections"]["limit_per_uid"], 64) << stats.raw;
-  EXPECT_EQ(stats.body["connections"]["refused_per_uid"], 1) << stats.raw;
+  expect_per_uid_stats(broker, 64, 1);
   held.clear();
-  root.reset();
   EXPECT_TRUE(broker.settles_at(baseline));
 }
 
@@ -217,12 +222,8 @@ TEST(BrokerLimits, ZeroTurnsThePerUidLimitOff) {
   auto held = connect_as(broker, nobody, 80);  // beyond the default of 64
   for (auto& s : held) ASSERT_TRUE(answers_hello(s.get()));
   EXPECT_TRUE(broker.settles_at(baseline + 80));
-  auto root = broker.connect();
-  auto stats = call(root.get(), {{"op", "stats"}});
-  EXPECT_EQ(stats.body["connections"]["limit_per_uid"], 0) << stats.raw;
-  EXPECT_EQ(stats.body["connections"]["refused_per_uid"], 0) << stats.raw;
+  expect_per_uid_stats(broker, 0, 0);
   held.clear();
-  root.reset();
   EXPECT_TRUE(broker.settles_at(baseline));
 }
 

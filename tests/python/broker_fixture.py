@@ -18,13 +18,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from notify_start import read_log, settled_count, start_until_ready  # noqa: E402
 
 # A uid/gid with no rights by default: the broker only trusts root and its own uid.
 NOBODY = 65534
@@ -91,67 +94,33 @@ class Broker:
         return fd_count(self.pid)
 
     def log(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def start(self, timeout: float = 15.0) -> None:
         with open(self.config_path, "w") as f:
             json.dump(self.config, f)
-        notify_path = os.path.join(self.workdir, "notify.sock")
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        with notify:
-            notify.bind(notify_path)
-            notify.settimeout(0.05)
-            env = dict(os.environ, NOTIFY_SOCKET=notify_path)
-            with open(self.log_path, "wb") as log:
-                self.proc = subprocess.Popen(
-                    [binary("FDBROKERD"), "--config", self.config_path, "--socket", self.socket],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                )
-            deadline = time.monotonic() + timeout
-            connectable_since: float | None = None
-            while True:
-                try:
-                    message = notify.recv(4096).decode(errors="replace")
-                    if "READY=1" in message.split("\n"):
-                        self.ready_via = "notify"
-                        break
-                except TimeoutError:
-                    pass
-                if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"fdbrokerd exited with {self.proc.returncode} before READY=1:\n{self.log()}"
-                    )
+        try:
+            self.ready_via = start_until_ready(
+                [binary("FDBROKERD"), "--config", self.config_path, "--socket", self.socket],
+                dict(os.environ),
+                self.log_path,
+                os.path.join(self.workdir, "notify.sock"),
+                timeout=timeout,
+                poll=0.05,
+                started=lambda proc: setattr(self, "proc", proc),
                 # Fallback for a daemon without sd_notify: connectable for a while and
-                # still silent. Warned about, so that it does not pass unnoticed.
-                if self._connectable():
-                    connectable_since = connectable_since or time.monotonic()
-                    if time.monotonic() - connectable_since > 2.0:
-                        warnings.warn("fdbrokerd never sent READY=1; ready by connect()")
-                        self.ready_via = "connect"
-                        break
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"fdbrokerd not ready after {timeout}s:\n{self.log()}")
-        os.unlink(notify_path)
+                # still silent.
+                connectable=self._connectable,
+            )
+        except RuntimeError:
+            self.stop()  # not ready in time; one that exited is just reaped
+            raise
         self.baseline_fds = self._settled_fd_count()
 
     def _settled_fd_count(self) -> int:
         """The fd count once it stops moving: READY=1 arrives while sd_notify's own
         socket is still open in the broker, for a moment."""
-        last, stable_since = self.fd_count(), time.monotonic()
-        while time.monotonic() - stable_since < 0.2:
-            time.sleep(0.02)
-            now = self.fd_count()
-            if now != last:
-                last, stable_since = now, time.monotonic()
-        return last
+        return settled_count(self.fd_count, 0.2)
 
     def _connectable(self) -> bool:
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:

@@ -20,8 +20,8 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
 
 from broker_fixture import NOBODY, Broker, default_config, drop_privileges, running_broker
 
@@ -131,7 +131,15 @@ def drop_own(fd: int, later: list[int]) -> None:
     os.close(fd)
 
 
-def test_fds_attached_to_a_request_that_takes_none_from_a_client_without_rights() -> None:
+@contextlib.contextmanager
+def stalled_with_child(
+    body: Callable[[Broker, int, Callable[[dict[str, Any]], None]], None],
+) -> Iterator[tuple[Broker, StallFuse, BinaryIO]]:
+    """stalled_setup(accept=False) with one of the mount's files open and the daemon
+    stalled, and a forked child running body(broker, that fd, report): each
+    report(reply) reaches the parent as one JSON line on the yielded pipe, and an
+    exception in the child as {"child": repr(e)}. The child is waited for once the
+    mount is aborted and the broker checked."""
     child = 0
     try:
         with stalled_setup(accept=False) as (broker, fs, later):
@@ -139,27 +147,60 @@ def test_fds_attached_to_a_request_that_takes_none_from_a_client_without_rights(
             fs.stall()
             r, w = os.pipe()
             child = os.fork()
-            if child == 0:  # uid 65534, no rights: hello with the FUSE fd attached
+            if child == 0:
                 try:
                     os.close(r)
-                    drop_privileges(NOBODY, NOBODY)
-                    reply, _ = exchange(broker, {"op": "hello", "id": 7}, [fd], timeout=5.0)
-                    os.write(w, json.dumps(reply).encode() + b"\n")
+                    body(broker, fd, lambda reply: os.write(w, json.dumps(reply).encode() + b"\n"))
                     os._exit(0)
                 except BaseException as e:
                     os.write(w, json.dumps({"child": repr(e)}).encode() + b"\n")
                     os._exit(1)
-                # (its exit waits in FLUSH for its copy of the fd, until the abort)
             os.close(w)
-            with os.fdopen(r, "rb") as f:
-                reply = json.loads(f.readline() or b"{}")
-            assert reply.get("error") == "EINVAL" and reply.get("id") == 7, reply
-            wait_stalled(fs, FUSE_FLUSH, 2)  # the broker's close hangs (and the child's exit)…
-            assert_responsive(broker)  # …on a closer thread, not on the loop
-            assert_responsive(broker)
+            with os.fdopen(r, "rb") as replies:
+                yield broker, fs, replies
     finally:
         if child > 0:
             os.waitpid(child, 0)  # the mount is aborted: its exit completes
+
+
+@contextlib.contextmanager
+def closes_hanging(broker: Broker, names: list[str]) -> Iterator[None]:
+    """Mounts a StallFuse, puts one of its files under each name (the test's own
+    copies closed at once), stops the daemon and deletes them; the body runs once
+    the broker's close hangs in FLUSH. The mount is aborted on the way out."""
+    with StallFuse() as fs:
+        later: list[int] = []
+        try:
+            for i, name in enumerate(names):
+                fd = open_file(fs, i, later)
+                assert put(broker, name, [fd])["ok"]
+                drop_own(fd, later)
+            fs.stall()
+            for name in names:
+                reply, _ = exchange(broker, {"op": "delete", "name": name})
+                assert reply["ok"], reply
+            wait_stalled(fs, FUSE_FLUSH)
+            yield
+        finally:
+            fs.abort()
+            for fd in later:
+                os.close(fd)
+
+
+def test_fds_attached_to_a_request_that_takes_none_from_a_client_without_rights() -> None:
+    def nobody(broker: Broker, fd: int, report: Callable[[dict[str, Any]], None]) -> None:
+        # uid 65534, no rights: hello with the FUSE fd attached
+        drop_privileges(NOBODY, NOBODY)
+        reply, _ = exchange(broker, {"op": "hello", "id": 7}, [fd], timeout=5.0)
+        report(reply)
+        # (its exit waits in FLUSH for its copy of the fd, until the abort)
+
+    with stalled_with_child(nobody) as (broker, fs, replies):
+        reply = json.loads(replies.readline() or b"{}")
+        assert reply.get("error") == "EINVAL" and reply.get("id") == 7, reply
+        wait_stalled(fs, FUSE_FLUSH, 2)  # the broker's close hangs (and the child's exit)…
+        assert_responsive(broker)  # …on a closer thread, not on the loop
+        assert_responsive(broker)
 
 
 def test_put_refuses_fuse_descriptors_without_calling_into_the_file_system() -> None:
@@ -267,28 +308,15 @@ def test_sigterm_completes_while_a_close_hangs() -> None:
     gen = running_broker(config(True))
     broker = next(gen)
     try:
-        with StallFuse() as fs:
-            later: list[int] = []
-            try:
-                fd = open_file(fs, 0, later)
-                assert put(broker, "shared/s", [fd])["ok"]
-                drop_own(fd, later)
-                fs.stall()
-                reply, _ = exchange(broker, {"op": "delete", "name": "shared/s"})
-                assert reply["ok"], reply
-                wait_stalled(fs, FUSE_FLUSH)
-                assert_responsive(broker)
-                os.kill(broker.pid, signal.SIGTERM)
-                deadline = time.monotonic() + 10
-                while "stopped" not in broker.log() or os.path.exists(broker.socket):
-                    assert time.monotonic() < deadline, f"shutdown did not complete:\n{broker.log()}"
-                    time.sleep(0.02)
-                # Its work is done; what is left of the process waits in close.
-                assert broker.proc.poll() is None or broker.proc.returncode == 0
-            finally:
-                fs.abort()
-                for fd in later:
-                    os.close(fd)
+        with closes_hanging(broker, ["shared/s"]):
+            assert_responsive(broker)
+            os.kill(broker.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while "stopped" not in broker.log() or os.path.exists(broker.socket):
+                assert time.monotonic() < deadline, f"shutdown did not complete:\n{broker.log()}"
+                time.sleep(0.02)
+            # Its work is done; what is left of the process waits in close.
+            assert broker.proc.poll() is None or broker.proc.returncode == 0
         # Aborted: the close returns and the process ends, cleanly.
         assert broker.proc.wait(timeout=10) == 0, broker.log()
     finally:
@@ -416,31 +444,18 @@ def test_upgrade_completes_while_a_close_hangs(tmp_path) -> None:
     first, broker = start_standalone(tmp_path)
     successor = 0
     try:
-        with StallFuse() as fs:
-            later: list[int] = []
-            try:
-                fd = open_file(fs, 0, later)
-                assert put(broker, "u/f", [fd])["ok"]
-                drop_own(fd, later)
-                fs.stall()
-                reply, _ = exchange(broker, {"op": "delete", "name": "u/f"})
-                assert reply["ok"], reply
-                wait_stalled(fs, FUSE_FLUSH)
-                reply, _ = exchange(broker, {"op": "upgrade", "id": 1}, timeout=30)
-                assert reply["ok"] is True, (reply, broker.log())
-                successor = reply["pid"]
-                assert successor != first.pid
-                assert_responsive(broker)  # the new broker, on the same socket
-                hello, _ = exchange(broker, {"op": "hello"})
-                assert hello["ok"]
-                deadline = time.monotonic() + 10
-                while "stopped" not in broker.log():
-                    assert time.monotonic() < deadline, broker.log()
-                    time.sleep(0.02)
-            finally:
-                fs.abort()
-                for fd in later:
-                    os.close(fd)
+        with closes_hanging(broker, ["u/f"]):
+            reply, _ = exchange(broker, {"op": "upgrade", "id": 1}, timeout=30)
+            assert reply["ok"] is True, (reply, broker.log())
+            successor = reply["pid"]
+            assert successor != first.pid
+            assert_responsive(broker)  # the new broker, on the same socket
+            hello, _ = exchange(broker, {"op": "hello"})
+            assert hello["ok"]
+            deadline = time.monotonic() + 10
+            while "stopped" not in broker.log():
+                assert time.monotonic() < deadline, broker.log()
+                time.sleep(0.02)
         assert first.wait(timeout=10) == 0, broker.log()
     finally:
         if first.poll() is None:
@@ -462,47 +477,30 @@ def test_a_uid_whose_closes_pile_up_is_paused_and_the_others_are_served() -> Non
 
     copies = 253  # one FUSE file, attached 253 times to each message
     messages = 6  # 5 × 253 ≥ 1024: the sixth waits
-    child = 0
-    try:
-        with stalled_setup(accept=False) as (broker, fs, later):
-            fd = open_file(fs, 0, later)
-            fs.stall()
-            r, w = os.pipe()
-            child = os.fork()
-            if child == 0:
-                try:
-                    os.close(r)
-                    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-                    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # fds in flight
-                    drop_privileges(NOBODY, NOBODY)
-                    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
-                        s.connect(broker.socket)
-                        for i in range(messages):
-                            socket.send_fds(s, [json.dumps({"op": "hello", "id": i}).encode()], [fd] * copies)
-                        s.settimeout(30)
-                        for i in range(messages):
-                            reply = json.loads(s.recv(65537))
-                            os.write(w, json.dumps(reply).encode() + b"\n")
-                    os._exit(0)
-                except BaseException as e:
-                    os.write(w, json.dumps({"child": repr(e)}).encode() + b"\n")
-                    os._exit(1)
-            os.close(w)
-            replies = os.fdopen(r, "rb")
-            with replies:
-                for i in range(messages - 1):
-                    reply = json.loads(replies.readline() or b"{}")
-                    assert reply.get("id") == i and reply.get("error") == "EINVAL", reply
-                assert_responsive(broker)  # root, another uid
-                ready, _, _ = select.select([replies], [], [], 1.0)
-                assert not ready, "the paused uid's sixth request was read"
-                assert_responsive(broker)
-                fs.abort()  # the closes return; the uid is read again
-                reply = json.loads(replies.readline() or b"{}")
-                assert reply.get("id") == messages - 1 and reply.get("error") == "EINVAL", reply
-    finally:
-        if child > 0:
-            os.waitpid(child, 0)
+
+    def nobody(broker: Broker, fd: int, report: Callable[[dict[str, Any]], None]) -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # fds in flight
+        drop_privileges(NOBODY, NOBODY)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+            s.connect(broker.socket)
+            for i in range(messages):
+                socket.send_fds(s, [json.dumps({"op": "hello", "id": i}).encode()], [fd] * copies)
+            s.settimeout(30)
+            for i in range(messages):
+                report(json.loads(s.recv(65537)))
+
+    with stalled_with_child(nobody) as (broker, fs, replies):
+        for i in range(messages - 1):
+            reply = json.loads(replies.readline() or b"{}")
+            assert reply.get("id") == i and reply.get("error") == "EINVAL", reply
+        assert_responsive(broker)  # root, another uid
+        ready, _, _ = select.select([replies], [], [], 1.0)
+        assert not ready, "the paused uid's sixth request was read"
+        assert_responsive(broker)
+        fs.abort()  # the closes return; the uid is read again
+        reply = json.loads(replies.readline() or b"{}")
+        assert reply.get("id") == messages - 1 and reply.get("error") == "EINVAL", reply
 
 
 def test_upgrade_never_hangs_on_descriptors_queued_behind_a_hanging_close(tmp_path) -> None:
@@ -513,35 +511,20 @@ def test_upgrade_never_hangs_on_descriptors_queued_behind_a_hanging_close(tmp_pa
     at once (EBUSY). The killed child ends, and is reaped, after the abort."""
     first, broker = start_standalone(tmp_path)
     try:
-        with StallFuse() as fs:
-            later: list[int] = []
-            try:
-                for i, name in enumerate(("u/a", "u/b")):
-                    fd = open_file(fs, i, later)
-                    assert put(broker, name, [fd])["ok"]
-                    drop_own(fd, later)
-                fs.stall()
-                for name in ("u/a", "u/b"):
-                    reply, _ = exchange(broker, {"op": "delete", "name": name})
-                    assert reply["ok"], reply
-                wait_stalled(fs, FUSE_FLUSH)
-                reply, _ = exchange(broker, {"op": "upgrade", "id": 1}, timeout=30)
-                assert reply["error"] == "ETIMEDOUT", (reply, broker.log())
-                assert "killed, not yet ended" in reply["message"], reply
-                assert_responsive(broker)
-                deadline = time.monotonic() + 15
-                while "has not returned" not in broker.log():
-                    assert time.monotonic() < deadline, broker.log()
-                    time.sleep(0.05)
-                start = time.monotonic()
-                reply, _ = exchange(broker, {"op": "upgrade", "id": 2}, timeout=30)
-                assert reply["error"] == "EBUSY" and "1 descriptors wait" in reply["message"], reply
-                assert time.monotonic() - start < RESPONSIVE_WITHIN
-                assert_responsive(broker)
-            finally:
-                fs.abort()
-                for fd in later:
-                    os.close(fd)
+        with closes_hanging(broker, ["u/a", "u/b"]):
+            reply, _ = exchange(broker, {"op": "upgrade", "id": 1}, timeout=30)
+            assert reply["error"] == "ETIMEDOUT", (reply, broker.log())
+            assert "killed, not yet ended" in reply["message"], reply
+            assert_responsive(broker)
+            deadline = time.monotonic() + 15
+            while "has not returned" not in broker.log():
+                assert time.monotonic() < deadline, broker.log()
+                time.sleep(0.05)
+            start = time.monotonic()
+            reply, _ = exchange(broker, {"op": "upgrade", "id": 2}, timeout=30)
+            assert reply["error"] == "EBUSY" and "1 descriptors wait" in reply["message"], reply
+            assert time.monotonic() - start < RESPONSIVE_WITHIN
+            assert_responsive(broker)
         # The killed child ends now; the broker reaps it (no zombie left).
         children = f"/proc/{first.pid}/task/{first.pid}/children"
         deadline = time.monotonic() + 10

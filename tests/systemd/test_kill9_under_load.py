@@ -218,6 +218,16 @@ def wait_ready(machine, old_pid: int) -> int:
     return machine.wait_for(ready, "systemd to report a new broker ready", timeout=30, interval=0.02)
 
 
+def get_entry(conn_path, name: str) -> tuple[dict, list[int]]:
+    """`get` on a fresh connection: (reply, received fds, which the caller closes)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.settimeout(30)
+        s.connect(str(conn_path))
+        s.send(json.dumps({"op": "get", "name": name}).encode())
+        data, fds, _flags, _ = socket.recv_fds(s, MAX_MESSAGE, MAX_FDS)
+    return json.loads(data), fds
+
+
 def list_names(conn_path) -> list[str]:
     names, cursor = [], None
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
@@ -295,12 +305,7 @@ def test_acknowledged_entries_survive_kill9_under_load(broker_machine, capsys):
     present = set(list_names(path))
     resurrected = sorted(present & set(taken))
     for name, (generation, memfd) in live.items():
-        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
-            s.settimeout(30)
-            s.connect(str(path))
-            s.send(json.dumps({"op": "get", "name": name}).encode())
-            data, fds, _flags, _ = socket.recv_fds(s, MAX_MESSAGE, MAX_FDS)
-        reply = json.loads(data)
+        reply, fds = get_entry(path, name)
         try:
             if not (reply.get("ok") and reply["generation"] == generation and len(fds) == 1
                     and same_open_file(fds[0], memfd)):
@@ -391,12 +396,7 @@ def test_a_put_acknowledged_just_before_kill9_survives(broker_machine):
             puts[f"fast/{i}"] = (reply["generation"], memfd)
         pid = wait_ready(machine, pid)
         for name, (generation, memfd) in puts.items():
-            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
-                s.settimeout(30)
-                s.connect(str(path))
-                s.send(json.dumps({"op": "get", "name": name}).encode())
-                data, fds, _flags, _ = socket.recv_fds(s, MAX_MESSAGE, MAX_FDS)
-            reply = json.loads(data)
+            reply, fds = get_entry(path, name)
             try:
                 assert reply.get("ok") and reply["generation"] == generation, (name, reply)
                 assert len(fds) == 1 and same_open_file(fds[0], memfd), name
