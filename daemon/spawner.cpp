@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "spawner.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <fdbroker/scm_rights.hpp>
 #include <string_view>
+#include <thread>
 
 namespace fdbroker::daemon {
 
@@ -126,11 +128,35 @@ void handle_request(int sock, const char* data, std::size_t size, unique_fd chan
   send_report(sock, 'P', pid, 0);
 }
 
+// Closes what the spawner inherited, but `keep`. At a first start none of it is a
+// client's; in a broker started by an upgrade (or by systemd) the passed entries
+// are, and one of a FUSE mount that does not answer would hang its close: so
+// the closes run on a thread of their own, and the spawner answers meanwhile.
+// (A child forked while one hangs still has it, and hangs in its close_range:
+// that upgrade then fails after upgrade_timeout, without blocking the broker.)
+// Each listed number is closed once, so a number reused meanwhile is safe.
+void close_inherited(int keep, int ours) {
+  ::close(ours);  // the broker's end: a socket, closed now so that its EOF reaches us
+  std::vector<int> fds;
+  if (DIR* dir = ::opendir("/proc/self/fd"); dir != nullptr) {
+    int self = ::dirfd(dir);
+    while (dirent* e = ::readdir(dir)) {
+      int fd = std::atoi(e->d_name);
+      if (fd > 2 && fd != keep && fd != self && fd != ours) fds.push_back(fd);
+    }
+    ::closedir(dir);
+  } else {
+    return;  // no list: keep them (a child's close_range closes them)
+  }
+  std::thread([fds = std::move(fds)] {
+    for (int fd : fds) ::close(fd);
+  }).detach();
+}
+
 [[noreturn]] void run_spawner(int sock) {
   sigset_t chld;
   ::sigemptyset(&chld);
   ::sigaddset(&chld, SIGCHLD);
-  ::sigprocmask(SIG_BLOCK, &chld, nullptr);
   int sigfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sigfd < 0) ::_exit(1);
   std::vector<char> buf(max_request);
@@ -197,12 +223,14 @@ unique_fd start_spawner() {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(0);
     ::prctl(PR_SET_NAME, "fdbrokerd-spawn");
-    // Nothing here is a client's yet: closing is safe. Only the socket stays.
     int sock = theirs.get();
-    ::close_range(3, static_cast<unsigned>(sock) - 1, 0);
-    ::close_range(static_cast<unsigned>(sock) + 1, ~0u, 0);
-    (void)ours.release();  // closed just above
+    // Before any thread: SIGCHLD must reach the signalfd, not a thread.
+    sigset_t chld;
+    ::sigemptyset(&chld);
+    ::sigaddset(&chld, SIGCHLD);
+    ::sigprocmask(SIG_BLOCK, &chld, nullptr);
     for (int sig : {SIGINT, SIGHUP, SIGUSR2, SIGPIPE}) ::signal(sig, SIG_IGN);
+    close_inherited(sock, ours.release());
     run_spawner(sock);
   }
   return ours;

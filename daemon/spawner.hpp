@@ -9,6 +9,9 @@
 // or close_range would hang on it. The spawner's table holds only its end of a
 // SOCK_SEQPACKET socketpair, so its children start clean.
 //
+// (In a broker started by an upgrade, the entries passed to it are open at that
+// moment; the spawner closes its copies on a thread, see close_inherited().)
+//
 // An upgrade: the broker makes a socketpair for it and sends the spawner a
 // request (binary, argv, envp, the number m of descriptors) with one end
 // attached. The spawner forks; the child moves that end above 3 + m, closes
@@ -39,8 +42,9 @@ struct SpawnerReport {
   int value = 0;
 };
 
-// Forks the spawner. Call while this process holds no client's descriptor and
-// runs one thread. Returns the broker's end of the socket (close-on-exec), or an
+// Forks the spawner. Call while this process runs one thread, before the event
+// loop and the closer; descriptors it inherits (the entries an upgrade passed)
+// are closed on a thread of the spawner (spawner.cpp). Returns the broker's end of the socket (close-on-exec), or an
 // invalid unique_fd with errno set. Never returns in the spawner.
 unique_fd start_spawner();
 
