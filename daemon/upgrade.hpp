@@ -8,13 +8,14 @@
 //     more (SHUT_RD: their next send fails with EPIPE, at a request boundary),
 //     answers what was sent and closes them. The state is final from here on:
 //     nothing a client did is lost by the handover.
-//  2. fork + exec of the new binary with the same arguments: the listening
+//  2. The spawner (spawner.hpp) forks and execs the new binary with the same
+//     arguments, so that no other descriptor of this process reaches it: the listening
 //     socket ("listen"), every entry's fds ("e<serial>.<i>"), a sealed state
 //     memfd ("state.<seq>"), and a pipe ($FDBROKER_UPGRADE_READY_FD) on which
 //     the new broker says it is ready (once it would say READY=1).
 //  3. Ready: the old broker answers the requester, leaves the socket file to
 //     the new one and exits (lame duck, as on SIGTERM). Not ready (exec error,
-//     bad config, exit, upgrade_timeout): the child is killed and reaped, and
+//     bad config, exit, upgrade_timeout): the child is killed (the spawner reaps it), and
 //     the old broker accepts again with everything intact.
 //
 // Under systemd this is refused (EOPNOTSUPP): systemd tracks the main PID and
