@@ -44,8 +44,8 @@ struct SpawnerReport {
 
 // Forks the spawner. Call while this process runs one thread, before the event
 // loop and the closer; descriptors it inherits (the entries an upgrade passed)
-// are closed on a thread of the spawner (spawner.cpp). Returns the broker's end of the socket (close-on-exec), or an
-// invalid unique_fd with errno set. Never returns in the spawner.
+// are closed on a thread of the spawner (spawner.cpp). Returns the broker's end of the socket
+// (close-on-exec), or an invalid unique_fd with errno set. Never returns in the spawner.
 unique_fd start_spawner();
 
 // Sends a spawn request on `spawner` (the broker's end): run `path` with `argv`
