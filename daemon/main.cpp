@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fdbroker/error.hpp>
 #include <fdbroker/version.hpp>
 #include <optional>
@@ -25,6 +26,7 @@
 #include "listener.hpp"
 #include "logging.hpp"
 #include "restore.hpp"
+#include "spawner.hpp"
 #include "systemd.hpp"
 #include "upgrade.hpp"
 
@@ -100,6 +102,15 @@ int run(const Options& opts) {
   spdlog::info("fdbrokerd {} starting: up to {} clients, {} stored fds", FDBROKER_VERSION_STRING,
                limits.max_connections, limits.max_fds);
 
+  // The process that forks a new broker on an upgrade (spawner.hpp): forked now,
+  // while this process runs one thread and holds no client's descriptor. Not
+  // under systemd, which refuses upgrades (upgrade.hpp).
+  fdbroker::unique_fd spawner;
+  if (!fdstore_wanted()) {
+    spawner = start_spawner();
+    if (!spawner.valid()) spdlog::error("cannot start the spawner ({}): upgrades are refused", std::strerror(errno));
+  }
+
   EventLoop loop;
   // Clients' descriptors are closed on its threads, never on the loop's
   // (closer.hpp). Declared before the broker: it takes what the broker drops
@@ -157,7 +168,7 @@ int run(const Options& opts) {
   loop.on_signal(SIGTERM, stop);
   loop.on_signal(SIGINT, stop);
   // Upgrade without systemd (upgrade.hpp): the `upgrade` op, or SIGUSR2.
-  Upgrader upgrader(loop, broker, opts.argv, own_binary(), fdstore.pushing());
+  Upgrader upgrader(loop, broker, opts.argv, own_binary(), fdstore.pushing(), std::move(spawner));
   upgrader.on_handed_over(stop);
   loop.on_signal(SIGUSR2, [&] { upgrader.start(-1, "", ""); });
   loop.on_signal(SIGHUP, [&] {

@@ -2,9 +2,10 @@
 #include "upgrade.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,9 +15,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <fdbroker/error.hpp>
+#include <fdbroker/scm_rights.hpp>
 
-#include "closer.hpp"
 #include "fdstore_sync.hpp"
+#include "spawner.hpp"
 
 extern char** environ;
 
@@ -26,22 +28,10 @@ namespace {
 
 // Bytes on the readiness pipe: 'R' ready; 'X' + errno (int) the exec failed.
 constexpr char ready_byte = 'R';
-constexpr char exec_failed_byte = 'X';
+constexpr char exec_failed_byte = 'X';  // written by spawner.cpp
 
 bool starts_with(const char* s, const char* prefix) {
   return std::strncmp(s, prefix, std::strlen(prefix)) == 0;
-}
-
-// Decimal digits of `v` into `out` (async-signal-safe: used between fork and exec).
-void format_pid(char* out, long v) {
-  char digits[24];
-  int n = 0;
-  do {
-    digits[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v > 0);
-  while (n > 0) *out++ = digits[--n];
-  *out = '\0';
 }
 
 std::string describe_status(int status) {
@@ -72,12 +62,19 @@ void report_upgrade_ready() {
 }
 
 Upgrader::Upgrader(EventLoop& loop, Broker& broker, std::vector<std::string> argv,
-                   std::string default_binary, bool under_systemd)
+                   std::string default_binary, bool under_systemd, unique_fd spawner)
     : loop_(loop),
       broker_(broker),
       argv_(std::move(argv)),
       default_binary_(std::move(default_binary)),
-      under_systemd_(under_systemd) {
+      under_systemd_(under_systemd),
+      spawner_(std::move(spawner)) {
+  if (spawner_.valid()) {
+    if (auto ec = loop_.watch(spawner_.get(), EPOLLIN, [this](std::uint32_t) { on_spawner_readable(); })) {
+      spdlog::error("upgrade: watching the spawner: {}", ec.message());
+      spawner_.reset();
+    }
+  }
   broker_.set_upgrade_handler([this](int conn_fd, const std::string& id,
                                      const std::string& binary) { start(conn_fd, id, binary); });
 }
@@ -86,26 +83,31 @@ Upgrader::~Upgrader() {
   broker_.set_upgrade_handler(nullptr);
   if (timer_ != 0) loop_.cancel(timer_);
   if (ready_.valid()) loop_.unwatch(ready_.get());
-  if (reap_timer_ != 0) loop_.cancel(reap_timer_);
-  if (child_ > 0) {
-    ::kill(child_, SIGKILL);
-    ::waitpid(child_, nullptr, WNOHANG);  // never wait: see reap_later()
+  if (spawner_.valid()) loop_.unwatch(spawner_.get());
+  if (child_ > 0) ::kill(child_, SIGKILL);  // the spawner reaps it
+}
+
+void Upgrader::on_spawner_readable() {
+  SpawnerReport report;
+  ssize_t got = ::recv(spawner_.get(), &report, sizeof report, MSG_DONTWAIT);
+  if (got < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (got != static_cast<ssize_t>(sizeof report)) {
+    spawner_lost();
+    return;
+  }
+  on_report(report);
+}
+
+void Upgrader::on_report(const SpawnerReport& report) {
+  if (report.kind == 'E') {
+    spdlog::info("upgrade: pid {} {}", report.pid, describe_status(report.value));
   }
 }
 
-void Upgrader::reap_later(pid_t pid) {
-  spdlog::warn("upgrade: pid {} was killed but has not ended (waiting in a close on a file system that "
-               "does not answer?); it is reaped once it ends", pid);
-  unreaped_.push_back(pid);
-  if (reap_timer_ == 0) reap_timer_ = loop_.add_timer(Clock::now() + std::chrono::seconds(1), [this] { reap_poll(); });
-}
-
-void Upgrader::reap_poll() {
-  reap_timer_ = 0;
-  std::erase_if(unreaped_, [](pid_t p) { return ::waitpid(p, nullptr, WNOHANG) != 0; });
-  if (!unreaped_.empty()) {
-    reap_timer_ = loop_.add_timer(Clock::now() + std::chrono::seconds(1), [this] { reap_poll(); });
-  }
+void Upgrader::spawner_lost() {
+  spdlog::error("upgrade: the spawner process is gone; upgrades are refused from now on");
+  loop_.unwatch(spawner_.get());
+  spawner_.reset();
 }
 
 void Upgrader::start(int conn_fd, const std::string& id, const std::string& binary) {
@@ -121,18 +123,9 @@ void Upgrader::start(int conn_fd, const std::string& id, const std::string& bina
     spdlog::warn("upgrade refused: run by systemd, use systemctl restart");
     return;
   }
-  if (Closer* closer = Closer::current(); closer != nullptr) {
-    if (std::size_t stuck = closer->queued_behind_slow(); stuck > 0) {
-      // The child that becomes the new broker gets a copy of every descriptor
-      // still open here and closes those it does not pass on: it would hang on
-      // these as the closer does (closer.hpp).
-      std::string why = std::to_string(stuck) +
-                        " descriptors wait to be closed behind a close that does not return (a FUSE daemon that "
-                        "stopped answering?): the new broker would hang on them; try again once it answers";
-      spdlog::warn("upgrade refused: {}", why);
-      if (conn_fd >= 0) broker_.reply_to(conn_fd, id, EBUSY, why);
-      return;
-    }
+  if (!spawner_.valid()) {
+    if (conn_fd >= 0) broker_.reply_to(conn_fd, id, ESRCH, "no spawner process (see the log at start)");
+    return;
   }
   std::string target = binary.empty() ? default_binary_ : binary;
   if (target.empty()) {
@@ -167,8 +160,10 @@ void Upgrader::launch() {
   unique_fd ready_read(pipe_fds[0]);
   unique_fd ready_write(pipe_fds[1]);
 
-  // Everything the child needs is built before fork(): after it, only
-  // async-signal-safe calls.
+  // The spawner (spawner.hpp) forks and execs the new broker, so that no
+  // descriptor of this process (one queued behind a close that hangs, say) is
+  // copied into it. Sent to it: the environment and arguments, and a channel on
+  // which the descriptors follow once the child exists.
   std::vector<int> sources;
   std::string names;
   for (const auto& [name, fd] : fds) {
@@ -190,95 +185,71 @@ void Upgrader::launch() {
   env_strings.push_back("LISTEN_FDS=" + std::to_string(n));
   env_strings.push_back("LISTEN_FDNAMES=" + names);
   env_strings.push_back(std::string(upgrade_ready_env) + "=" + std::to_string(3 + n));
-  env_strings.push_back("LISTEN_PID=" + std::string(24, '0'));  // filled in by the child
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  char* pid_digits = env_strings.back().data() + std::strlen("LISTEN_PID=");
+  // LISTEN_PID: added by the child, which knows its pid.
   std::vector<std::string> args = argv_;
   if (args.empty()) args.push_back(binary_);
-  std::vector<char*> argvp;
-  for (auto& a : args) argvp.push_back(a.data());
-  argvp.push_back(nullptr);
-  const char* path = binary_.c_str();
-  // Where each source sits, by fd number, for the moves in the child; and the
-  // sources in order, for closing everything else there.
-  rlimit rl{};
-  ::getrlimit(RLIMIT_NOFILE, &rl);
-  const std::size_t table = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 20)
-                                ? (1u << 20)
-                                : static_cast<std::size_t>(rl.rlim_cur);
-  std::vector<int> owner(table, -1);
-  for (int i = 0; i < m; ++i)
-    owner[static_cast<std::size_t>(sources[static_cast<std::size_t>(i)])] = i;
-  std::vector<int> sorted = sources;
-  std::sort(sorted.begin(), sorted.end());
 
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    fail(errno, std::string("fork: ") + std::strerror(errno));
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+    fail(errno, std::string("socketpair: ") + std::strerror(errno));
     return;
   }
-  if (pid == 0) {
-    // The child: only async-signal-safe calls, no allocation. First everything
-    // but the sources (and 0-2) goes, so that moving each source into place
-    // needs at most one spare descriptor: a broker holding most of its
-    // RLIMIT_NOFILE can still hand over.
-    int err = 0;
-    unsigned next = 3;
-    for (int fd : sorted) {
-      if (static_cast<unsigned>(fd) > next) ::close_range(next, static_cast<unsigned>(fd) - 1, 0);
-      next = static_cast<unsigned>(fd) + 1;
+  unique_fd channel(pair[0]);
+  unique_fd channel_peer(pair[1]);
+  if (int err = send_spawn_request(spawner_.get(), channel_peer.get(), binary_, args, env_strings, m)) {
+    fail(err, std::string("cannot reach the spawner: ") + std::strerror(err));
+    return;
+  }
+  channel_peer.reset();
+  // Its answer comes at once (it forks and reports): waited for here, briefly.
+  auto deadline = Clock::now() + spawner_timeout;
+  pid_t pid = -1;
+  int fork_err = 0;
+  while (pid < 0 && fork_err == 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    pollfd pfd{spawner_.get(), POLLIN, 0};
+    int r = left > 0 ? ::poll(&pfd, 1, static_cast<int>(left)) : 0;
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      fail(ETIMEDOUT, "the spawner did not answer");
+      return;
     }
-    ::close_range(next, ~0u, 0);
-    // Then source i to fd 3 + i; a source sitting where another must go moves
-    // out of the way first (above the target range).
-    auto at = [&](int fd) -> int& { return owner[static_cast<std::size_t>(fd)]; };
-    for (int i = 0; i < m && err == 0; ++i) {
-      int target = 3 + i;
-      int src = sources[static_cast<std::size_t>(i)];
-      if (src == target) {
-        if (::fcntl(target, F_SETFD, 0) < 0) err = errno;  // keep it across exec
-        continue;
-      }
-      if (int j = at(target); j >= 0) {
-        int moved = ::fcntl(target, F_DUPFD_CLOEXEC, 3 + m);
-        if (moved < 0 || static_cast<std::size_t>(moved) >= table) {
-          err = moved < 0 ? errno : EMFILE;
-          break;
-        }
-        ::close(target);
-        at(target) = -1;
-        at(moved) = j;
-        sources[static_cast<std::size_t>(j)] = moved;
-      }
-      if (::dup2(src, target) < 0) {  // the copy has no close-on-exec
-        err = errno;
-        break;
-      }
-      ::close(src);
-      at(src) = -1;
-      at(target) = i;
-      sources[static_cast<std::size_t>(i)] = target;
+    SpawnerReport report;
+    ssize_t got = ::recv(spawner_.get(), &report, sizeof report, 0);
+    if (got != static_cast<ssize_t>(sizeof report)) {
+      spawner_lost();
+      fail(ESRCH, "the spawner process is gone");
+      return;
     }
-    if (err == 0) {
-      sigset_t none;
-      ::sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);  // the old broker's signalfd mask
-      ::signal(SIGPIPE, SIG_DFL);
-      format_pid(pid_digits, static_cast<long>(::getpid()));
-      ::execve(path, argvp.data(), envp.data());
-      err = errno;
+    if (report.kind == 'P') {
+      pid = report.pid;
+    } else if (report.kind == 'F') {
+      fork_err = report.value;
+    } else {
+      on_report(report);
     }
-    char msg[1 + sizeof(int)];
-    msg[0] = exec_failed_byte;
-    std::memcpy(msg + 1, &err, sizeof err);
-    // The readiness pipe, wherever the moves left it.
-    ssize_t ignored = ::write(sources[static_cast<std::size_t>(m - 1)], msg, sizeof msg);
-    (void)ignored;
-    ::_exit(127);
+  }
+  if (pid < 0) {
+    fail(fork_err, std::string("the spawner cannot fork: ") + std::strerror(fork_err));
+    return;
   }
   child_ = pid;
+  // The descriptors, at most max_fds_per_message a message; the child takes
+  // them as they come. A send timeout, so that a child that stopped reading
+  // does not hold the loop for long.
+  timeval tv{static_cast<time_t>(spawner_timeout.count()), 0};
+  ::setsockopt(channel.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  for (std::size_t i = 0; i < sources.size(); i += max_fds_per_message) {
+    std::size_t k = std::min(max_fds_per_message, sources.size() - i);
+    char byte = 'F';
+    auto sent = try_sendfds(channel.get(), &byte, 1, sources.data() + i, k);
+    if (!sent) {
+      int err = sent.error().value();
+      fail(err, std::string("sending the descriptors to the new fdbrokerd: ") + std::strerror(err));
+      return;
+    }
+  }
+  channel.reset();
   ready_write.reset();  // the child's copy is the only writer: EOF when it dies
   ready_ = std::move(ready_read);
   spdlog::info("upgrade: started '{}' as pid {} with {} descriptors", binary_, pid, n);
@@ -322,23 +293,10 @@ void Upgrader::on_ready_pipe() {
 void Upgrader::fail(int err, const std::string& why) {
   std::string message = why;
   if (child_ > 0) {
-    int status = 0;
-    pid_t r = ::waitpid(child_, &status, WNOHANG);
-    if (r == 0) {
-      ::kill(child_, SIGKILL);
-      // It usually dies at once; one that waits in the kernel (a FUSE close
-      // that does not return) is not waited for here, on the loop.
-      for (int i = 0; i < 50 && r == 0; ++i) {
-        ::usleep(2000);
-        r = ::waitpid(child_, &status, WNOHANG);
-      }
-    }
-    if (r == child_) {
-      message += " (pid " + std::to_string(child_) + " " + describe_status(status) + ")";
-    } else if (r == 0) {
-      message += " (pid " + std::to_string(child_) + " killed, not yet ended)";
-      reap_later(child_);
-    }
+    // The spawner reaps it and reports its end (on_report); one that waits in
+    // the kernel (a FUSE close that does not return) ends later.
+    ::kill(child_, SIGKILL);
+    message += " (pid " + std::to_string(child_) + " killed)";
     child_ = -1;
   }
   if (timer_ != 0) loop_.cancel(timer_);

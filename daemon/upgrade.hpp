@@ -8,13 +8,14 @@
 //     more (SHUT_RD: their next send fails with EPIPE, at a request boundary),
 //     answers what was sent and closes them. The state is final from here on:
 //     nothing a client did is lost by the handover.
-//  2. fork + exec of the new binary with the same arguments: the listening
+//  2. The spawner (spawner.hpp) forks and execs the new binary with the same
+//     arguments, so that no other descriptor of this process reaches it: the listening
 //     socket ("listen"), every entry's fds ("e<serial>.<i>"), a sealed state
 //     memfd ("state.<seq>"), and a pipe ($FDBROKER_UPGRADE_READY_FD) on which
 //     the new broker says it is ready (once it would say READY=1).
 //  3. Ready: the old broker answers the requester, leaves the socket file to
 //     the new one and exits (lame duck, as on SIGTERM). Not ready (exec error,
-//     bad config, exit, upgrade_timeout): the child is killed and reaped, and
+//     bad config, exit, upgrade_timeout): the child is killed (the spawner reaps it), and
 //     the old broker accepts again with everything intact.
 //
 // Under systemd this is refused (EOPNOTSUPP): systemd tracks the main PID and
@@ -31,11 +32,15 @@
 
 #include "broker.hpp"
 #include "event_loop.hpp"
+#include "spawner.hpp"
 
 namespace fdbroker::daemon {
 
 // How long a new broker may take to become ready.
 inline constexpr std::chrono::seconds upgrade_timeout{10};
+
+// How long the spawner may take to answer, and the child to take the descriptors.
+inline constexpr std::chrono::seconds spawner_timeout{5};
 
 // The environment variable naming the readiness pipe's fd in a new broker.
 inline constexpr const char* upgrade_ready_env = "FDBROKER_UPGRADE_READY_FD";
@@ -45,8 +50,10 @@ class Upgrader {
   // `argv`: the running broker's arguments, passed on unchanged. `default_binary`:
   // what /proc/self/exe named at start (the path, so that a replaced file there
   // is what runs). `under_systemd`: refuse (see above).
+  // `spawner`: the broker's end of the spawner's socket (spawner.hpp), taken;
+  // invalid: every upgrade is refused with ESRCH.
   Upgrader(EventLoop& loop, Broker& broker, std::vector<std::string> argv,
-           std::string default_binary, bool under_systemd);
+           std::string default_binary, bool under_systemd, unique_fd spawner);
   ~Upgrader();
   Upgrader(const Upgrader&) = delete;
   Upgrader& operator=(const Upgrader&) = delete;
@@ -56,26 +63,27 @@ class Upgrader {
 
   // Starts an upgrade to `binary` (empty: default). `conn_fd` is the requester
   // (-1: SIGUSR2), answered with {"ok":true,"pid":N} or an error: EBUSY (one is
-  // running, or descriptors wait for the closer behind a close that hangs: the
-  // new broker's start would hang on them too), ESHUTDOWN, EOPNOTSUPP, the exec's errno, ECHILD (exited before ready),
-  // ETIMEDOUT.
+  // running), ESHUTDOWN, EOPNOTSUPP, ESRCH (no spawner), the fork's or exec's
+  // errno, ECHILD (exited before ready), ETIMEDOUT. Descriptors queued on the
+  // closer behind a close that hangs do not matter: the spawner, not this
+  // process, forks the new broker (spawner.hpp).
   void start(int conn_fd, const std::string& id, const std::string& binary);
 
  private:
   void launch();
   void on_ready_pipe();
   void fail(int err, const std::string& why);
-  // Reaps `pid` (already sent SIGKILL) from a timer, never blocking the loop: a
-  // process waiting in the kernel (a close on a FUSE mount that does not answer,
-  // which the child's close_range makes) does not die until the wait ends.
-  void reap_later(pid_t pid);
-  void reap_poll();
+  // The spawner's reports: a child's end is logged (it reaps them).
+  void on_spawner_readable();
+  void on_report(const SpawnerReport& report);
+  void spawner_lost();
 
   EventLoop& loop_;
   Broker& broker_;
   std::vector<std::string> argv_;
   std::string default_binary_;
   bool under_systemd_;
+  unique_fd spawner_;
   std::function<void()> handed_over_;
 
   bool running_ = false;
@@ -85,8 +93,6 @@ class Upgrader {
   pid_t child_ = -1;
   unique_fd ready_;
   EventLoop::TimerId timer_ = 0;
-  std::vector<pid_t> unreaped_;
-  EventLoop::TimerId reap_timer_ = 0;
 };
 
 // In a new broker: tells the old one it is ready, if one waits

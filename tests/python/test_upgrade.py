@@ -82,13 +82,15 @@ def wait_gone(pid: int, timeout: float = 20.0) -> None:
 
 
 def brokers_with(config: Path) -> list[int]:
-    """The live fdbrokerd processes started with `config` (every upgrade runs the same argv)."""
+    """The live fdbrokerd processes started with `config` (every upgrade runs the same argv),
+    not counting each one's spawner (forked, so the same argv; named fdbrokerd-spawn)."""
     argv = [binary("FDBROKERD").encode(), b"--config", str(config).encode()]
     found = []
     for p in os.listdir("/proc"):
         try:
             if p.isdigit() and pid_alive(int(p)) and \
-                    Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[:3] == argv:
+                    Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[:3] == argv and \
+                    Path(f"/proc/{p}/comm").read_text().strip() != "fdbrokerd-spawn":
                 found.append(int(p))
         except OSError:
             pass  # gone meanwhile
