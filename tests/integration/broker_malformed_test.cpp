@@ -29,6 +29,26 @@ void expect_rejected(BrokerProcess& broker, int sock, const std::string& payload
   (void)broker;
 }
 
+// Lowers the broker's soft RLIMIT_NOFILE to `soft` for the scope: the kernel
+// installs only the descriptors of a message that fit under it and truncates the
+// rest (MSG_CTRUNC). Restored at the end of the scope.
+class FdLimit {
+ public:
+  FdLimit(pid_t pid, rlim_t soft) : pid_(pid) {
+    if (::prlimit(pid_, RLIMIT_NOFILE, nullptr, &old_) != 0) throw std::system_error(errno, std::system_category(), "prlimit");
+    rlimit tight = old_;
+    tight.rlim_cur = soft;
+    if (::prlimit(pid_, RLIMIT_NOFILE, &tight, nullptr) != 0) throw std::system_error(errno, std::system_category(), "prlimit");
+  }
+  ~FdLimit() { ::prlimit(pid_, RLIMIT_NOFILE, &old_, nullptr); }
+  FdLimit(const FdLimit&) = delete;
+  FdLimit& operator=(const FdLimit&) = delete;
+
+ private:
+  pid_t pid_;
+  rlimit old_{};
+};
+
 }  // namespace
 
 TEST(BrokerMalformed, EveryKindGetsAnErrorAndTheFdsAreClosed) {
@@ -105,17 +125,14 @@ TEST(BrokerMalformed, TruncatedAncillaryDataIsEmsgsizeAndNothingLeaks) {
   auto c = broker.connect();
   ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
   std::size_t baseline = broker.fd_count();
-  // Make the broker's fd table nearly full, so the kernel can install only some
-  // of the descriptors of the next message and truncates the rest (MSG_CTRUNC).
-  rlimit old{};
-  ASSERT_EQ(::prlimit(broker.pid(), RLIMIT_NOFILE, nullptr, &old), 0);
-  rlimit tight = old;
-  tight.rlim_cur = broker.lowest_free_fd() + 3;
-  ASSERT_EQ(::prlimit(broker.pid(), RLIMIT_NOFILE, &tight, nullptr), 0);
   auto p = pipe_pair();
   std::vector<int> fds(10, p.write.get());
-  auto r = call(c.get(), {{"op", "put"}, {"name", "trunc"}, {"id", 1}}, fds);
-  ASSERT_EQ(::prlimit(broker.pid(), RLIMIT_NOFILE, &old, nullptr), 0);
+  Reply r;
+  {
+    // Room for only some of the descriptors of the next message.
+    FdLimit nearly_full(broker.pid(), broker.lowest_free_fd() + 3);
+    r = call(c.get(), {{"op", "put"}, {"name", "trunc"}, {"id", 1}}, fds);
+  }
   EXPECT_EQ(r.error(), "EMSGSIZE") << r.raw;
   EXPECT_EQ(r.body["id"], 1);
   p.write.reset();
@@ -132,15 +149,13 @@ TEST(BrokerMalformed, AZeroByteMessageWithEveryFdTruncatedIsEmsgsize) {
   auto c = broker.connect();
   ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
   std::size_t baseline = broker.fd_count();
-  rlimit old{};
-  ASSERT_EQ(::prlimit(broker.pid(), RLIMIT_NOFILE, nullptr, &old), 0);
-  rlimit full = old;
-  full.rlim_cur = broker.lowest_free_fd();
-  ASSERT_EQ(::prlimit(broker.pid(), RLIMIT_NOFILE, &full, nullptr), 0);
   auto p = pipe_pair();
-  send_raw(c.get(), "", {p.write.get(), p.write.get()});
-  auto r = receive(c.get());
-  ASSERT_EQ(::prlimit(broker.pid(), RLIMIT_NOFILE, &old, nullptr), 0);
+  Reply r;
+  {
+    FdLimit full(broker.pid(), broker.lowest_free_fd());  // room for none of them
+    send_raw(c.get(), "", {p.write.get(), p.write.get()});
+    r = receive(c.get());
+  }
   EXPECT_EQ(r.error(), "EMSGSIZE") << r.raw;
   p.write.reset();
   EXPECT_TRUE(reaches_eof(p.read.get()));
