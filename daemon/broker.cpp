@@ -68,9 +68,12 @@ std::int64_t ms_until(Clock::time_point when, Clock::time_point now) {
   return left > 0 ? left : 0;
 }
 
-std::string describe_all(const FdSet& fds) {
+// `facts`: probe_fd() of each descriptor, if already done (else probed here).
+std::string describe_all(const FdSet& fds, const std::vector<FdFacts>& facts = {}) {
   nlohmann::json list = nlohmann::json::array();
-  for (std::size_t i = 0; i < fds.size(); ++i) list.push_back(describe_fd(fds[i]));
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    list.push_back(i < facts.size() ? describe_fd(fds[i], facts[i]) : describe_fd(fds[i]));
+  }
   return list.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
@@ -753,11 +756,14 @@ void Broker::do_put(Connection& c, const Request& req) {
     send_error(c, req, EACCES, "put of '" + req.name + "' not allowed");
     return;
   }
+  // Each descriptor is probed once: for the FUSE check, then for its description.
+  facts_.clear();
+  for (const auto& fd : fds_) facts_.push_back(probe_fd(fd.get()));
   if (!config_.accept_fuse_fds) {
     // A FUSE daemon decides how long closing its files takes (forever, if it
     // stops answering): such descriptors are not kept, nor handed to PID 1's fd store.
     for (std::size_t i = 0; i < fds_.size(); ++i) {
-      std::string why = fuse_reason(fds_[i].get(), mount_table());
+      std::string why = fuse_reason(facts_[i], mount_table());
       if (why.empty()) continue;
       spdlog::info("put of '{}' by {} refused: descriptor {} is on {}", req.name, c.peer().label, i, why);
       send_error(c, req, EOPNOTSUPP,
@@ -810,7 +816,7 @@ void Broker::do_put(Connection& c, const Request& req) {
   e.owner = uid;
   e.fds = std::make_shared<const FdSet>(std::move(fds_));
   fds_.clear();
-  e.fds_json = describe_all(*e.fds);
+  e.fds_json = describe_all(*e.fds, facts_);
   e.generation = store_.next_generation();
   if (req.ttl_ms > 0) e.expiry = now + std::chrono::milliseconds(req.ttl_ms);
   e.render();

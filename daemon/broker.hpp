@@ -17,6 +17,7 @@
 #include "config.hpp"
 #include "connection.hpp"
 #include "event_loop.hpp"
+#include "fd_description.hpp"
 #include "fd_store.hpp"
 #include "policy.hpp"
 #include "request.hpp"
@@ -215,6 +216,7 @@ class Broker {
   // Scratch space reused for every message: no allocation per request.
   std::vector<char> buffer_;
   std::vector<unique_fd> fds_;
+  std::vector<FdFacts> facts_;  // a put's descriptors, probed once (fd_description.hpp)
   Request request_;
   std::string reply_;
   std::size_t reply_head_ = 0;

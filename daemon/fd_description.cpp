@@ -213,8 +213,9 @@ MountTable& mount_table() {
   return table;
 }
 
-std::string fuse_reason(int fd, MountTable& mounts, Probe how) {
-  FdFacts f = probe_fd(fd, how);
+std::string fuse_reason(int fd, MountTable& mounts, Probe how) { return fuse_reason(probe_fd(fd, how), mounts); }
+
+std::string fuse_reason(const FdFacts& f, MountTable& mounts) {
   if (internal_file(f)) return {};
   std::optional<std::string> type = mounts.fstype(f.mount_id, f.dev_major, f.dev_minor);
   if (!fuse_unless_known(type, f)) return {};
@@ -247,9 +248,10 @@ std::string format_sockaddr(const sockaddr_storage& addr, socklen_t len) {
   }
 }
 
-nlohmann::json describe_fd(int fd, Probe how) {
+nlohmann::json describe_fd(int fd, Probe how) { return describe_fd(fd, probe_fd(fd, how)); }
+
+nlohmann::json describe_fd(int fd, const FdFacts& facts) {
   nlohmann::json d = nlohmann::json::object();
-  FdFacts facts = probe_fd(fd, how);
   if (!facts.has_mode) {
     d["kind"] = "other";
     if (!facts.link.empty()) d["path"] = facts.link;
@@ -271,7 +273,7 @@ nlohmann::json describe_fd(int fd, Probe how) {
     }
     return d;
   }
-  std::string& link = facts.link;
+  const std::string& link = facts.link;
   const char* access = access_of(fd);
   if (S_ISFIFO(facts.mode)) {
     d["kind"] = "pipe";

@@ -80,11 +80,15 @@ bool is_fuse_type(std::string_view fstype) noexcept;
 // Returns the reason ("fuse.sshfs", "unknown file system on device 0:52"), or
 // "" if it is not FUSE.
 std::string fuse_reason(int fd, MountTable& mounts, Probe how = Probe::statx);
+// The same from facts already probed (a put probes each descriptor once).
+std::string fuse_reason(const FdFacts& facts, MountTable& mounts);
 
 // Describes `fd` (borrowed) with probe_fd(), fcntl(F_GETFL), getsockopt and
 // getsockname. Never fails: what cannot be found out is left out (a descriptor
 // we hold is always describable as at least "other").
 nlohmann::json describe_fd(int fd, Probe how = Probe::statx);
+// The same from `facts`, probe_fd(fd)'s result.
+nlohmann::json describe_fd(int fd, const FdFacts& facts);
 
 // "127.0.0.1:8080", "[::1]:443", "/run/x.sock", "@abstract", "" (unbound).
 std::string format_sockaddr(const sockaddr_storage& addr, socklen_t len);
