@@ -175,35 +175,22 @@ void close_inherited(int keep, int ours) {
       while ((p = ::waitpid(-1, &status, WNOHANG)) > 0) send_report(sock, 'E', p, status);
     }
     if (pfds[0].revents != 0) {
-      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-      iovec iov{buf.data(), buf.size()};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      ssize_t n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) ::_exit(0);  // the broker is gone
-      unique_fd channel;
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < k; ++i) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-          if (!channel.valid()) {
-            channel.reset(fd);
-          } else {
-            ::close(fd);  // a socket from our broker: never more than one
-          }
-        }
-      }
-      if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+      // One request, with the successor's channel attached (close-on-exec).
+      std::vector<unique_fd> fds;
+      auto got = try_recvfds_into(sock, buf.data(), buf.size(), fds, 1);
+      if (!got && got.error().value() == EINTR) continue;
+      if (!got && got.error().value() == EMSGSIZE) {  // its fds were closed
         send_report(sock, 'F', -1, EMSGSIZE);
         continue;
       }
-      handle_request(sock, buf.data(), static_cast<std::size_t>(n), std::move(channel));
+      if (!got || (got->size == 0 && fds.empty())) ::_exit(0);  // the broker is gone
+      if (got->payload_truncated) {
+        send_report(sock, 'F', -1, EMSGSIZE);
+        continue;
+      }
+      std::size_t n = got->size;
+      unique_fd channel = fds.empty() ? unique_fd() : std::move(fds[0]);
+      handle_request(sock, buf.data(), n, std::move(channel));
     }
   }
 }
