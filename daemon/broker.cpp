@@ -145,17 +145,17 @@ std::string Broker::status() const {
 
 // ---------------------------------------------------------------- start, reload
 
-bool Broker::prepare_static(const Config& config, std::vector<Entry>& ret_entries,
+bool Broker::prepare_static(const Config& config, std::vector<StoredEntry>& ret_entries,
                             std::vector<std::string>& ret_errors) {
-  std::vector<Entry> prepared;
+  std::vector<StoredEntry> prepared;
   for (std::size_t i = 0; i < config.entries.size(); ++i) {
     const StaticEntry& decl = config.entries[i];
-    Entry e;
+    StoredEntry e;
     e.name = decl.name;
     e.meta = decl.meta;
     e.owner = 0;
     e.is_static = true;
-    const Entry* existing = nullptr;
+    const StoredEntry* existing = nullptr;
     auto it = static_openings_.find(decl.name);
     if (it != static_openings_.end() && it->second == decl.opening) {
       auto found = store_.entries().find(decl.name);
@@ -192,12 +192,12 @@ bool Broker::prepare_static(const Config& config, std::vector<Entry>& ret_entrie
   return true;
 }
 
-void Broker::install_static(std::vector<Entry> entries) {
+void Broker::install_static(std::vector<StoredEntry> entries) {
   // Static entries no longer declared go; declared ones replace whatever is there.
   std::vector<std::string> gone;
   for (const auto& declared : static_openings_) {
     const std::string& name = declared.first;  // not a structured binding: clang 14 cannot capture one
-    bool still = std::any_of(entries.begin(), entries.end(), [&](const Entry& e) { return e.name == name; });
+    bool still = std::any_of(entries.begin(), entries.end(), [&](const StoredEntry& e) { return e.name == name; });
     if (!still) gone.push_back(name);
   }
   for (const auto& name : gone) {
@@ -208,7 +208,7 @@ void Broker::install_static(std::vector<Entry> entries) {
   std::vector<std::string> names;
   for (auto& e : entries) {
     names.push_back(e.name);
-    const Entry* current = store_.find(e.name, Clock::now());
+    const StoredEntry* current = store_.find(e.name, Clock::now());
     if (current != nullptr && !current->is_static) {
       spdlog::warn("static entry '{}' replaces the entry put by uid {}", e.name, current->owner);
     }
@@ -218,7 +218,7 @@ void Broker::install_static(std::vector<Entry> entries) {
 }
 
 bool Broker::start(std::vector<std::string>& ret_errors) {
-  std::vector<Entry> entries;
+  std::vector<StoredEntry> entries;
   if (!prepare_static(config_, entries, ret_errors)) return false;
   for (const auto& e : entries) spdlog::info("static entry '{}': {}", e.name, e.fds_json);
   install_static(std::move(entries));
@@ -231,7 +231,7 @@ bool Broker::start(std::vector<std::string>& ret_errors) {
 }
 
 bool Broker::reload(const Config& config, EffectiveLimits limits, std::vector<std::string>& ret_errors) {
-  std::vector<Entry> entries;
+  std::vector<StoredEntry> entries;
   if (!prepare_static(config, entries, ret_errors)) return false;
   // Nothing can fail from here on.
   if (config.socket_path != config_.socket_path || config.socket_mode != config_.socket_mode ||
@@ -314,7 +314,7 @@ void Broker::on_listener(std::uint32_t) {
       spdlog::warn("dropping a client whose credentials are unknown: {}", error_name(creds.error().value()));
       continue;
     }
-    Peer peer;
+    ClientIdentity peer;
     peer.pid = creds->pid;
     peer.uid = creds->uid;
     peer.gid = creds->gid;
@@ -325,13 +325,13 @@ void Broker::on_listener(std::uint32_t) {
       ++connections_refused_per_uid_;
       if (std::uint64_t n = uid_connections_.note_refusal(peer.uid, Clock::now())) {
         spdlog::warn("refused a connection of {}: uid {} holds {} connections, its limit (limits.max_connections_per_uid){}",
-                     peer_label(peer.pid, peer.uid, peer.gid), peer.uid, uid_connections_.of(peer.uid),
+                     identity_label(peer.pid, peer.uid, peer.gid), peer.uid, uid_connections_.of(peer.uid),
                      n > 1 ? " (and " + std::to_string(n - 1) + " more since the last warning)" : std::string());
       }
       continue;
     }
     if (auto groups = try_peer_groups(sock.get())) peer.groups = std::move(*groups);
-    peer.label = peer_label(peer.pid, peer.uid, peer.gid);
+    peer.label = identity_label(peer.pid, peer.uid, peer.gid);
     int fd = sock.get();
     uid_t uid = peer.uid;
     auto conn = std::make_unique<Connection>(std::move(sock), std::move(peer));
@@ -441,7 +441,7 @@ void Broker::close_connection(Connection& c, const char* why) {
   // Takes whose reply never left: the entry comes back, as if never taken.
   for (auto& reply : c.take_queue()) {
     if (!reply.taken) continue;
-    Entry& e = *reply.taken;
+    StoredEntry& e = *reply.taken;
     if (store_.find(e.name, Clock::now()) == nullptr) {
       spdlog::info("take of '{}' by {} not delivered: entry restored", e.name, c.peer().label);
       std::string name = e.name;
@@ -591,7 +591,7 @@ void Broker::send_error(Connection& c, const Request& req, int err, std::string_
   send_reply(c);
 }
 
-bool Broker::allowed(Connection& c, unsigned perm, const Request& req, const Entry* entry) {
+bool Broker::allowed(Connection& c, unsigned perm, const Request& req, const StoredEntry* entry) {
   const uid_t* owner = entry != nullptr && !entry->is_static ? &entry->owner : nullptr;
   Decision d = policy_.check(c.peer(), perm, req.name, owner);
   if (!d.allowed) {
@@ -679,7 +679,7 @@ void Broker::do_hello(Connection& c, const Request& req) {
 void Broker::do_get(Connection& c, Request& req, bool may_park) {
   bool take = req.op == Op::take;
   auto now = Clock::now();
-  const Entry* e = store_.find(req.name, now);
+  const StoredEntry* e = store_.find(req.name, now);
   // Access first, existence after: a peer refused the name learns nothing about
   // whether it exists (EACCES either way), nor waits for an entry it could not get.
   if (!allowed(c, take ? perm_take : perm_get, req, e)) {
@@ -751,7 +751,7 @@ void Broker::do_put(Connection& c, const Request& req) {
     return;
   }
   auto now = Clock::now();
-  const Entry* old = store_.find(req.name, now);
+  const StoredEntry* old = store_.find(req.name, now);
   if (!allowed(c, perm_put, req, old)) {  // before existence: see do_get()
     send_error(c, req, EACCES, "put of '" + req.name + "' not allowed");
     return;
@@ -810,7 +810,7 @@ void Broker::do_put(Connection& c, const Request& req) {
     return;
   }
 
-  Entry e;
+  StoredEntry e;
   e.name = req.name;
   e.meta = req.meta;
   e.owner = uid;
@@ -842,7 +842,7 @@ void Broker::do_put(Connection& c, const Request& req) {
 }
 
 void Broker::do_delete(Connection& c, const Request& req) {
-  const Entry* e = store_.find(req.name, Clock::now());
+  const StoredEntry* e = store_.find(req.name, Clock::now());
   if (!allowed(c, perm_delete, req, e)) {  // before existence: see do_get()
     send_error(c, req, EACCES, "delete of '" + req.name + "' not allowed");
     return;
@@ -873,7 +873,7 @@ void Broker::do_list(Connection& c, const Request& req) {
     if (after != entries.end() && (it == entries.end() || after->first > it->first)) it = after;
     if (after == entries.end()) it = after;
   }
-  auto visible = [&](const Entry& e) {
+  auto visible = [&](const StoredEntry& e) {
     if (e.expiry && *e.expiry <= now) return false;
     const uid_t* owner = e.is_static ? nullptr : &e.owner;
     return policy_.check(c.peer(), perm_get, e.name, owner).allowed;
@@ -887,7 +887,7 @@ void Broker::do_list(Connection& c, const Request& req) {
   std::string_view last;
   bool more = false;
   for (; it != entries.end() && it->first.compare(0, req.prefix.size(), req.prefix) == 0; ++it) {
-    const Entry& e = it->second;
+    const StoredEntry& e = it->second;
     if (!visible(e)) continue;
     std::size_t item = e.list_head.size() + 1 + (e.expiry ? 32 : 0) + 1;
     if (listed == req.limit || reply_.size() + item + tail_room > max_message_bytes) {
@@ -1022,9 +1022,9 @@ void Broker::wind_down(Connection& c) {
 
 // ---------------------------------------------------------------- expiry
 
-void Broker::drop_entry(Entry&& e, const char* why) {
+void Broker::drop_entry(StoredEntry&& e, const char* why) {
   if (why != nullptr) spdlog::info("entry '{}' generation {} removed: {}", e.name, e.generation, why);
-  Entry gone = std::move(e);  // its fds close here unless a queued reply still holds them
+  StoredEntry gone = std::move(e);  // its fds close here unless a queued reply still holds them
 }
 
 void Broker::schedule_expiry() {

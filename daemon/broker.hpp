@@ -24,7 +24,7 @@
 
 namespace fdbroker::daemon {
 
-class FdStoreSync;
+class SystemdFdStore;
 struct Restored;
 
 // The limits actually in force, derived from the config and RLIMIT_NOFILE.
@@ -75,7 +75,7 @@ class Broker {
   // adopt(): before start(), takes in entries restored from a previous broker
   // (restore.hpp); static ones whose declaration is unchanged keep their fds.
   // state_json(): the state memfd's text (names, meta, owners, expiry, fdnames).
-  void attach(FdStoreSync& sync);
+  void attach(SystemdFdStore& sync);
   void adopt(Restored&& restored);
   [[nodiscard]] std::string state_json() const;
 
@@ -138,12 +138,12 @@ class Broker {
   // Durability (fd store in use): the reply to a put, take or delete that changed
   // the store is held until the state reflecting the change has been handed to
   // systemd: the end of the loop's turn writes the state once for every change
-  // of the turn (FdStoreSync), then release_held() lets the turn's replies go.
+  // of the turn (SystemdFdStore), then release_held() lets the turn's replies go.
   [[nodiscard]] bool durable_acks() const noexcept;
   void acknowledge(Connection& c);  // reply_, held if durable_acks()
   void release_held();
   void count(const Request& req, int err);
-  bool allowed(Connection& c, unsigned perm, const Request& req, const Entry* entry);
+  bool allowed(Connection& c, unsigned perm, const Request& req, const StoredEntry* entry);
 
   // Waiting (get/take with wait_ms).
   void park(Connection& c, const Request& req, std::chrono::milliseconds wait);
@@ -166,15 +166,15 @@ class Broker {
   void shed_backlog(int err);
 
   // Entries.
-  bool prepare_static(const Config& config, std::vector<Entry>& ret_entries,
+  bool prepare_static(const Config& config, std::vector<StoredEntry>& ret_entries,
                       std::vector<std::string>& ret_errors);
-  void install_static(std::vector<Entry> entries);
+  void install_static(std::vector<StoredEntry> entries);
   void schedule_expiry();
   void expire_entries();
-  void drop_entry(Entry&& e, const char* why);
+  void drop_entry(StoredEntry&& e, const char* why);
 
   EventLoop& loop_;
-  FdStoreSync* sync_ = nullptr;
+  SystemdFdStore* sync_ = nullptr;
   EventLoop::HookId release_hook_ = 0;
   std::vector<int> held_;  // connections (by fd) with held replies
   EventLoop::TimerId held_retry_timer_ = 0;

@@ -9,7 +9,7 @@
 #include <fdbroker/error.hpp>
 
 #include "broker.hpp"
-#include "fdstore_sync.hpp"
+#include "systemd_fd_store.hpp"
 #include "json_text.hpp"
 
 namespace fdbroker::daemon {

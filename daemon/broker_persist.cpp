@@ -1,16 +1,16 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The Broker's side of persistence: what goes into the state memfd, and taking
-// restored entries back in (fdstore_sync.hpp, restore.hpp).
+// restored entries back in (systemd_fd_store.hpp, restore.hpp).
 #include <spdlog/spdlog.h>
 
 #include "broker.hpp"
-#include "fdstore_sync.hpp"
+#include "systemd_fd_store.hpp"
 #include "json_text.hpp"
 #include "restore.hpp"
 
 namespace fdbroker::daemon {
 
-void Broker::attach(FdStoreSync& sync) {
+void Broker::attach(SystemdFdStore& sync) {
   sync_ = &sync;
   store_.set_observer(&sync);
   sync.set_state_source([this] { return state_json(); });
@@ -28,7 +28,7 @@ void Broker::adopt(Restored&& restored) {
   if (unlink_path_.empty()) unlink_path_ = restored.socket_unlink;
   std::size_t n = 0;
   for (auto& r : restored.entries) {
-    Entry& e = r.entry;
+    StoredEntry& e = r.entry;
     e.render();
     if (sync_ != nullptr) sync_->expect_restored(e.name, r.serial);
     spdlog::debug("restored '{}' generation {}: {}", e.name, e.generation, e.fds_json);

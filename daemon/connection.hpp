@@ -32,7 +32,7 @@ struct QueuedReply {
   std::shared_ptr<const FdSet> fds;
   // For a take: the entry, removed from the store but given back if this reply
   // is never sent (the connection dies first).
-  std::optional<Entry> taken;
+  std::optional<StoredEntry> taken;
   // Not to be sent yet: it acknowledges a change the fd store does not hold yet
   // (Broker::release_held). Replies behind it wait behind it.
   bool held = false;
@@ -40,10 +40,10 @@ struct QueuedReply {
 
 class Connection {
  public:
-  Connection(unique_fd sock, Peer peer) noexcept : sock_(std::move(sock)), peer_(std::move(peer)) {}
+  Connection(unique_fd sock, ClientIdentity peer) noexcept : sock_(std::move(sock)), peer_(std::move(peer)) {}
 
   [[nodiscard]] int fd() const noexcept { return sock_.get(); }
-  [[nodiscard]] const Peer& peer() const noexcept { return peer_; }
+  [[nodiscard]] const ClientIdentity& peer() const noexcept { return peer_; }
 
   enum class Sent { now, queued, too_large, failed };
 
@@ -91,7 +91,7 @@ class Connection {
 
  private:
   unique_fd sock_;
-  Peer peer_;
+  ClientIdentity peer_;
   std::deque<QueuedReply> queue_;
 };
 

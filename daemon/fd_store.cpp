@@ -19,7 +19,7 @@ FdSet::~FdSet() {
   close_later(fds_);
 }
 
-void Entry::render() {
+void StoredEntry::render() {
   std::string owner_json = "{\"uid\":";
   append_uint(owner_json, owner);
   if (is_static) owner_json += ",\"static\":true";
@@ -45,14 +45,14 @@ void Entry::render() {
   list_head += is_static ? ",\"static\":true" : ",\"static\":false";
 }
 
-const Entry* FdStore::find(std::string_view name, Clock::time_point now) const {
+const StoredEntry* FdStore::find(std::string_view name, Clock::time_point now) const {
   auto it = entries_.find(name);
   if (it == entries_.end()) return nullptr;
   if (it->second.expiry && *it->second.expiry <= now) return nullptr;
   return &it->second;
 }
 
-void FdStore::account(const Entry& e, bool add) {
+void FdStore::account(const StoredEntry& e, bool add) {
   if (observer_ != nullptr) {
     if (add) {
       observer_->entry_added(e);
@@ -87,25 +87,25 @@ void FdStore::account(const Entry& e, bool add) {
   }
 }
 
-std::optional<Entry> FdStore::insert(Entry entry) {
-  std::optional<Entry> old = extract(entry.name);
+std::optional<StoredEntry> FdStore::insert(StoredEntry entry) {
+  std::optional<StoredEntry> old = extract(entry.name);
   account(entry, true);
   std::string key = entry.name;
   entries_.emplace(std::move(key), std::move(entry));
   return old;
 }
 
-std::optional<Entry> FdStore::extract(std::string_view name) {
+std::optional<StoredEntry> FdStore::extract(std::string_view name) {
   auto it = entries_.find(name);
   if (it == entries_.end()) return std::nullopt;
   account(it->second, false);
-  Entry e = std::move(it->second);
+  StoredEntry e = std::move(it->second);
   entries_.erase(it);
   return e;
 }
 
-std::vector<Entry> FdStore::expire(Clock::time_point now) {
-  std::vector<Entry> gone;
+std::vector<StoredEntry> FdStore::expire(Clock::time_point now) {
+  std::vector<StoredEntry> gone;
   while (!by_expiry_.empty() && by_expiry_.begin()->first <= now) {
     auto first = by_expiry_.begin();
     std::string name = first->second;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The store: name → Entry{fds, meta, owner, generation, expiry}, with per-uid
+// The store: name → StoredEntry{fds, meta, owner, generation, expiry}, with per-uid
 // usage counts and an index by expiry time. Pure bookkeeping: no I/O, no policy,
 // no logging (the broker decides and logs; the store keeps the books straight).
 #pragma once
@@ -46,7 +46,7 @@ class FdSet {
   static inline std::uint64_t live_ = 0;
 };
 
-struct Entry {
+struct StoredEntry {
   std::string name;
   std::shared_ptr<const FdSet> fds;
   std::string meta = "{}";  // compact JSON object
@@ -67,12 +67,12 @@ struct Entry {
 };
 
 // Told of every entry that enters or leaves the store (persistence: systemd's
-// fd store and the state memfd follow the store through this; see fdstore_sync.hpp).
+// fd store and the state memfd follow the store through this; see systemd_fd_store.hpp).
 class StoreObserver {
  public:
   virtual ~StoreObserver() = default;
-  virtual void entry_added(const Entry& e) = 0;
-  virtual void entry_removed(const Entry& e) = 0;
+  virtual void entry_added(const StoredEntry& e) = 0;
+  virtual void entry_removed(const StoredEntry& e) = 0;
 };
 
 struct Usage {
@@ -82,25 +82,25 @@ struct Usage {
 
 class FdStore {
  public:
-  using Map = std::map<std::string, Entry, std::less<>>;
+  using Map = std::map<std::string, StoredEntry, std::less<>>;
 
   // `first_generation` seeds the generation counter (see next_generation()).
   explicit FdStore(std::uint64_t first_generation = 1) : next_generation_(first_generation) {}
 
   // The live entry called `name`, or nullptr if there is none or it has expired
   // (an expired entry may linger until expire() runs; it is never handed out).
-  [[nodiscard]] const Entry* find(std::string_view name, Clock::time_point now) const;
+  [[nodiscard]] const StoredEntry* find(std::string_view name, Clock::time_point now) const;
 
   // Stores `entry` (generation and rendering are the caller's), replacing any
   // entry of that name. Returns the replaced entry, whose fds the caller drops
   // (or keeps alive through other references).
-  std::optional<Entry> insert(Entry entry);
+  std::optional<StoredEntry> insert(StoredEntry entry);
 
   // Removes and returns the entry called `name` (expired or not).
-  std::optional<Entry> extract(std::string_view name);
+  std::optional<StoredEntry> extract(std::string_view name);
 
   // Removes every entry whose expiry is <= now; returns them.
-  std::vector<Entry> expire(Clock::time_point now);
+  std::vector<StoredEntry> expire(Clock::time_point now);
 
   [[nodiscard]] std::optional<Clock::time_point> next_expiry() const;
 
@@ -123,7 +123,7 @@ class FdStore {
   [[nodiscard]] const Map& entries() const noexcept { return entries_; }
 
  private:
-  void account(const Entry& e, bool add);
+  void account(const StoredEntry& e, bool add);
 
   Map entries_;
   std::set<std::pair<Clock::time_point, std::string>, std::less<>> by_expiry_;

@@ -22,7 +22,7 @@
 #include "closer.hpp"
 #include "config.hpp"
 #include "event_loop.hpp"
-#include "fdstore_sync.hpp"
+#include "systemd_fd_store.hpp"
 #include "listener.hpp"
 #include "logging.hpp"
 #include "restore.hpp"
@@ -147,7 +147,7 @@ int run(const Options& opts) {
     spdlog::info("listening on '{}'", config.socket_path);
   }
 
-  FdStoreSync fdstore(loop, fdstore_wanted());  // before the broker: it outlives it
+  SystemdFdStore fdstore(loop, fdstore_wanted());  // before the broker: it outlives it
   Broker broker(loop, std::move(listener), unlink_path, config, limits);
   broker.attach(fdstore);
   broker.adopt(std::move(restored));
@@ -168,7 +168,7 @@ int run(const Options& opts) {
   loop.on_signal(SIGTERM, stop);
   loop.on_signal(SIGINT, stop);
   // Upgrade without systemd (upgrade.hpp): the `upgrade` op, or SIGUSR2.
-  Upgrader upgrader(loop, broker, opts.argv, own_binary(), fdstore.pushing(), std::move(spawner));
+  UpgradeRunner upgrader(loop, broker, opts.argv, own_binary(), fdstore.pushing(), std::move(spawner));
   upgrader.on_handed_over(stop);
   loop.on_signal(SIGUSR2, [&] { upgrader.start(-1, "", ""); });
   loop.on_signal(SIGHUP, [&] {

@@ -5,14 +5,14 @@
 
 namespace fdbroker::daemon {
 
-std::string peer_label(pid_t pid, uid_t uid, gid_t gid) {
+std::string identity_label(pid_t pid, uid_t uid, gid_t gid) {
   return "pid=" + std::to_string(pid) + " uid=" + std::to_string(uid) + " gid=" + std::to_string(gid);
 }
 
 Policy::Policy(std::vector<Rule> rules, unsigned owner_rights, uid_t self_uid)
     : rules_(std::move(rules)), owner_rights_(owner_rights), self_uid_(self_uid) {}
 
-bool Policy::matches(const Principals& who, const Peer& peer) {
+bool Policy::matches(const Principals& who, const ClientIdentity& peer) {
   if (who.any) return true;
   if (std::find(who.users.begin(), who.users.end(), peer.uid) != who.users.end()) return true;
   for (gid_t g : who.groups) {
@@ -22,7 +22,7 @@ bool Policy::matches(const Principals& who, const Peer& peer) {
   return false;
 }
 
-Decision Policy::check(const Peer& peer, unsigned perm, std::string_view name, const uid_t* owner) const {
+Decision Policy::check(const ClientIdentity& peer, unsigned perm, std::string_view name, const uid_t* owner) const {
   if (is_admin(peer)) return {true, "admin"};
   const Rule* allowed_by = nullptr;
   for (const Rule& rule : rules_) {

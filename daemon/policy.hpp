@@ -20,7 +20,7 @@
 namespace fdbroker::daemon {
 
 // A connected client as the kernel described it at connect() time.
-struct Peer {
+struct ClientIdentity {
   pid_t pid = 0;
   uid_t uid = static_cast<uid_t>(-1);
   gid_t gid = static_cast<gid_t>(-1);
@@ -28,8 +28,8 @@ struct Peer {
   std::string label;          // "pid=42 uid=1000 gid=1000", for logs
 };
 
-// Builds Peer::label.
-std::string peer_label(pid_t pid, uid_t uid, gid_t gid);
+// Builds ClientIdentity::label.
+std::string identity_label(pid_t pid, uid_t uid, gid_t gid);
 
 struct Decision {
   bool allowed = false;
@@ -45,13 +45,13 @@ class Policy {
   // May `peer` do `perm` on the entry `name`? `owner` is the entry's owner uid if
   // it exists and is not static (owner rights do not apply to static entries).
   // For perm_stats the name is ignored.
-  [[nodiscard]] Decision check(const Peer& peer, unsigned perm, std::string_view name,
+  [[nodiscard]] Decision check(const ClientIdentity& peer, unsigned perm, std::string_view name,
                                const uid_t* owner) const;
 
-  [[nodiscard]] bool is_admin(const Peer& peer) const noexcept { return peer.uid == 0 || peer.uid == self_uid_; }
+  [[nodiscard]] bool is_admin(const ClientIdentity& peer) const noexcept { return peer.uid == 0 || peer.uid == self_uid_; }
 
  private:
-  static bool matches(const Principals& who, const Peer& peer);
+  static bool matches(const Principals& who, const ClientIdentity& peer);
 
   std::vector<Rule> rules_;
   unsigned owner_rights_ = perm_get | perm_take | perm_delete;

@@ -19,7 +19,7 @@
 #include <unordered_map>
 
 #include "config.hpp"
-#include "fdstore_sync.hpp"
+#include "systemd_fd_store.hpp"
 
 namespace fdbroker::daemon {
 
@@ -77,7 +77,7 @@ constexpr std::uint64_t any_uint = UINT64_MAX;
 void parse_entry(const json& item, std::unordered_map<std::string, unique_fd>& by_name,
                  std::set<std::string>& names, Restored& out) {
   RestoredEntry r;
-  Entry& e = r.entry;
+  StoredEntry& e = r.entry;
   e.name = item.at("name").get<std::string>();
   if (!valid_name(e.name)) throw std::invalid_argument("'name' is not a valid entry name");
   r.serial = uint_of(item.at("serial"), "serial", any_uint);

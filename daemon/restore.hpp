@@ -2,7 +2,7 @@
 // Bringing a broker back from the descriptors it was started with: systemd's
 // socket and fd store (LISTEN_FDS/LISTEN_FDNAMES), or a predecessor's handover
 // (upgrade.hpp), which passes the very same names. "listen" is the listening
-// socket, "state.<seq>" the state memfd (fdstore_sync.hpp wrote it), and
+// socket, "state.<seq>" the state memfd (systemd_fd_store.hpp wrote it), and
 // "e<serial>.<index>" the entries' descriptors.
 #pragma once
 
@@ -23,7 +23,7 @@ struct NamedFd {
 };
 
 struct RestoredEntry {
-  Entry entry;  // fds, meta, owner, generation, expiry set; not yet rendered
+  StoredEntry entry;  // fds, meta, owner, generation, expiry set; not yet rendered
   std::uint64_t serial = 0;
 };
 

@@ -17,7 +17,7 @@
 #include <fdbroker/error.hpp>
 #include <fdbroker/scm_rights.hpp>
 
-#include "fdstore_sync.hpp"
+#include "systemd_fd_store.hpp"
 #include "spawner.hpp"
 
 extern char** environ;
@@ -61,7 +61,7 @@ void report_upgrade_ready() {
   ::close(fd);
 }
 
-Upgrader::Upgrader(EventLoop& loop, Broker& broker, std::vector<std::string> argv,
+UpgradeRunner::UpgradeRunner(EventLoop& loop, Broker& broker, std::vector<std::string> argv,
                    std::string default_binary, bool under_systemd, unique_fd spawner)
     : loop_(loop),
       broker_(broker),
@@ -79,7 +79,7 @@ Upgrader::Upgrader(EventLoop& loop, Broker& broker, std::vector<std::string> arg
                                      const std::string& binary) { start(conn_fd, id, binary); });
 }
 
-Upgrader::~Upgrader() {
+UpgradeRunner::~UpgradeRunner() {
   broker_.set_upgrade_handler(nullptr);
   if (timer_ != 0) loop_.cancel(timer_);
   if (ready_.valid()) loop_.unwatch(ready_.get());
@@ -87,7 +87,7 @@ Upgrader::~Upgrader() {
   if (child_ > 0) ::kill(child_, SIGKILL);  // the spawner reaps it
 }
 
-void Upgrader::on_spawner_readable() {
+void UpgradeRunner::on_spawner_readable() {
   SpawnerReport report;
   ssize_t got = ::recv(spawner_.get(), &report, sizeof report, MSG_DONTWAIT);
   if (got < 0 && (errno == EINTR || errno == EAGAIN)) return;
@@ -98,19 +98,19 @@ void Upgrader::on_spawner_readable() {
   on_report(report);
 }
 
-void Upgrader::on_report(const SpawnerReport& report) {
+void UpgradeRunner::on_report(const SpawnerReport& report) {
   if (report.kind == 'E') {
     spdlog::info("upgrade: pid {} {}", report.pid, describe_status(report.value));
   }
 }
 
-void Upgrader::spawner_lost() {
+void UpgradeRunner::spawner_lost() {
   spdlog::error("upgrade: the spawner process is gone; upgrades are refused from now on");
   loop_.unwatch(spawner_.get());
   spawner_.reset();
 }
 
-void Upgrader::start(int conn_fd, const std::string& id, const std::string& binary) {
+void UpgradeRunner::start(int conn_fd, const std::string& id, const std::string& binary) {
   if (running_) {
     if (conn_fd >= 0) broker_.reply_to(conn_fd, id, EBUSY, "an upgrade is already under way");
     return;
@@ -144,7 +144,7 @@ void Upgrader::start(int conn_fd, const std::string& id, const std::string& bina
   }
 }
 
-void Upgrader::launch() {
+void UpgradeRunner::launch() {
   auto state = make_state_memfd(broker_.state_json());
   if (!state) {
     fail(state.error().value(), "cannot write the state memfd: " + state.error().message());
@@ -264,7 +264,7 @@ void Upgrader::launch() {
   });
 }
 
-void Upgrader::on_ready_pipe() {
+void UpgradeRunner::on_ready_pipe() {
   char buf[1 + sizeof(int)] = {};
   ssize_t got = ::read(ready_.get(), buf, sizeof buf);
   if (got < 0 && (errno == EINTR || errno == EAGAIN)) return;
@@ -290,7 +290,7 @@ void Upgrader::on_ready_pipe() {
   fail(ECHILD, "the new fdbrokerd ended before it was ready");
 }
 
-void Upgrader::fail(int err, const std::string& why) {
+void UpgradeRunner::fail(int err, const std::string& why) {
   std::string message = why;
   if (child_ > 0) {
     // The spawner reaps it and reports its end (on_report); one that waits in

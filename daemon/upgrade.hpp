@@ -45,18 +45,18 @@ inline constexpr std::chrono::seconds spawner_timeout{5};
 // The environment variable naming the readiness pipe's fd in a new broker.
 inline constexpr const char* upgrade_ready_env = "FDBROKER_UPGRADE_READY_FD";
 
-class Upgrader {
+class UpgradeRunner {
  public:
   // `argv`: the running broker's arguments, passed on unchanged. `default_binary`:
   // what /proc/self/exe named at start (the path, so that a replaced file there
   // is what runs). `under_systemd`: refuse (see above).
   // `spawner`: the broker's end of the spawner's socket (spawner.hpp), taken;
   // invalid: every upgrade is refused with ESRCH.
-  Upgrader(EventLoop& loop, Broker& broker, std::vector<std::string> argv,
+  UpgradeRunner(EventLoop& loop, Broker& broker, std::vector<std::string> argv,
            std::string default_binary, bool under_systemd, unique_fd spawner);
-  ~Upgrader();
-  Upgrader(const Upgrader&) = delete;
-  Upgrader& operator=(const Upgrader&) = delete;
+  ~UpgradeRunner();
+  UpgradeRunner(const UpgradeRunner&) = delete;
+  UpgradeRunner& operator=(const UpgradeRunner&) = delete;
 
   // Called once a successor is ready: the broker should now shut down.
   void on_handed_over(std::function<void()> fn) { handed_over_ = std::move(fn); }

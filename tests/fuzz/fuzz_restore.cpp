@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "config.hpp"
-#include "fdstore_sync.hpp"
+#include "systemd_fd_store.hpp"
 #include "fuzz_check.hpp"
 #include "restore.hpp"
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """The broker's entries survive its crash (kill -9) and `systemctl restart`
 through systemd's fd store: the same open file descriptions come back, with the
-same meta, generation, owner and expiry (daemon/fdstore_sync.hpp, restore.hpp).
+same meta, generation, owner and expiry (daemon/systemd_fd_store.hpp, restore.hpp).
 
 systemd 252 empties a service's fd store when the service stops for good
 (`systemctl stop`), so these tests use kill and restart."""

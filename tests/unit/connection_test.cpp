@@ -27,7 +27,7 @@ Pair connected(int sndbuf = 0) {
   if (sndbuf > 0) {
     EXPECT_EQ(::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
   }
-  return {std::make_unique<Connection>(unique_fd(sv[0]), Peer{}), unique_fd(sv[1])};
+  return {std::make_unique<Connection>(unique_fd(sv[0]), ClientIdentity{}), unique_fd(sv[1])};
 }
 
 }  // namespace

@@ -12,9 +12,9 @@ using fdbroker::test::reaches_eof;
 
 namespace {
 
-Entry make_entry(const std::string& name, uid_t owner, std::vector<unique_fd> fds,
+StoredEntry make_entry(const std::string& name, uid_t owner, std::vector<unique_fd> fds,
                  std::optional<Clock::time_point> expiry = std::nullopt) {
-  Entry e;
+  StoredEntry e;
   e.name = name;
   e.owner = owner;
   e.fds = std::make_shared<const FdSet>(std::move(fds));
@@ -37,7 +37,7 @@ TEST(FdStore, InsertFindExtractKeepTheBooks) {
   auto p = pipe_pair();
   auto now = Clock::now();
   EXPECT_EQ(store.find("a", now), nullptr);
-  Entry e = make_entry("a", 1000, one(std::move(p.write)));
+  StoredEntry e = make_entry("a", 1000, one(std::move(p.write)));
   e.generation = store.next_generation();
   EXPECT_EQ(e.generation, 10u);
   EXPECT_FALSE(store.insert(std::move(e)).has_value());
@@ -110,7 +110,7 @@ TEST(FdStore, ExpiredEntriesAreInvisibleAndExpireRemovesThem) {
 TEST(FdStore, StaticEntriesCountTowardNoQuota) {
   FdStore store;
   auto p = pipe_pair();
-  Entry e = make_entry("s", 0, one(std::move(p.write)));
+  StoredEntry e = make_entry("s", 0, one(std::move(p.write)));
   e.is_static = true;
   store.insert(std::move(e));
   EXPECT_EQ(store.usage(0).entries, 0u);
@@ -119,7 +119,7 @@ TEST(FdStore, StaticEntriesCountTowardNoQuota) {
 
 TEST(FdStore, RenderPrecomputesReplyAndListFragments) {
   auto p = pipe_pair();
-  Entry e = make_entry("n/a", 7, one(std::move(p.write)));
+  StoredEntry e = make_entry("n/a", 7, one(std::move(p.write)));
   e.generation = 42;
   e.meta = R"({"k":"v"})";
   e.fds_json = R"([{"kind":"pipe"}])";

@@ -7,8 +7,8 @@ using namespace fdbroker::daemon;
 
 namespace {
 
-Peer peer(uid_t uid, gid_t gid = 100, std::vector<gid_t> groups = {}) {
-  Peer p;
+ClientIdentity peer(uid_t uid, gid_t gid = 100, std::vector<gid_t> groups = {}) {
+  ClientIdentity p;
   p.uid = uid;
   p.gid = gid;
   p.groups = std::move(groups);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Restoring entries from named descriptors (daemon/restore.hpp), and the sealed
-// state memfd they are described by (daemon/fdstore_sync.hpp), over real fds.
+// state memfd they are described by (daemon/systemd_fd_store.hpp), over real fds.
 #include "restore.hpp"
 
 #include <fcntl.h>
@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "fdstore_sync.hpp"
+#include "systemd_fd_store.hpp"
 #include "test_util.hpp"
 
 namespace fdbroker::daemon {

@@ -48,14 +48,14 @@ std::string entry_fdname(std::uint64_t serial, std::size_t index);
 // "state" holding `text`. Errors: memfd_create's, write's, fcntl's.
 result<unique_fd> make_state_memfd(std::string_view text);
 
-class FdStoreSync final : public StoreObserver {
+class SystemdFdStore final : public StoreObserver {
  public:
   // `push`: talk to systemd (fdstore_wanted()). Without it the sync still
   // assigns serials, which a handover to a new binary uses as fdnames.
-  FdStoreSync(EventLoop& loop, bool push);
-  ~FdStoreSync() override;
-  FdStoreSync(const FdStoreSync&) = delete;
-  FdStoreSync& operator=(const FdStoreSync&) = delete;
+  SystemdFdStore(EventLoop& loop, bool push);
+  ~SystemdFdStore() override;
+  SystemdFdStore(const SystemdFdStore&) = delete;
+  SystemdFdStore& operator=(const SystemdFdStore&) = delete;
 
   // Renders the current state as JSON (the broker provides it: restore.hpp reads it).
   void set_state_source(std::function<std::string()> source) { source_ = std::move(source); }
@@ -78,8 +78,8 @@ class FdStoreSync final : public StoreObserver {
   [[nodiscard]] std::uint64_t next_serial() const noexcept { return next_serial_; }
   [[nodiscard]] bool pushing() const noexcept { return push_; }
 
-  void entry_added(const Entry& e) override;
-  void entry_removed(const Entry& e) override;
+  void entry_added(const StoredEntry& e) override;
+  void entry_removed(const StoredEntry& e) override;
 
   // Marks the state changed; it is written at the end of the loop's turn (at
   // most once per turn, however many changes the turn made).

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-#include "fdstore_sync.hpp"
+#include "systemd_fd_store.hpp"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
@@ -59,25 +59,25 @@ result<unique_fd> make_state_memfd(std::string_view text) {
   return fd;
 }
 
-FdStoreSync::FdStoreSync(EventLoop& loop, bool push) : loop_(loop), push_(push) {
+SystemdFdStore::SystemdFdStore(EventLoop& loop, bool push) : loop_(loop), push_(push) {
   if (push_) turn_hook_ = loop_.add_turn_hook([this] { (void)flush(); });
 }
 
-FdStoreSync::~FdStoreSync() {
+SystemdFdStore::~SystemdFdStore() {
   if (turn_hook_ != 0) loop_.remove_turn_hook(turn_hook_);
 }
 
-void FdStoreSync::expect_restored(const std::string& name, std::uint64_t serial) {
+void SystemdFdStore::expect_restored(const std::string& name, std::uint64_t serial) {
   expected_[name] = serial;
   seed_serial(serial + 1);
 }
 
-std::uint64_t FdStoreSync::serial_of(std::string_view name) const {
+std::uint64_t SystemdFdStore::serial_of(std::string_view name) const {
   auto it = serials_.find(std::string(name));
   return it == serials_.end() ? 0 : it->second;
 }
 
-void FdStoreSync::adopt_stored_states(const std::vector<std::uint64_t>& seqs) {
+void SystemdFdStore::adopt_stored_states(const std::vector<std::uint64_t>& seqs) {
   for (std::uint64_t seq : seqs) {
     stored_states_.push_back(seq);
     if (state_seq_ <= seq) state_seq_ = seq + 1;
@@ -85,25 +85,25 @@ void FdStoreSync::adopt_stored_states(const std::vector<std::uint64_t>& seqs) {
   if (!seqs.empty()) mark_dirty();
 }
 
-void FdStoreSync::forget(const std::string& fdname) {
+void SystemdFdStore::forget(const std::string& fdname) {
   if (push_) notify("FDSTOREREMOVE=1\nFDNAME=" + fdname);
 }
 
-int FdStoreSync::notify_with_fd(const std::string& state, int fd) {
+int SystemdFdStore::notify_with_fd(const std::string& state, int fd) {
   int r = ::sd_pid_notify_with_fds(0, 0, state.c_str(), &fd, 1);
   if (r < 0)
     spdlog::error("fd store: {}: {}", state.substr(0, state.find('\n')), std::strerror(-r));
   return r < 0 ? r : 0;
 }
 
-int FdStoreSync::notify(const std::string& state) {
+int SystemdFdStore::notify(const std::string& state) {
   int r = ::sd_notify(0, state.c_str());
   if (r < 0)
     spdlog::error("fd store: {}: {}", state.substr(0, state.find('\n')), std::strerror(-r));
   return r < 0 ? r : 0;
 }
 
-void FdStoreSync::entry_added(const Entry& e) {
+void SystemdFdStore::entry_added(const StoredEntry& e) {
   if (auto it = expected_.find(e.name); it != expected_.end()) {
     serials_[e.name] = it->second;  // already in systemd's store under these fdnames
     expected_.erase(it);
@@ -133,7 +133,7 @@ void FdStoreSync::entry_added(const Entry& e) {
   mark_dirty();
 }
 
-void FdStoreSync::entry_removed(const Entry& e) {
+void SystemdFdStore::entry_removed(const StoredEntry& e) {
   auto it = serials_.find(e.name);
   if (it == serials_.end()) return;
   std::uint64_t serial = it->second;
@@ -148,7 +148,7 @@ void FdStoreSync::entry_removed(const Entry& e) {
   mark_dirty();
 }
 
-bool FdStoreSync::flush() {
+bool SystemdFdStore::flush() {
   if (!push_ || !source_) return true;
   if (!dirty_) return true;
   auto memfd = make_state_memfd(source_());
@@ -176,7 +176,7 @@ bool FdStoreSync::flush() {
   return true;
 }
 
-void FdStoreSync::send_removals() {
+void SystemdFdStore::send_removals() {
   for (const auto& r : removals_) (void)notify("FDSTOREREMOVE=1\nFDNAME=" + r.fdname);
   removals_.clear();
 }
