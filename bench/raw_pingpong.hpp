@@ -54,8 +54,8 @@ inline ssize_t raw_send(int sock, const void* data, std::size_t size, const int*
 // (*ret_nfds of them, all close-on-exec, owned by the caller). Returns the payload
 // size, or -1 with errno set; on MSG_CTRUNC the descriptors that arrived are
 // closed and errno is EMSGSIZE.
-inline ssize_t raw_recv(int sock, void* buf, std::size_t bufsize, int* ret_fds,
-                        std::size_t maxfds, std::size_t* ret_nfds) noexcept {
+inline ssize_t raw_recv(int sock, void* buf, std::size_t bufsize, int* ret_fds, std::size_t maxfds,
+                        std::size_t* ret_nfds) noexcept {
   iovec iov{buf, bufsize};
   msghdr msg{};
   msg.msg_iov = &iov;

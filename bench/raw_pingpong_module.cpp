@@ -67,10 +67,10 @@ PyObject* thin_recv(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyMethodDef thin_defs[] = {
-    {"send", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(thin_send)),
-     METH_FASTCALL, "The thinnest binding of raw_send (benchmark yardstick)."},
-    {"recv", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(thin_recv)),
-     METH_FASTCALL, "The thinnest binding of raw_recv (benchmark yardstick)."},
+    {"send", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(thin_send)), METH_FASTCALL,
+     "The thinnest binding of raw_send (benchmark yardstick)."},
+    {"recv", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(thin_recv)), METH_FASTCALL,
+     "The thinnest binding of raw_recv (benchmark yardstick)."},
 };
 
 }  // namespace

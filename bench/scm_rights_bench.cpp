@@ -20,11 +20,11 @@
 // run_lib.sh / pingpong_ratios.py turn the JSON output into lib/raw ratios.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
-#include <fdbroker/scm_rights.hpp>
-#include <fdbroker/unique_fd.hpp>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <fdbroker/scm_rights.hpp>
+#include <fdbroker/unique_fd.hpp>
 
 #include <algorithm>
 #include <array>
@@ -53,7 +53,8 @@ struct fixture {
 
   fixture(int type, std::size_t nfds) {
     int sv[2];
-    if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) fdbroker_bench::raw_fail("socketpair");
+    if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0)
+      fdbroker_bench::raw_fail("socketpair");
     a.reset(sv[0]);
     b.reset(sv[1]);
     for (std::size_t i = 0; i < nfds; ++i) {
@@ -71,8 +72,8 @@ void check(bool ok, const char* what) {
 // noinline, all of them: each round trip is one call in every variant, and callgrind
 // can attribute instructions to it (bench/README.md, "Instruction counts").
 [[gnu::noinline]] void round_trip_raw(fixture& f) {
-  fdbroker_bench::raw_round_trip(f.a.get(), f.b.get(), payload.data(), payload.size(),
-                                 f.fds.data(), f.fds.size());
+  fdbroker_bench::raw_round_trip(f.a.get(), f.b.get(), payload.data(), payload.size(), f.fds.data(),
+                                 f.fds.size());
 }
 
 // The event-loop API, as a loop would use it: buffers owned by the caller and reused.
@@ -167,7 +168,6 @@ void bench_throw(benchmark::State& state, int type, std::size_t nfds) {
   set_counters(state, nfds);
 }
 
-
 // Paired measurement, for a ratio that survives a noisy shared machine: each
 // iteration times one block of raw round trips and one block of library round
 // trips back to back (alternating which goes first, so that neither always pays
@@ -239,7 +239,8 @@ int main(int argc, char** argv) {
     const char* name;
     int type;
   };
-  for (socket_type t : {socket_type{"seqpacket", SOCK_SEQPACKET}, socket_type{"stream", SOCK_STREAM}}) {
+  for (socket_type t :
+       {socket_type{"seqpacket", SOCK_SEQPACKET}, socket_type{"stream", SOCK_STREAM}}) {
     for (std::size_t nfds : {std::size_t{1}, std::size_t{16}, std::size_t{253}}) {
       // Names are PingPong/<type>/<nfds>/<impl>: pingpong_ratios.py pairs them up.
       std::string base = std::string("PingPong/") + t.name + "/" + std::to_string(nfds) + "/";

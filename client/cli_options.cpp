@@ -74,8 +74,8 @@ T parse_number(std::string_view option, std::string_view text, T min) {
 // rounded up: a timeout is never shorter than asked.
 std::chrono::milliseconds parse_seconds(std::string_view option, std::string_view text) {
   double seconds = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds,
-                                   std::chars_format::fixed);
+  auto [end, ec] =
+      std::from_chars(text.data(), text.data() + text.size(), seconds, std::chars_format::fixed);
   // Up to a million seconds (11 days): beyond that, leave --timeout out.
   if (ec != std::errc() || end != text.data() + text.size() || !(seconds > 0) || seconds > 1e6) {
     throw UsageError(std::string(option) + ": not a number of seconds > 0 (up to 1000000): '" +
@@ -90,9 +90,9 @@ const std::set<std::string_view>& allowed_options(const std::string& command) {
   static const std::set<std::string_view> none;
   static const std::set<std::string_view> list{"--limit"};
   static const std::set<std::string_view> get{"--wait"};
-  static const std::set<std::string_view> put{"--fd",   "--file",    "--mode",
-                                              "--listen", "--meta", "--ttl",
-                                              "--replace", "--expect-generation"};
+  static const std::set<std::string_view> put{
+      "--fd",   "--file", "--mode",    "--listen",
+      "--meta", "--ttl",  "--replace", "--expect-generation"};
   static const std::set<std::string_view> exec{"--get", "--take", "--wait"};
   static const std::set<std::string_view> upgrade{"--binary"};
   if (command == "upgrade") return upgrade;
@@ -110,13 +110,13 @@ bool takes_value(std::string_view option) {
 }  // namespace
 
 Options parse_options(const std::vector<std::string>& args) {
-  static const std::set<std::string_view> commands{"hello", "list", "get",    "take",
-                                                   "put",   "delete", "stats", "exec",
-                                                   "upgrade"};
+  static const std::set<std::string_view> commands{"hello",  "list",  "get",  "take",   "put",
+                                                   "delete", "stats", "exec", "upgrade"};
   static const std::set<std::string_view> known{
-      "--socket", "--timeout", "--json", "--help", "--version", "--limit", "--wait", "--fd", "--file",
-      "--mode", "--listen", "--meta", "--ttl", "--replace", "--expect-generation", "--get", "--take",
-      "--binary"};
+      "--socket", "--timeout", "--json",  "--help",    "--version",
+      "--limit",  "--wait",    "--fd",    "--file",    "--mode",
+      "--listen", "--meta",    "--ttl",   "--replace", "--expect-generation",
+      "--get",    "--take",    "--binary"};
   Options o;
   std::vector<std::string> positional;
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -204,7 +204,8 @@ Options parse_options(const std::vector<std::string>& args) {
       } else if (arg == "--expect-generation") {
         o.expect_generation = parse_number<std::uint64_t>(arg, value, 0);
       } else if (arg == "--binary") {
-        if (value.empty() || value.front() != '/') throw UsageError("--binary needs an absolute path");
+        if (value.empty() || value.front() != '/')
+          throw UsageError("--binary needs an absolute path");
         o.binary = value;
       } else if (arg == "--get" || arg == "--take") {
         o.exec_entries.push_back({value, arg == "--take"});

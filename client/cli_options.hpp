@@ -20,10 +20,10 @@ struct UsageError : std::runtime_error {
 struct FdSource {
   enum class Kind { inherited, file, listen };
   Kind kind = Kind::inherited;
-  int fd = -1;              // inherited: the descriptor number (--fd N)
-  std::string path;         // file: --file PATH
-  std::string mode = "r";   // file: --mode r|w|rw
-  std::string url;          // listen: --listen URL
+  int fd = -1;             // inherited: the descriptor number (--fd N)
+  std::string path;        // file: --file PATH
+  std::string mode = "r";  // file: --mode r|w|rw
+  std::string url;         // listen: --listen URL
 };
 
 // One entry `exec` fetches, in command-line order.
@@ -42,9 +42,9 @@ struct Options {
   bool version = false;
   std::string command;  // hello, list, get, take, put, delete, stats, exec, upgrade
 
-  std::string name;    // get, take, put, delete
-  std::string prefix;  // list
-  unsigned limit = 0;  // list: page size asked of the broker (0: its default)
+  std::string name;                     // get, take, put, delete
+  std::string prefix;                   // list
+  unsigned limit = 0;                   // list: page size asked of the broker (0: its default)
   std::optional<std::int64_t> wait_ms;  // get, take, exec
 
   // put

@@ -28,7 +28,8 @@ namespace {
 // Marks every descriptor >= `first` close-on-exec, whoever opened it (a parent's
 // leaked fd, a library's), so the program gets exactly 0, 1, 2 and ours.
 void cloexec_from(int first) {
-  if (::syscall(SYS_close_range, static_cast<unsigned>(first), ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+  if (::syscall(SYS_close_range, static_cast<unsigned>(first), ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+    return;
   // Kernels before 5.11: walk /proc/self/fd. The directory's own fd is CLOEXEC.
   DIR* dir = ::opendir("/proc/self/fd");
   if (dir == nullptr) fdbroker::throw_errno(errno, "opendir /proc/self/fd");
@@ -47,7 +48,8 @@ void cloexec_from(int first) {
 void exec_with_entries(const Options& o, fdbroker::Client& client) {
   std::vector<fdbroker::Entry> entries;
   for (const auto& want : o.exec_entries) {
-    entries.push_back(want.take ? client.take(want.name, o.wait_ms) : client.get(want.name, o.wait_ms));
+    entries.push_back(want.take ? client.take(want.name, o.wait_ms)
+                                : client.get(want.name, o.wait_ms));
   }
   client.close();
 
@@ -72,7 +74,8 @@ void exec_with_entries(const Options& o, fdbroker::Client& client) {
     fd = std::move(high);
   }
   for (int i = 0; i < count; ++i) {
-    if (::dup2(fds[static_cast<std::size_t>(i)].get(), 3 + i) < 0) fdbroker::throw_errno(errno, "dup2");
+    if (::dup2(fds[static_cast<std::size_t>(i)].get(), 3 + i) < 0)
+      fdbroker::throw_errno(errno, "dup2");
   }
   cloexec_from(first_free);
 

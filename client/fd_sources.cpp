@@ -47,7 +47,8 @@ fdbroker::unique_fd bind_udp(const std::string& url, const fdbroker::ListenUrl& 
       fdbroker::throw_errno(errno, "IPV6_V6ONLY for " + url);
     }
   }
-  if (::bind(sock.get(), reinterpret_cast<const sockaddr*>(&address.address), address.address_length) < 0) {
+  if (::bind(sock.get(), reinterpret_cast<const sockaddr*>(&address.address),
+             address.address_length) < 0) {
     fdbroker::throw_errno(errno, "bind " + url);
   }
   return sock;

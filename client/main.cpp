@@ -102,7 +102,8 @@ int main(int argc, char** argv) {
               << e.what() << '\n';
     if (e.code().value() == ETIMEDOUT && options.timeout) {
       // Not the broker's own ETIMEDOUT for --wait: that one is a refusal (exit 1).
-      std::cerr << "fdbrokerctl: no answer within --timeout; is the broker stopped or overloaded?\n";
+      std::cerr
+          << "fdbrokerctl: no answer within --timeout; is the broker stopped or overloaded?\n";
     }
     return exit_system;
   } catch (const std::exception& e) {

@@ -10,11 +10,21 @@ std::string json_quote(std::string_view text) {
   std::string out = "\"";
   for (char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -113,8 +123,8 @@ void print_list(std::ostream& out, const std::vector<fdbroker::EntryInfo>& entri
   for (const auto& e : entries) {
     std::string fds;
     for (const auto& d : e.fd_descriptions) fds += (fds.empty() ? "" : "; ") + describe(d);
-    rows.push_back({e.name, std::to_string(e.generation), owner_text(e), expiry_text(e), fds,
-                    e.meta_json});
+    rows.push_back(
+        {e.name, std::to_string(e.generation), owner_text(e), expiry_text(e), fds, e.meta_json});
   }
   print_table(out, rows);
 }
@@ -140,15 +150,17 @@ void print_stats(std::ostream& out, const fdbroker::Stats& s, bool json) {
     out << s.json << '\n';
     return;
   }
-  print_table(out, {{"uptime:", std::to_string(s.uptime_ms) + " ms"},
-                    {"connections:", std::to_string(s.connections_current) + " now, " +
-                                         std::to_string(s.connections_total) + " total, " +
-                                         std::to_string(s.connections_dropped) + " dropped"},
-                    {"entries:", std::to_string(s.entries)},
-                    {"fds held:", std::to_string(s.fds_held) + " of " + std::to_string(s.fds_limit)}});
+  print_table(out,
+              {{"uptime:", std::to_string(s.uptime_ms) + " ms"},
+               {"connections:", std::to_string(s.connections_current) + " now, " +
+                                    std::to_string(s.connections_total) + " total, " +
+                                    std::to_string(s.connections_dropped) + " dropped"},
+               {"entries:", std::to_string(s.entries)},
+               {"fds held:", std::to_string(s.fds_held) + " of " + std::to_string(s.fds_limit)}});
   std::vector<std::vector<std::string>> rows{{"OP", "OUTCOME", "REQUESTS"}};
   for (const auto& [op, outcomes] : s.requests) {
-    for (const auto& [outcome, count] : outcomes) rows.push_back({op, outcome, std::to_string(count)});
+    for (const auto& [outcome, count] : outcomes)
+      rows.push_back({op, outcome, std::to_string(count)});
   }
   print_table(out, rows);
 }

@@ -14,10 +14,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
 #include <algorithm>
 #include <cerrno>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "closer.hpp"
 #include "fd_description.hpp"
@@ -50,7 +50,6 @@ const char* error_name(int err) {
   const char* name = errno_name(err);
   return name != nullptr ? name : "EIO";
 }
-
 
 // After a zero-length read: whether the peer has shut down its sending side with
 // nothing left to read (end of stream), rather than sent an empty record. An
@@ -99,7 +98,8 @@ EffectiveLimits derive_limits(const Limits& configured) {
   // (listener, epoll, timerfd, signalfd, logs, static entries being reopened).
   std::uint64_t reserve = limits.max_connections + max_fds_per_message + 64;
   limits.max_fds = nofile > reserve + 16 ? nofile - reserve : nofile / 4;
-  if (configured.max_fds != 0) limits.max_fds = std::min<std::uint64_t>(limits.max_fds, configured.max_fds);
+  if (configured.max_fds != 0)
+    limits.max_fds = std::min<std::uint64_t>(limits.max_fds, configured.max_fds);
   return limits;
 }
 
@@ -114,9 +114,9 @@ Broker::Broker(EventLoop& loop, unique_fd listener, std::string unlink_path, con
       // Generations start at the wall clock in microseconds, so that they keep
       // growing across restarts of the broker without stored state (2^53, where
       // JSON numbers stop being exact in JavaScript, is centuries away).
-      store_(static_cast<std::uint64_t>(
-          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-              .count())),
+      store_(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count())),
       buffer_(max_message_bytes + 1) {
   reply_.reserve(max_message_bytes);
   fds_.reserve(max_fds_per_message);
@@ -139,8 +139,8 @@ Broker::~Broker() {
 }
 
 std::string Broker::status() const {
-  return std::to_string(store_.size()) + " entries, " + std::to_string(store_.fds_held()) + " fds, " +
-         std::to_string(connections_.size()) + " clients";
+  return std::to_string(store_.size()) + " entries, " + std::to_string(store_.fds_held()) +
+         " fds, " + std::to_string(connections_.size()) + " clients";
 }
 
 // ---------------------------------------------------------------- start, reload
@@ -196,12 +196,15 @@ void Broker::install_static(std::vector<StoredEntry> entries) {
   // Static entries no longer declared go; declared ones replace whatever is there.
   std::vector<std::string> gone;
   for (const auto& declared : static_openings_) {
-    const std::string& name = declared.first;  // not a structured binding: clang 14 cannot capture one
-    bool still = std::any_of(entries.begin(), entries.end(), [&](const StoredEntry& e) { return e.name == name; });
+    const std::string& name =
+        declared.first;  // not a structured binding: clang 14 cannot capture one
+    bool still = std::any_of(entries.begin(), entries.end(),
+                             [&](const StoredEntry& e) { return e.name == name; });
     if (!still) gone.push_back(name);
   }
   for (const auto& name : gone) {
-    if (auto old = store_.extract(name)) drop_entry(std::move(*old), "no longer in the configuration");
+    if (auto old = store_.extract(name))
+      drop_entry(std::move(*old), "no longer in the configuration");
   }
   static_openings_.clear();
   for (const auto& decl : config_.entries) static_openings_[decl.name] = decl.opening;
@@ -222,7 +225,8 @@ bool Broker::start(std::vector<std::string>& ret_errors) {
   if (!prepare_static(config_, entries, ret_errors)) return false;
   for (const auto& e : entries) spdlog::info("static entry '{}': {}", e.name, e.fds_json);
   install_static(std::move(entries));
-  std::error_code ec = loop_.watch(listener_.get(), EPOLLIN, [this](std::uint32_t ev) { on_listener(ev); });
+  std::error_code ec =
+      loop_.watch(listener_.get(), EPOLLIN, [this](std::uint32_t ev) { on_listener(ev); });
   if (ec) {
     ret_errors.push_back("watching the listening socket: " + ec.message());
     return false;
@@ -230,7 +234,8 @@ bool Broker::start(std::vector<std::string>& ret_errors) {
   return true;
 }
 
-bool Broker::reload(const Config& config, EffectiveLimits limits, std::vector<std::string>& ret_errors) {
+bool Broker::reload(const Config& config, EffectiveLimits limits,
+                    std::vector<std::string>& ret_errors) {
   std::vector<StoredEntry> entries;
   if (!prepare_static(config, entries, ret_errors)) return false;
   // Nothing can fail from here on.
@@ -278,13 +283,14 @@ void Broker::on_listener(std::uint32_t) {
     if (!fd.valid()) fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   }
   for (const auto& [uid, refused] : uid_connections_.sweep(Clock::now())) {
-    spdlog::warn("refused {} more connections of uid {} (limits.max_connections_per_uid {})", refused, uid,
-                 limits_.max_connections_per_uid);
+    spdlog::warn("refused {} more connections of uid {} (limits.max_connections_per_uid {})",
+                 refused, uid, limits_.max_connections_per_uid);
   }
   for (int i = 0; i < accepts_per_wakeup; ++i) {
     if (connections_.size() >= limits_.max_connections) {
       // Leave the rest in the backlog until someone leaves (close_connection resumes).
-      spdlog::warn("{} clients connected, the limit: not accepting more for now", connections_.size());
+      spdlog::warn("{} clients connected, the limit: not accepting more for now",
+                   connections_.size());
       pause_listener(std::chrono::milliseconds(0));
       return;
     }
@@ -301,8 +307,10 @@ void Broker::on_listener(std::uint32_t) {
         // Level-triggered epoll would wake us again at once for the same pending
         // connection: rest the listener instead of spinning.
         for (auto& fd : reserve_) fd.reset();
-        spdlog::warn("accept: {}: not accepting for {} ms", error_name(err), accept_backoff.count());
-        for (auto& fd : reserve_) fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));  // the same slots, at once
+        spdlog::warn("accept: {}: not accepting for {} ms", error_name(err),
+                     accept_backoff.count());
+        for (auto& fd : reserve_)
+          fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));  // the same slots, at once
         pause_listener(accept_backoff);
         return;
       }
@@ -311,22 +319,27 @@ void Broker::on_listener(std::uint32_t) {
     }
     auto creds = try_peer_credentials(sock.get());
     if (!creds) {
-      spdlog::warn("dropping a client whose credentials are unknown: {}", error_name(creds.error().value()));
+      spdlog::warn("dropping a client whose credentials are unknown: {}",
+                   error_name(creds.error().value()));
       continue;
     }
     ClientIdentity peer;
     peer.pid = creds->pid;
     peer.uid = creds->uid;
     peer.gid = creds->gid;
-    if (!uid_connections_.admit(peer.uid, limits_.max_connections_per_uid, policy_.is_admin(peer))) {
+    if (!uid_connections_.admit(peer.uid, limits_.max_connections_per_uid,
+                                policy_.is_admin(peer))) {
       // Closed unanswered: the client sees end of stream (ECONNRESET if it had
       // sent a request already), and the backlog does not fill up with one uid's
       // connections while other users wait behind them.
       ++connections_refused_per_uid_;
       if (std::uint64_t n = uid_connections_.note_refusal(peer.uid, Clock::now())) {
-        spdlog::warn("refused a connection of {}: uid {} holds {} connections, its limit (limits.max_connections_per_uid){}",
-                     identity_label(peer.pid, peer.uid, peer.gid), peer.uid, uid_connections_.of(peer.uid),
-                     n > 1 ? " (and " + std::to_string(n - 1) + " more since the last warning)" : std::string());
+        spdlog::warn(
+            "refused a connection of {}: uid {} holds {} connections, its limit "
+            "(limits.max_connections_per_uid){}",
+            identity_label(peer.pid, peer.uid, peer.gid), peer.uid, uid_connections_.of(peer.uid),
+            n > 1 ? " (and " + std::to_string(n - 1) + " more since the last warning)"
+                  : std::string());
       }
       continue;
     }
@@ -336,7 +349,8 @@ void Broker::on_listener(std::uint32_t) {
     uid_t uid = peer.uid;
     auto conn = std::make_unique<Connection>(std::move(sock), std::move(peer));
     Connection* c = conn.get();
-    if (auto ec = loop_.watch(fd, EPOLLIN, [this, c](std::uint32_t ev) { on_connection(*c, ev); })) {
+    if (auto ec =
+            loop_.watch(fd, EPOLLIN, [this, c](std::uint32_t ev) { on_connection(*c, ev); })) {
       spdlog::error("watching a client: {}", ec.message());
       uid_connections_.release(uid, Clock::now());
       continue;
@@ -377,11 +391,14 @@ void Broker::shed_backlog(int err) {
   bool rest = stopped_by != EAGAIN && stopped_by != EWOULDBLOCK;
   reserve_[1].reset();  // for logging (the journal's socket), and sanitizer runtimes
   if (auto n = no_fds_warnings_.note(Clock::now(), shed)) {
-    spdlog::warn("accept: {}: no descriptor left for new clients: {} refused since the last warning{}",
-                 error_name(err), *n,
-                 rest ? "; not accepting for " + std::to_string(accept_backoff.count()) + " ms" : std::string());
+    spdlog::warn(
+        "accept: {}: no descriptor left for new clients: {} refused since the last warning{}",
+        error_name(err), *n,
+        rest ? "; not accepting for " + std::to_string(accept_backoff.count()) + " ms"
+             : std::string());
   }
-  for (auto& fd : reserve_) fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));  // the same slots, at once
+  for (auto& fd : reserve_)
+    fd.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));  // the same slots, at once
   // Without its reserve slot the next shortage could not be shed: rest then too.
   if (rest || !reserve_[0].valid()) pause_listener(accept_backoff);
 }
@@ -394,7 +411,8 @@ void Broker::reap() { dying_.clear(); }
 
 void Broker::update_interest(Connection& c) {
   if (c.closed) return;
-  bool want_in = !c.parked && !c.eof && !shutting_down_ && c.queued() < config_.limits.max_queued_replies;
+  bool want_in =
+      !c.parked && !c.eof && !shutting_down_ && c.queued() < config_.limits.max_queued_replies;
   if (want_in && closes_over_quota(c.peer().uid)) {
     // Too many of this uid's descriptors wait for the closer (a hanging file
     // system?): read none of its requests, each of which may carry 253 more,
@@ -419,14 +437,15 @@ void Broker::update_interest(Connection& c) {
 void Broker::note_queued(Connection& c) {
   if (c.stuck_timer == 0) {
     Connection* cp = &c;
-    c.stuck_timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(config_.limits.client_timeout_ms), [this, cp] {
-      cp->stuck_timer = 0;
-      spdlog::warn("dropping client {}: {} replies unread for {} ms", cp->peer().label, cp->queued(),
-                   config_.limits.client_timeout_ms);
-      ++connections_dropped_;
-      close_connection(*cp, nullptr);
-      reap();
-    });
+    c.stuck_timer = loop_.add_timer(
+        Clock::now() + std::chrono::milliseconds(config_.limits.client_timeout_ms), [this, cp] {
+          cp->stuck_timer = 0;
+          spdlog::warn("dropping client {}: {} replies unread for {} ms", cp->peer().label,
+                       cp->queued(), config_.limits.client_timeout_ms);
+          ++connections_dropped_;
+          close_connection(*cp, nullptr);
+          reap();
+        });
   }
   update_interest(c);
 }
@@ -465,7 +484,8 @@ void Broker::close_connection(Connection& c, const char* why) {
       shutdown_done_ = nullptr;
       done();
     }
-  } else if (listener_paused_ && listener_timer_ == 0 && connections_.size() < limits_.max_connections) {
+  } else if (listener_paused_ && listener_timer_ == 0 &&
+             connections_.size() < limits_.max_connections) {
     resume_listener();
   }
 }
@@ -505,7 +525,8 @@ bool Broker::read_requests(Connection& c, bool draining) {
   int handled = 0;
   for (; handled < bound; ++handled) {
     if (c.closed || c.parked || c.eof || (shutting_down_ && !draining) ||
-        c.queued() >= config_.limits.max_queued_replies || (!draining && closes_over_quota(c.peer().uid))) {
+        c.queued() >= config_.limits.max_queued_replies ||
+        (!draining && closes_over_quota(c.peer().uid))) {
       break;
     }
     close_later(fds_, c.peer().uid);
@@ -525,7 +546,8 @@ bool Broker::read_requests(Connection& c, bool draining) {
       return false;
     }
     try {
-      handle_message(c, got->size, got->payload_truncated || got->size > max_message_bytes, got->fds_truncated);
+      handle_message(c, got->size, got->payload_truncated || got->size > max_message_bytes,
+                     got->fds_truncated);
     } catch (const std::exception& e) {
       // A bug costs this connection, not the broker.
       spdlog::error("internal error serving {}: {}", c.peer().label, e.what());
@@ -564,20 +586,27 @@ void Broker::send_reply(Connection& c, const std::shared_ptr<const FdSet>& fds) 
   if (reply_.size() > max_message_bytes) {
     // Every reply is bounded by construction: this is a bug, but it costs the
     // client one short error, not its connection and the requests behind it.
-    spdlog::error("a reply of {} bytes to {} exceeds the protocol's limit", reply_.size(), c.peer().label);
+    spdlog::error("a reply of {} bytes to {} exceeds the protocol's limit", reply_.size(),
+                  c.peer().label);
     reply_too_large();
     send_reply(c);
     return;
   }
   switch (c.send(reply_, fds)) {
-    case Connection::Sent::now: break;
-    case Connection::Sent::queued: note_queued(c); break;
+    case Connection::Sent::now:
+      break;
+    case Connection::Sent::queued:
+      note_queued(c);
+      break;
     case Connection::Sent::too_large:
-      spdlog::error("the socket refused a reply of {} bytes to {} (EMSGSIZE)", reply_.size(), c.peer().label);
+      spdlog::error("the socket refused a reply of {} bytes to {} (EMSGSIZE)", reply_.size(),
+                    c.peer().label);
       reply_too_large();
       send_reply(c);
       break;
-    case Connection::Sent::failed: close_connection(c, "send failed"); break;
+    case Connection::Sent::failed:
+      close_connection(c, "send failed");
+      break;
   }
 }
 
@@ -610,7 +639,8 @@ bool Broker::allowed(Connection& c, unsigned perm, const Request& req, const Sto
 
 // ---------------------------------------------------------------- requests
 
-void Broker::handle_message(Connection& c, std::size_t size, bool truncated_payload, bool truncated_fds) {
+void Broker::handle_message(Connection& c, std::size_t size, bool truncated_payload,
+                            bool truncated_fds) {
   Request& req = request_;
   if (truncated_payload) {
     req.id.clear();
@@ -638,7 +668,8 @@ void Broker::handle_message(Connection& c, std::size_t size, bool truncated_payl
     return;
   }
   if (!fds_.empty() && req.op != Op::put) {
-    send_error(c, req, EINVAL, std::string("descriptors attached to '") + op_name(req.op) + "', which takes none");
+    send_error(c, req, EINVAL,
+               std::string("descriptors attached to '") + op_name(req.op) + "', which takes none");
     return;
   }
   dispatch(c, req);
@@ -652,21 +683,36 @@ void Broker::dispatch(Connection& c, Request& req) {
     return;
   }
   switch (req.op) {
-    case Op::hello: do_hello(c, req); break;
+    case Op::hello:
+      do_hello(c, req);
+      break;
     case Op::get:
-    case Op::take: do_get(c, req, true); break;
-    case Op::put: do_put(c, req); break;
-    case Op::del: do_delete(c, req); break;
-    case Op::list: do_list(c, req); break;
-    case Op::stats: do_stats(c, req); break;
-    case Op::upgrade: do_upgrade(c, req); break;
+    case Op::take:
+      do_get(c, req, true);
+      break;
+    case Op::put:
+      do_put(c, req);
+      break;
+    case Op::del:
+      do_delete(c, req);
+      break;
+    case Op::list:
+      do_list(c, req);
+      break;
+    case Op::stats:
+      do_stats(c, req);
+      break;
+    case Op::upgrade:
+      do_upgrade(c, req);
+      break;
   }
 }
 
 void Broker::do_hello(Connection& c, const Request& req) {
   count(req, 0);
   begin_reply(req.id);
-  reply_ += "\"ok\":true,\"server\":\"fdbrokerd\",\"version\":\"" FDBROKER_VERSION_STRING "\",\"protocol\":1,\"peer\":{\"uid\":";
+  reply_ += "\"ok\":true,\"server\":\"fdbrokerd\",\"version\":\"" FDBROKER_VERSION_STRING
+            "\",\"protocol\":1,\"peer\":{\"uid\":";
   append_uint(reply_, c.peer().uid);
   reply_ += ",\"gid\":";
   append_uint(reply_, c.peer().gid);
@@ -683,7 +729,8 @@ void Broker::do_get(Connection& c, Request& req, bool may_park) {
   // Access first, existence after: a peer refused the name learns nothing about
   // whether it exists (EACCES either way), nor waits for an entry it could not get.
   if (!allowed(c, take ? perm_take : perm_get, req, e)) {
-    send_error(c, req, EACCES, std::string(take ? "take" : "get") + " of '" + req.name + "' not allowed");
+    send_error(c, req, EACCES,
+               std::string(take ? "take" : "get") + " of '" + req.name + "' not allowed");
     return;
   }
   if (e == nullptr) {
@@ -692,16 +739,19 @@ void Broker::do_get(Connection& c, Request& req, bool may_park) {
         refuse_waiting(c, req);  // this broker will not be there when the entry comes
         return;
       }
-      auto wait = std::min<std::int64_t>(req.wait_ms, static_cast<std::int64_t>(config_.limits.max_wait_ms));
+      auto wait = std::min<std::int64_t>(req.wait_ms,
+                                         static_cast<std::int64_t>(config_.limits.max_wait_ms));
       park(c, req, std::chrono::milliseconds(wait));
       return;
     }
     send_error(c, req, req.wait_ms > 0 ? ETIMEDOUT : ENOENT,
-               req.wait_ms > 0 ? "no entry named '" + req.name + "' appeared in time" : "no entry named '" + req.name + "'");
+               req.wait_ms > 0 ? "no entry named '" + req.name + "' appeared in time"
+                               : "no entry named '" + req.name + "'");
     return;
   }
   if (take && e->is_static) {
-    send_error(c, req, EPERM, "'" + req.name + "' is declared in the configuration: it cannot be taken");
+    send_error(c, req, EPERM,
+               "'" + req.name + "' is declared in the configuration: it cannot be taken");
     return;
   }
   count(req, 0);
@@ -765,7 +815,8 @@ void Broker::do_put(Connection& c, const Request& req) {
     for (std::size_t i = 0; i < fds_.size(); ++i) {
       std::string why = fuse_reason(facts_[i], mount_table());
       if (why.empty()) continue;
-      spdlog::info("put of '{}' by {} refused: descriptor {} is on {}", req.name, c.peer().label, i, why);
+      spdlog::info("put of '{}' by {} refused: descriptor {} is on {}", req.name, c.peer().label, i,
+                   why);
       send_error(c, req, EOPNOTSUPP,
                  "descriptor " + std::to_string(i) + " is on a FUSE file system (" + why +
                      "), which the configuration does not accept (accept_fuse_fds)");
@@ -773,7 +824,8 @@ void Broker::do_put(Connection& c, const Request& req) {
     }
   }
   if (old != nullptr && old->is_static) {
-    send_error(c, req, EPERM, "'" + req.name + "' is declared in the configuration: it cannot be replaced");
+    send_error(c, req, EPERM,
+               "'" + req.name + "' is declared in the configuration: it cannot be replaced");
     return;
   }
   if (req.expect_generation >= 0) {
@@ -794,19 +846,23 @@ void Broker::do_put(Connection& c, const Request& req) {
   bool replacing_own = old != nullptr && old->owner == uid;
   std::uint64_t entries_after = usage.entries + 1 - (replacing_own ? 1 : 0);
   std::uint64_t fds_after = usage.fds + n - (replacing_own ? old->fds->size() : 0);
-  if (entries_after > config_.limits.max_entries_per_uid || fds_after > config_.limits.max_fds_per_uid) {
-    spdlog::info("quota: put of '{}' by {} refused ({} entries, {} fds after it)", req.name, c.peer().label,
-                 entries_after, fds_after);
+  if (entries_after > config_.limits.max_entries_per_uid ||
+      fds_after > config_.limits.max_fds_per_uid) {
+    spdlog::info("quota: put of '{}' by {} refused ({} entries, {} fds after it)", req.name,
+                 c.peer().label, entries_after, fds_after);
     send_error(c, req, EDQUOT,
-               "quota of uid " + std::to_string(uid) + " exceeded (entries " + std::to_string(config_.limits.max_entries_per_uid) +
-                   ", fds " + std::to_string(config_.limits.max_fds_per_uid) + ")");
+               "quota of uid " + std::to_string(uid) + " exceeded (entries " +
+                   std::to_string(config_.limits.max_entries_per_uid) + ", fds " +
+                   std::to_string(config_.limits.max_fds_per_uid) + ")");
     return;
   }
   std::uint64_t freed = old != nullptr ? old->fds->size() : 0;
   if (store_.fds_held() + n - freed > limits_.max_fds) {
-    spdlog::warn("put of '{}' by {} refused: {} fds held, the limit is {}", req.name, c.peer().label,
-                 store_.fds_held(), limits_.max_fds);
-    send_error(c, req, ENOSPC, "the broker holds its maximum of descriptors (" + std::to_string(limits_.max_fds) + ")");
+    spdlog::warn("put of '{}' by {} refused: {} fds held, the limit is {}", req.name,
+                 c.peer().label, store_.fds_held(), limits_.max_fds);
+    send_error(
+        c, req, ENOSPC,
+        "the broker holds its maximum of descriptors (" + std::to_string(limits_.max_fds) + ")");
     return;
   }
 
@@ -821,7 +877,8 @@ void Broker::do_put(Connection& c, const Request& req) {
   if (req.ttl_ms > 0) e.expiry = now + std::chrono::milliseconds(req.ttl_ms);
   e.render();
   if (e.reply_body.size() > max_entry_body) {
-    send_error(c, req, EMSGSIZE, "the entry's description (meta and fds) would not fit in one message");
+    send_error(c, req, EMSGSIZE,
+               "the entry's description (meta and fds) would not fit in one message");
     return;  // `e` and its fds go
   }
   std::uint64_t generation = e.generation;
@@ -852,7 +909,8 @@ void Broker::do_delete(Connection& c, const Request& req) {
     return;
   }
   if (e->is_static) {
-    send_error(c, req, EPERM, "'" + req.name + "' is declared in the configuration: it cannot be deleted");
+    send_error(c, req, EPERM,
+               "'" + req.name + "' is declared in the configuration: it cannot be deleted");
     return;
   }
   if (auto gone = store_.extract(req.name)) drop_entry(std::move(*gone), nullptr);
@@ -927,14 +985,20 @@ void Broker::do_stats(Connection& c, const Request& req) {
       if (requests_[op][err] == 0) continue;
       outcomes[err == 0 ? "ok" : error_name(static_cast<int>(err))] = requests_[op][err];
     }
-    if (!outcomes.empty()) requests[op < op_count ? op_name(static_cast<Op>(op)) : "invalid"] = std::move(outcomes);
+    if (!outcomes.empty())
+      requests[op < op_count ? op_name(static_cast<Op>(op)) : "invalid"] = std::move(outcomes);
   }
   nlohmann::json body = {
-      {"uptime_ms", std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count()},
+      {"uptime_ms",
+       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count()},
       {"connections",
-       {{"current", connections_.size()}, {"total", connections_total_}, {"dropped", connections_dropped_},
-        {"limit", limits_.max_connections}, {"limit_per_uid", limits_.max_connections_per_uid},
-        {"refused_per_uid", connections_refused_per_uid_}, {"refused_no_fds", connections_refused_no_fds_}}},
+       {{"current", connections_.size()},
+        {"total", connections_total_},
+        {"dropped", connections_dropped_},
+        {"limit", limits_.max_connections},
+        {"limit_per_uid", limits_.max_connections_per_uid},
+        {"refused_per_uid", connections_refused_per_uid_},
+        {"refused_no_fds", connections_refused_no_fds_}}},
       {"entries", store_.size()},
       {"fds_held", store_.fds_held()},
       {"fds_limit", limits_.max_fds},
@@ -1006,7 +1070,8 @@ void Broker::wake_waiters(const std::string& name) {
 }
 
 void Broker::refuse_waiting(Connection& c, const Request& req) {
-  spdlog::debug("{} of '{}' by {} refused: {}", op_name(req.op), req.name, c.peer().label, farewell_);
+  spdlog::debug("{} of '{}' by {} refused: {}", op_name(req.op), req.name, c.peer().label,
+                farewell_);
   c.refusing = true;
   send_error(c, req, ESHUTDOWN, farewell_);
 }
@@ -1023,7 +1088,8 @@ void Broker::wind_down(Connection& c) {
 // ---------------------------------------------------------------- expiry
 
 void Broker::drop_entry(StoredEntry&& e, const char* why) {
-  if (why != nullptr) spdlog::info("entry '{}' generation {} removed: {}", e.name, e.generation, why);
+  if (why != nullptr)
+    spdlog::info("entry '{}' generation {} removed: {}", e.name, e.generation, why);
   StoredEntry gone = std::move(e);  // its fds close here unless a queued reply still holds them
 }
 

@@ -31,7 +31,7 @@ struct Restored;
 struct EffectiveLimits {
   std::uint64_t max_connections = 0;
   std::uint64_t max_connections_per_uid = 0;  // 0: no limit
-  std::uint64_t max_fds = 0;  // descriptors held in entries, all owners together
+  std::uint64_t max_fds = 0;                  // descriptors held in entries, all owners together
 };
 
 // Raises RLIMIT_NOFILE's soft limit to the hard limit (best effort) and derives
@@ -64,10 +64,10 @@ class Broker {
   // Lame duck: accepts what is already in the listener's backlog (when the broker
   // owns the socket), stops accepting, shuts the receiving side of every
   // connection (a client's next send fails with EPIPE), answers the requests
-  // clients have already sent, flushes queued replies for at most limits.shutdown_timeout_ms, closes
-  // every connection, then calls `done`. A waiting request (wait_ms), and every
-  // request behind it on its connection, is answered ESHUTDOWN ("broker shutting
-  // down"): the client retries against the next broker.
+  // clients have already sent, flushes queued replies for at most limits.shutdown_timeout_ms,
+  // closes every connection, then calls `done`. A waiting request (wait_ms), and every request
+  // behind it on its connection, is answered ESHUTDOWN ("broker shutting down"): the client retries
+  // against the next broker.
   void shutdown(std::function<void()> done);
 
   // Persistence (broker_persist.cpp). attach(): `sync` (borrowed, outlives the
@@ -82,7 +82,8 @@ class Broker {
   // Upgrade without systemd (broker_handover.cpp, upgrade.hpp). The `upgrade` op
   // calls `handler` with the requester's fd, its request id and the binary asked
   // for ("" = the running one); the handler answers through reply_to().
-  using UpgradeHandler = std::function<void(int conn_fd, const std::string& id, const std::string& binary)>;
+  using UpgradeHandler =
+      std::function<void(int conn_fd, const std::string& id, const std::string& binary)>;
   void set_upgrade_handler(UpgradeHandler handler) { upgrade_handler_ = std::move(handler); }
   // Stops accepting (the listening socket stays open and its backlog waits),
   // shuts the receiving side of every connection but `keep_fd` (a client's next

@@ -9,8 +9,8 @@
 #include <fdbroker/error.hpp>
 
 #include "broker.hpp"
-#include "systemd_fd_store.hpp"
 #include "json_text.hpp"
+#include "systemd_fd_store.hpp"
 
 namespace fdbroker::daemon {
 

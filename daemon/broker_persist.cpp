@@ -4,9 +4,9 @@
 #include <spdlog/spdlog.h>
 
 #include "broker.hpp"
-#include "systemd_fd_store.hpp"
 #include "json_text.hpp"
 #include "restore.hpp"
+#include "systemd_fd_store.hpp"
 
 namespace fdbroker::daemon {
 
@@ -75,7 +75,7 @@ void Broker::release_held() {
       // ends with this hook again).
       if (held_retry_timer_ == 0) {
         held_retry_timer_ = loop_.add_timer(Clock::now() + std::chrono::milliseconds(100),
-                                             [this] { held_retry_timer_ = 0; });
+                                            [this] { held_retry_timer_ = 0; });
       }
       return;
     }

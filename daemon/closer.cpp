@@ -44,9 +44,9 @@ struct Closer::State {
 
   Options options;
   mutable std::mutex mutex;
-  std::condition_variable work;      // an item was queued, or a mount became free
+  std::condition_variable work;          // an item was queued, or a mount became free
   mutable std::condition_variable idle;  // a close finished
-  std::condition_variable watch;     // wakes the watcher early (stopping)
+  std::condition_variable watch;         // wakes the watcher early (stopping)
   std::deque<Item> queue;
   std::unordered_set<std::uint64_t> busy_mounts;
   std::unordered_map<uid_t, std::size_t> per_uid;
@@ -89,9 +89,10 @@ struct Closer::State {
       ::close(item.fd);  // may hang in the file system: that is why we are here
       lock.lock();
       if (slot.reported) {
-        auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - slot.since);
-        warn("closer: the close of fd " + std::to_string(item.fd) + " (mount " + mount_text(item.mount) +
-             ") returned after " + std::to_string(took.count()) + " ms");
+        auto took =
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - slot.since);
+        warn("closer: the close of fd " + std::to_string(item.fd) + " (mount " +
+             mount_text(item.mount) + ") returned after " + std::to_string(took.count()) + " ms");
       }
       slot.active = false;
       busy_mounts.erase(item.mount);
@@ -108,7 +109,8 @@ struct Closer::State {
   // Logs each close that hangs, once, after slow_after.
   void watcher() {
     std::unique_lock lock(mutex);
-    auto period = std::max<std::chrono::milliseconds>(options.slow_after / 4, std::chrono::milliseconds(10));
+    auto period =
+        std::max<std::chrono::milliseconds>(options.slow_after / 4, std::chrono::milliseconds(10));
     while (!stopping) {
       watch.wait_for(lock, period);
       auto now = Clock::now();
@@ -116,9 +118,10 @@ struct Closer::State {
         if (!slot.active || slot.reported || now - slot.since < options.slow_after) continue;
         slot.reported = true;
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - slot.since);
-        warn("closer: the close of fd " + std::to_string(slot.fd) + " (mount " + mount_text(slot.mount) +
-             ") has not returned after " + std::to_string(ms.count()) +
-             " ms: its file system does not answer (a stalled FUSE daemon?); other mounts' closes go on");
+        warn("closer: the close of fd " + std::to_string(slot.fd) + " (mount " +
+             mount_text(slot.mount) + ") has not returned after " + std::to_string(ms.count()) +
+             " ms: its file system does not answer (a stalled FUSE daemon?); other mounts' closes "
+             "go on");
       }
     }
   }

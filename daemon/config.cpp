@@ -37,7 +37,8 @@ bool valid_name(std::string_view name) noexcept {
   std::size_t start = 0;
   for (;;) {
     std::size_t end = name.find('/', start);
-    std::string_view segment = name.substr(start, end == std::string_view::npos ? name.npos : end - start);
+    std::string_view segment =
+        name.substr(start, end == std::string_view::npos ? name.npos : end - start);
     if (segment == "." || segment == "..") return false;
     if (end == std::string_view::npos) return true;
     start = end + 1;
@@ -46,12 +47,18 @@ bool valid_name(std::string_view name) noexcept {
 
 const char* perm_name(unsigned perm) noexcept {
   switch (perm) {
-    case perm_get: return "get";
-    case perm_take: return "take";
-    case perm_put: return "put";
-    case perm_delete: return "delete";
-    case perm_stats: return "stats";
-    default: return "?";
+    case perm_get:
+      return "get";
+    case perm_take:
+      return "take";
+    case perm_put:
+      return "put";
+    case perm_delete:
+      return "delete";
+    case perm_stats:
+      return "stats";
+    default:
+      return "?";
   }
 }
 
@@ -66,7 +73,8 @@ class Checker {
   void error(const std::string& key, const std::string& why) { errors.push_back(key + ": " + why); }
 
   // Reports keys of `obj` not in `known` (typos should not pass silently).
-  void only_keys(const json& obj, const std::string& key, std::initializer_list<const char*> known) {
+  void only_keys(const json& obj, const std::string& key,
+                 std::initializer_list<const char*> known) {
     for (auto& item : obj.items()) {
       const std::string& k = item.key();  // not a structured binding: clang 14 cannot capture one
       bool found = std::any_of(known.begin(), known.end(), [&](const char* n) { return k == n; });
@@ -84,13 +92,15 @@ class Checker {
   }
 
   template <class T>
-  void uint_field(const json& obj, const std::string& parent, const char* k, T& out, std::uint64_t lo,
-                  std::uint64_t hi) {
+  void uint_field(const json& obj, const std::string& parent, const char* k, T& out,
+                  std::uint64_t lo, std::uint64_t hi) {
     const json* v = field(obj, k);
     if (v == nullptr) return;
-    if (!v->is_number_integer() || (v->is_number_integer() && !v->is_number_unsigned() && v->get<std::int64_t>() < 0) ||
+    if (!v->is_number_integer() ||
+        (v->is_number_integer() && !v->is_number_unsigned() && v->get<std::int64_t>() < 0) ||
         v->get<std::uint64_t>() < lo || v->get<std::uint64_t>() > hi) {
-      error(join(parent, k), "must be an integer between " + std::to_string(lo) + " and " + std::to_string(hi));
+      error(join(parent, k),
+            "must be an integer between " + std::to_string(lo) + " and " + std::to_string(hi));
       return;
     }
     out = static_cast<T>(v->get<std::uint64_t>());
@@ -141,7 +151,8 @@ class Checker {
   }
 
   std::optional<uid_t> user(const json& v, const std::string& key) {
-    if (v.is_number_unsigned() && v.get<std::uint64_t>() < 0xFFFFFFFFu) return static_cast<uid_t>(v.get<std::uint64_t>());
+    if (v.is_number_unsigned() && v.get<std::uint64_t>() < 0xFFFFFFFFu)
+      return static_cast<uid_t>(v.get<std::uint64_t>());
     if (!v.is_string()) {
       error(key, "must be a user name or a numeric uid");
       return std::nullopt;
@@ -149,7 +160,8 @@ class Checker {
     const std::string& name = v.get_ref<const std::string&>();
     unsigned id = 0;
     auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), id);
-    if (!name.empty() && ec == std::errc{} && end == name.data() + name.size()) return static_cast<uid_t>(id);
+    if (!name.empty() && ec == std::errc{} && end == name.data() + name.size())
+      return static_cast<uid_t>(id);
     if (name.find('\0') != std::string::npos) {  // getpw/grnam would read only what precedes it
       error(key, "a user name with a NUL byte");
       return std::nullopt;
@@ -166,7 +178,8 @@ class Checker {
   }
 
   std::optional<gid_t> group(const json& v, const std::string& key) {
-    if (v.is_number_unsigned() && v.get<std::uint64_t>() < 0xFFFFFFFFu) return static_cast<gid_t>(v.get<std::uint64_t>());
+    if (v.is_number_unsigned() && v.get<std::uint64_t>() < 0xFFFFFFFFu)
+      return static_cast<gid_t>(v.get<std::uint64_t>());
     if (!v.is_string()) {
       error(key, "must be a group name or a numeric gid");
       return std::nullopt;
@@ -174,7 +187,8 @@ class Checker {
     const std::string& name = v.get_ref<const std::string&>();
     unsigned id = 0;
     auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), id);
-    if (!name.empty() && ec == std::errc{} && end == name.data() + name.size()) return static_cast<gid_t>(id);
+    if (!name.empty() && ec == std::errc{} && end == name.data() + name.size())
+      return static_cast<gid_t>(id);
     if (name.find('\0') != std::string::npos) {  // getpw/grnam would read only what precedes it
       error(key, "a group name with a NUL byte");
       return std::nullopt;
@@ -209,13 +223,20 @@ class Checker {
         continue;
       }
       const std::string& s = op.get_ref<const std::string&>();
-      if (s == "get") set |= perm_get;
-      else if (s == "take") set |= perm_take;
-      else if (s == "put") set |= perm_put;
-      else if (s == "delete") set |= perm_delete;
-      else if (s == "stats") set |= perm_stats;
-      else if (s == "*") set |= perm_all;
-      else error(item, "unknown operation \"" + s + "\" (get, take, put, delete, stats, *)");
+      if (s == "get")
+        set |= perm_get;
+      else if (s == "take")
+        set |= perm_take;
+      else if (s == "put")
+        set |= perm_put;
+      else if (s == "delete")
+        set |= perm_delete;
+      else if (s == "stats")
+        set |= perm_stats;
+      else if (s == "*")
+        set |= perm_all;
+      else
+        error(item, "unknown operation \"" + s + "\" (get, take, put, delete, stats, *)");
     }
     return set;
   }
@@ -243,7 +264,8 @@ class Checker {
         error(key, "must be an array of group names or gids");
       } else {
         for (std::size_t i = 0; i < groups->size(); ++i) {
-          if (auto gid = group((*groups)[i], key + "[" + std::to_string(i) + "]")) who.groups.push_back(*gid);
+          if (auto gid = group((*groups)[i], key + "[" + std::to_string(i) + "]"))
+            who.groups.push_back(*gid);
         }
       }
     }
@@ -279,7 +301,8 @@ class Checker {
         r.match = name;
         r.prefix = false;
       } else if (has_prefix) {
-        if (!valid_prefix(r.match)) error(join(key, "prefix"), "invalid prefix \"" + r.match + "\"");
+        if (!valid_prefix(r.match))
+          error(join(key, "prefix"), "invalid prefix \"" + r.match + "\"");
       } else if (field(obj, "prefix") == nullptr && field(obj, "name") == nullptr) {
         error(key, "needs \"prefix\" or \"name\" (use \"prefix\": \"\" for every entry)");
       }
@@ -287,7 +310,8 @@ class Checker {
     r.who = principals(obj, key);
     r.allow = perms(obj, key, "allow");
     r.deny = perms(obj, key, "deny");
-    if (r.allow == 0 && r.deny == 0 && field(obj, "allow") == nullptr && field(obj, "deny") == nullptr) {
+    if (r.allow == 0 && r.deny == 0 && field(obj, "allow") == nullptr &&
+        field(obj, "deny") == nullptr) {
       error(key, "needs \"allow\" or \"deny\"");
     }
     return r;
@@ -296,13 +320,16 @@ class Checker {
   void file_entry(const json& obj, const std::string& key, StaticEntry& e) {
     only_keys(obj, key, {"name", "type", "meta", "access", "path", "flags", "mode"});
     string_field(obj, key, "path", e.path, true);
-    if (field(obj, "path") != nullptr && e.path.empty()) error(join(key, "path"), "must not be empty");
+    if (field(obj, "path") != nullptr && e.path.empty())
+      error(join(key, "path"), "must not be empty");
     int access = -1;
     int flags = 0;
     if (const json* v = field(obj, "flags")) {
       std::string fkey = join(key, "flags");
       if (!v->is_array()) {
-        error(fkey, "must be an array of open flags (rdonly, wronly, rdwr, append, create, trunc, excl, nonblock, noatime, sync, directory)");
+        error(fkey,
+              "must be an array of open flags (rdonly, wronly, rdwr, append, create, trunc, excl, "
+              "nonblock, noatime, sync, directory)");
       } else {
         for (std::size_t i = 0; i < v->size(); ++i) {
           std::string item = fkey + "[" + std::to_string(i) + "]";
@@ -316,31 +343,45 @@ class Checker {
             if (access != -1 && access != a) error(fkey, "more than one of rdonly, wronly, rdwr");
             access = a;
           };
-          if (s == "rdonly") set_access(O_RDONLY);
-          else if (s == "wronly") set_access(O_WRONLY);
-          else if (s == "rdwr") set_access(O_RDWR);
-          else if (s == "append") flags |= O_APPEND;
-          else if (s == "create") flags |= O_CREAT;
-          else if (s == "trunc") flags |= O_TRUNC;
-          else if (s == "excl") flags |= O_EXCL;
-          else if (s == "nonblock") flags |= O_NONBLOCK;
-          else if (s == "noatime") flags |= O_NOATIME;
-          else if (s == "sync") flags |= O_SYNC;
-          else if (s == "directory") flags |= O_DIRECTORY;
-          else error(item, "unknown open flag \"" + s + "\"");
+          if (s == "rdonly")
+            set_access(O_RDONLY);
+          else if (s == "wronly")
+            set_access(O_WRONLY);
+          else if (s == "rdwr")
+            set_access(O_RDWR);
+          else if (s == "append")
+            flags |= O_APPEND;
+          else if (s == "create")
+            flags |= O_CREAT;
+          else if (s == "trunc")
+            flags |= O_TRUNC;
+          else if (s == "excl")
+            flags |= O_EXCL;
+          else if (s == "nonblock")
+            flags |= O_NONBLOCK;
+          else if (s == "noatime")
+            flags |= O_NOATIME;
+          else if (s == "sync")
+            flags |= O_SYNC;
+          else if (s == "directory")
+            flags |= O_DIRECTORY;
+          else
+            error(item, "unknown open flag \"" + s + "\"");
         }
       }
     }
     e.open_flags = flags | (access == -1 ? O_RDONLY : access);
     e.mode = 0644;
     mode_field(obj, key, "mode", e.mode);
-    e.opening = "file " + std::to_string(e.open_flags) + " " + std::to_string(e.mode) + " " + e.path;
+    e.opening =
+        "file " + std::to_string(e.open_flags) + " " + std::to_string(e.mode) + " " + e.path;
   }
 
   void inet_entry(const json& obj, const std::string& key, StaticEntry& e) {
     bool tcp = e.kind == StaticKind::tcp;
     if (tcp) {
-      only_keys(obj, key, {"name", "type", "meta", "access", "address", "backlog", "reuseport", "v6only"});
+      only_keys(obj, key,
+                {"name", "type", "meta", "access", "address", "backlog", "reuseport", "v6only"});
     } else {
       only_keys(obj, key, {"name", "type", "meta", "access", "address", "reuseport", "v6only"});
     }
@@ -351,8 +392,8 @@ class Checker {
     if (tcp) uint_field(obj, key, "backlog", e.backlog, 1, 65535);
     bool_field(obj, key, "reuseport", e.reuseport);
     bool_field(obj, key, "v6only", e.v6only);
-    e.opening = std::string(tcp ? "tcp " : "udp ") + e.address + " " + std::to_string(e.backlog) + " " +
-                (e.reuseport ? "1" : "0") + (e.v6only ? "1" : "0");
+    e.opening = std::string(tcp ? "tcp " : "udp ") + e.address + " " + std::to_string(e.backlog) +
+                " " + (e.reuseport ? "1" : "0") + (e.v6only ? "1" : "0");
   }
 
   static std::string check_inet_address(const std::string& address) {
@@ -379,25 +420,31 @@ class Checker {
   }
 
   void unix_entry(const json& obj, const std::string& key, StaticEntry& e) {
-    only_keys(obj, key, {"name", "type", "meta", "access", "path", "socket_type", "backlog", "mode", "owner", "group"});
+    only_keys(obj, key,
+              {"name", "type", "meta", "access", "path", "socket_type", "backlog", "mode", "owner",
+               "group"});
     string_field(obj, key, "path", e.path, true);
     if (field(obj, "path") != nullptr) {
       if (e.path.empty()) error(join(key, "path"), "must not be empty");
-      if (e.path.size() >= 108) error(join(key, "path"), "too long for a UNIX socket (at most 107 bytes)");
+      if (e.path.size() >= 108)
+        error(join(key, "path"), "too long for a UNIX socket (at most 107 bytes)");
     }
     std::string type = "stream";
     string_field(obj, key, "socket_type", type, false);
-    if (type == "stream") e.socket_type = SOCK_STREAM;
-    else if (type == "seqpacket") e.socket_type = SOCK_SEQPACKET;
-    else error(join(key, "socket_type"), "must be \"stream\" or \"seqpacket\"");
+    if (type == "stream")
+      e.socket_type = SOCK_STREAM;
+    else if (type == "seqpacket")
+      e.socket_type = SOCK_SEQPACKET;
+    else
+      error(join(key, "socket_type"), "must be \"stream\" or \"seqpacket\"");
     uint_field(obj, key, "backlog", e.backlog, 1, 65535);
     e.mode = 0666;
     mode_field(obj, key, "mode", e.mode);
     if (const json* v = field(obj, "owner")) e.owner = user(*v, join(key, "owner"));
     if (const json* v = field(obj, "group")) e.group = group(*v, join(key, "group"));
-    e.opening = "unix " + type + " " + std::to_string(e.backlog) + " " + std::to_string(e.mode) + " " +
-                (e.owner ? std::to_string(*e.owner) : "-") + " " + (e.group ? std::to_string(*e.group) : "-") +
-                " " + e.path;
+    e.opening = "unix " + type + " " + std::to_string(e.backlog) + " " + std::to_string(e.mode) +
+                " " + (e.owner ? std::to_string(*e.owner) : "-") + " " +
+                (e.group ? std::to_string(*e.group) : "-") + " " + e.path;
   }
 
   void entry(const json& obj, const std::string& key, Config& config) {
@@ -407,7 +454,8 @@ class Checker {
     }
     StaticEntry e;
     if (string_field(obj, key, "name", e.name, true) && !valid_name(e.name)) {
-      error(join(key, "name"), "invalid entry name \"" + e.name + "\" (1-255 bytes of A-Za-z0-9._:@/-, no . or .. segment)");
+      error(join(key, "name"), "invalid entry name \"" + e.name +
+                                   "\" (1-255 bytes of A-Za-z0-9._:@/-, no . or .. segment)");
     }
     for (const auto& other : config.entries) {
       if (!e.name.empty() && other.name == e.name) {
@@ -427,7 +475,8 @@ class Checker {
         e.kind = StaticKind::unix_socket;
         unix_entry(obj, key, e);
       } else {
-        error(join(key, "type"), "must be \"file\", \"tcp\", \"udp\" or \"unix\", got \"" + type + "\"");
+        error(join(key, "type"),
+              "must be \"file\", \"tcp\", \"udp\" or \"unix\", got \"" + type + "\"");
       }
     }
     if (const json* meta = field(obj, "meta")) {
@@ -457,7 +506,9 @@ class Checker {
       error("(top level)", "must be a JSON object");
       return;
     }
-    only_keys(doc, "", {"socket", "log_level", "limits", "owner_rights", "rules", "entries", "accept_fuse_fds"});
+    only_keys(
+        doc, "",
+        {"socket", "log_level", "limits", "owner_rights", "rules", "entries", "accept_fuse_fds"});
     bool_field(doc, "", "accept_fuse_fds", config.accept_fuse_fds);
     if (const json* socket = field(doc, "socket")) {
       if (!socket->is_object()) {
@@ -466,7 +517,8 @@ class Checker {
         only_keys(*socket, "socket", {"path", "mode", "group"});
         if (string_field(*socket, "socket", "path", config.socket_path, false)) {
           if (config.socket_path.empty()) error("socket.path", "must not be empty");
-          if (config.socket_path.size() >= 108) error("socket.path", "too long for a UNIX socket (at most 107 bytes)");
+          if (config.socket_path.size() >= 108)
+            error("socket.path", "too long for a UNIX socket (at most 107 bytes)");
         }
         mode_field(*socket, "socket", "mode", config.socket_mode);
         if (const json* g = field(*socket, "group"); g != nullptr && !g->is_null()) {
@@ -475,8 +527,10 @@ class Checker {
       }
     }
     if (string_field(doc, "", "log_level", config.log_level, false)) {
-      static constexpr const char* levels[] = {"trace", "debug", "info", "warning", "error", "critical", "off"};
-      if (std::none_of(std::begin(levels), std::end(levels), [&](const char* l) { return config.log_level == l; })) {
+      static constexpr const char* levels[] = {"trace", "debug",    "info", "warning",
+                                               "error", "critical", "off"};
+      if (std::none_of(std::begin(levels), std::end(levels),
+                       [&](const char* l) { return config.log_level == l; })) {
         error("log_level", "must be one of trace, debug, info, warning, error, critical, off");
       }
     }
@@ -485,12 +539,14 @@ class Checker {
         error("limits", "must be an object");
       } else {
         Limits& l = config.limits;
-        only_keys(*limits, "limits", {"max_connections", "max_connections_per_uid", "max_fds",
-                                      "max_entries_per_uid", "max_fds_per_uid", "max_wait_ms",
-                                      "client_timeout_ms", "max_queued_replies", "shutdown_timeout_ms"});
+        only_keys(*limits, "limits",
+                  {"max_connections", "max_connections_per_uid", "max_fds", "max_entries_per_uid",
+                   "max_fds_per_uid", "max_wait_ms", "client_timeout_ms", "max_queued_replies",
+                   "shutdown_timeout_ms"});
         uint_field(*limits, "limits", "max_connections", l.max_connections, 1, 1000000);
         // null (or absent): derived from max_connections; 0: no limit.
-        if (const json* v = field(*limits, "max_connections_per_uid"); v != nullptr && !v->is_null()) {
+        if (const json* v = field(*limits, "max_connections_per_uid");
+            v != nullptr && !v->is_null()) {
           std::uint32_t per_uid = 0;
           std::size_t before = errors.size();
           uint_field(*limits, "limits", "max_connections_per_uid", per_uid, 0, 1000000);

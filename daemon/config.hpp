@@ -65,17 +65,17 @@ enum class StaticKind { file, tcp, udp, unix_socket };
 struct StaticEntry {
   std::string name;
   StaticKind kind = StaticKind::file;
-  std::string path;              // file, unix
-  int open_flags = 0;            // file (O_* without O_CLOEXEC)
-  mode_t mode = 0644;            // file (with create), unix socket file
-  std::string address;           // tcp, udp: as written
-  int backlog = 128;             // tcp, unix stream/seqpacket
-  bool reuseport = false;        // tcp, udp
-  bool v6only = false;           // tcp, udp on IPv6
-  int socket_type = 0;           // unix: SOCK_STREAM or SOCK_SEQPACKET
-  std::optional<uid_t> owner;    // unix socket file
-  std::optional<gid_t> group;    // unix socket file
-  std::string meta = "{}";       // compact JSON object
+  std::string path;            // file, unix
+  int open_flags = 0;          // file (O_* without O_CLOEXEC)
+  mode_t mode = 0644;          // file (with create), unix socket file
+  std::string address;         // tcp, udp: as written
+  int backlog = 128;           // tcp, unix stream/seqpacket
+  bool reuseport = false;      // tcp, udp
+  bool v6only = false;         // tcp, udp on IPv6
+  int socket_type = 0;         // unix: SOCK_STREAM or SOCK_SEQPACKET
+  std::optional<uid_t> owner;  // unix socket file
+  std::optional<gid_t> group;  // unix socket file
+  std::string meta = "{}";     // compact JSON object
   std::string opening;
 };
 

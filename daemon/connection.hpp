@@ -40,7 +40,8 @@ struct QueuedReply {
 
 class Connection {
  public:
-  Connection(unique_fd sock, ClientIdentity peer) noexcept : sock_(std::move(sock)), peer_(std::move(peer)) {}
+  Connection(unique_fd sock, ClientIdentity peer) noexcept
+      : sock_(std::move(sock)), peer_(std::move(peer)) {}
 
   [[nodiscard]] int fd() const noexcept { return sock_.get(); }
   [[nodiscard]] const ClientIdentity& peer() const noexcept { return peer_; }
@@ -78,15 +79,15 @@ class Connection {
   std::deque<QueuedReply> take_queue() noexcept { return std::move(queue_); }
 
   // State the broker keeps per connection.
-  std::unique_ptr<Request> parked;          // a get/take waiting (wait_ms) for its entry
+  std::unique_ptr<Request> parked;  // a get/take waiting (wait_ms) for its entry
   EventLoop::TimerId park_timer = 0;
-  EventLoop::TimerId stuck_timer = 0;       // armed while replies are queued
-  std::uint32_t events = 0;                 // what epoll watches now
-  bool eof = false;                         // the peer will send no more requests
+  EventLoop::TimerId stuck_timer = 0;  // armed while replies are queued
+  std::uint32_t events = 0;            // what epoll watches now
+  bool eof = false;                    // the peer will send no more requests
   // Shutdown or upgrade: what the peer already sent is answered, but a get/take
   // that would wait is refused (ESHUTDOWN) instead, and so is every request after it.
   bool winding_down = false;
-  bool refusing = false;                    // a waiting request was refused: the rest are too
+  bool refusing = false;  // a waiting request was refused: the rest are too
   bool closed = false;
 
  private:

@@ -85,7 +85,8 @@ void EventLoop::arm_timerfd() {
     armed_ = Clock::time_point::max();
   } else {
     armed_ = timers_.begin()->first;
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(armed_.time_since_epoch()).count();
+    auto ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(armed_.time_since_epoch()).count();
     // steady_clock is CLOCK_MONOTONIC on Linux, so its epoch is the timerfd's.
     // A zero it_value would disarm: make it at least 1 ns.
     if (ns <= 0) ns = 1;

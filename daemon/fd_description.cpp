@@ -38,32 +38,48 @@ const char* access_of(int fd) {
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0) return nullptr;
   switch (flags & O_ACCMODE) {
-    case O_RDONLY: return "r";
-    case O_WRONLY: return "w";
-    case O_RDWR: return "rw";
-    default: return nullptr;  // O_PATH descriptors
+    case O_RDONLY:
+      return "r";
+    case O_WRONLY:
+      return "w";
+    case O_RDWR:
+      return "rw";
+    default:
+      return nullptr;  // O_PATH descriptors
   }
 }
 
 nlohmann::json family_name(int family) {
   switch (family) {
-    case AF_UNIX: return "unix";
-    case AF_INET: return "inet";
-    case AF_INET6: return "inet6";
-    case AF_NETLINK: return "netlink";
-    case AF_PACKET: return "packet";
-    case AF_VSOCK: return "vsock";
-    default: return family;
+    case AF_UNIX:
+      return "unix";
+    case AF_INET:
+      return "inet";
+    case AF_INET6:
+      return "inet6";
+    case AF_NETLINK:
+      return "netlink";
+    case AF_PACKET:
+      return "packet";
+    case AF_VSOCK:
+      return "vsock";
+    default:
+      return family;
   }
 }
 
 nlohmann::json type_name(int type) {
   switch (type) {
-    case SOCK_STREAM: return "stream";
-    case SOCK_DGRAM: return "dgram";
-    case SOCK_SEQPACKET: return "seqpacket";
-    case SOCK_RAW: return "raw";
-    default: return type;
+    case SOCK_STREAM:
+      return "stream";
+    case SOCK_DGRAM:
+      return "dgram";
+    case SOCK_SEQPACKET:
+      return "seqpacket";
+    case SOCK_RAW:
+      return "raw";
+    default:
+      return type;
   }
 }
 
@@ -153,7 +169,8 @@ FdFacts probe_fd(int fd, Probe how) {
 
 std::optional<std::uint64_t> mount_id_of(int fd) {
   struct statx stx {};
-  if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &stx) == 0 && (stx.stx_mask & STATX_MNT_ID)) {
+  if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &stx) == 0 &&
+      (stx.stx_mask & STATX_MNT_ID)) {
     return stx.stx_mnt_id;
   }
   return fdinfo_mount_id(fd);
@@ -192,8 +209,8 @@ void MountTable::reread() {
   load(read_proc("/proc/self/mountinfo"));
 }
 
-std::optional<std::string> MountTable::fstype(std::optional<std::uint64_t> mount_id, std::uint32_t major_no,
-                                              std::uint32_t minor_no) {
+std::optional<std::string> MountTable::fstype(std::optional<std::uint64_t> mount_id,
+                                              std::uint32_t major_no, std::uint32_t minor_no) {
   std::uint64_t dev = (std::uint64_t{major_no} << 32) | minor_no;
   bool by_dev = major_no != 0 || minor_no != 0;
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -213,14 +230,17 @@ MountTable& mount_table() {
   return table;
 }
 
-std::string fuse_reason(int fd, MountTable& mounts, Probe how) { return fuse_reason(probe_fd(fd, how), mounts); }
+std::string fuse_reason(int fd, MountTable& mounts, Probe how) {
+  return fuse_reason(probe_fd(fd, how), mounts);
+}
 
 std::string fuse_reason(const FdFacts& f, MountTable& mounts) {
   if (internal_file(f)) return {};
   std::optional<std::string> type = mounts.fstype(f.mount_id, f.dev_major, f.dev_minor);
   if (!fuse_unless_known(type, f)) return {};
   if (type) return *type;
-  return "unknown file system on device " + std::to_string(f.dev_major) + ":" + std::to_string(f.dev_minor);
+  return "unknown file system on device " + std::to_string(f.dev_major) + ":" +
+         std::to_string(f.dev_minor);
 }
 
 std::string format_sockaddr(const sockaddr_storage& addr, socklen_t len) {
@@ -238,7 +258,8 @@ std::string format_sockaddr(const sockaddr_storage& addr, socklen_t len) {
     }
     case AF_UNIX: {
       const auto& un = reinterpret_cast<const sockaddr_un&>(addr);
-      std::size_t path_len = len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
+      std::size_t path_len =
+          len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
       if (path_len == 0) return "";
       if (un.sun_path[0] == '\0') return "@" + std::string(un.sun_path + 1, path_len - 1);
       return std::string(un.sun_path, strnlen(un.sun_path, path_len));
@@ -290,7 +311,8 @@ nlohmann::json describe_fd(int fd, const FdFacts& facts) {
     d["kind"] = "memfd";
     std::string name = link.substr(memfd_prefix.size());
     constexpr std::string_view deleted = " (deleted)";
-    if (name.size() >= deleted.size() && name.compare(name.size() - deleted.size(), deleted.size(), deleted) == 0) {
+    if (name.size() >= deleted.size() &&
+        name.compare(name.size() - deleted.size(), deleted.size(), deleted) == 0) {
       name.resize(name.size() - deleted.size());
     }
     d["name"] = name;

@@ -54,7 +54,8 @@ class MountTable {
   // (`major`:`minor`), or nullopt if neither is in this mount namespace (a
   // broker in its own namespace, as the shipped unit runs it, sees the host's
   // file systems under other mount ids: the device still matches).
-  std::optional<std::string> fstype(std::optional<std::uint64_t> mount_id, std::uint32_t major, std::uint32_t minor);
+  std::optional<std::string> fstype(std::optional<std::uint64_t> mount_id, std::uint32_t major,
+                                    std::uint32_t minor);
   // Replaces the cache with `mountinfo` (its text), as a read of
   // /proc/self/mountinfo would (the next re-read is a second away); for tests.
   void load(std::string_view mountinfo);

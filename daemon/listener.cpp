@@ -19,7 +19,8 @@ namespace fdbroker::daemon {
 namespace {
 
 void make_parents(const std::string& path) {
-  for (std::size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1)) {
+  for (std::size_t slash = path.find('/', 1); slash != std::string::npos;
+       slash = path.find('/', slash + 1)) {
     // EEXIST and the like are fine; a real problem shows up at bind().
     ::mkdir(path.substr(0, slash).c_str(), 0755);
   }
@@ -41,10 +42,12 @@ result<unique_fd> bind_listener(const std::string& path, mode_t mode, std::optio
 
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return os_failure(ret_why, "'" + path + "' exists and is not a socket", EEXIST);
+    if (!S_ISSOCK(st.st_mode))
+      return os_failure(ret_why, "'" + path + "' exists and is not a socket", EEXIST);
     // Is a broker alive behind it? Connecting tells; a refused connect means stale.
     unique_fd probe(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    if (probe.valid() && ::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    if (probe.valid() &&
+        ::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
       return os_failure(ret_why, "'" + path + "': another process is listening there", EADDRINUSE);
     }
     ::unlink(path.c_str());
@@ -61,7 +64,8 @@ result<unique_fd> bind_listener(const std::string& path, mode_t mode, std::optio
   if (group && ::lchown(path.c_str(), static_cast<uid_t>(-1), *group) < 0) {
     return os_failure(ret_why, "chown '" + path + "'", errno);
   }
-  if (::listen(sock.get(), SOMAXCONN) < 0) return os_failure(ret_why, "listen '" + path + "'", errno);
+  if (::listen(sock.get(), SOMAXCONN) < 0)
+    return os_failure(ret_why, "listen '" + path + "'", errno);
   return sock;
 }
 

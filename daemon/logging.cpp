@@ -18,7 +18,8 @@ void setup_logging() {
     logger = std::make_shared<spdlog::logger>("fdbrokerd", sink);
     logger->set_pattern("%v");
   } else {
-    logger = std::make_shared<spdlog::logger>("fdbrokerd", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    logger = std::make_shared<spdlog::logger>("fdbrokerd",
+                                              std::make_shared<spdlog::sinks::stderr_sink_mt>());
     logger->set_pattern("%Y-%m-%d %H:%M:%S.%e fdbrokerd[%P] %l: %v");
   }
   // Errors and warnings reach stderr at once even if the process is killed.

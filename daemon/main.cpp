@@ -22,12 +22,12 @@
 #include "closer.hpp"
 #include "config.hpp"
 #include "event_loop.hpp"
-#include "systemd_fd_store.hpp"
 #include "listener.hpp"
 #include "logging.hpp"
 #include "restore.hpp"
 #include "spawner.hpp"
 #include "systemd.hpp"
+#include "systemd_fd_store.hpp"
 #include "upgrade.hpp"
 
 using namespace fdbroker::daemon;
@@ -108,7 +108,8 @@ int run(const Options& opts) {
   fdbroker::unique_fd spawner;
   if (!fdstore_wanted()) {
     spawner = start_spawner();
-    if (!spawner.valid()) spdlog::error("cannot start the spawner ({}): upgrades are refused", std::strerror(errno));
+    if (!spawner.valid())
+      spdlog::error("cannot start the spawner ({}): upgrades are refused", std::strerror(errno));
   }
 
   EventLoop loop;
@@ -168,7 +169,8 @@ int run(const Options& opts) {
   loop.on_signal(SIGTERM, stop);
   loop.on_signal(SIGINT, stop);
   // Upgrade without systemd (upgrade.hpp): the `upgrade` op, or SIGUSR2.
-  UpgradeRunner upgrader(loop, broker, opts.argv, own_binary(), fdstore.pushing(), std::move(spawner));
+  UpgradeRunner upgrader(loop, broker, opts.argv, own_binary(), fdstore.pushing(),
+                         std::move(spawner));
   upgrader.on_handed_over(stop);
   loop.on_signal(SIGUSR2, [&] { upgrader.start(-1, "", ""); });
   loop.on_signal(SIGHUP, [&] {
@@ -288,9 +290,11 @@ int main(int argc, char** argv) {
                 loaded.config->rules.size(), loaded.config->entries.size());
     const Limits& limits = loaded.config->limits;
     if (!limits.max_connections_per_uid) {
-      std::printf("limits.max_connections_per_uid: %u (default: the larger of 64 and a quarter of "
-                  "max_connections, after RLIMIT_NOFILE caps it at start; root and the broker's uid exempt)\n",
-                  std::max(64u, limits.max_connections / 4));
+      std::printf(
+          "limits.max_connections_per_uid: %u (default: the larger of 64 and a quarter of "
+          "max_connections, after RLIMIT_NOFILE caps it at start; root and the broker's uid "
+          "exempt)\n",
+          std::max(64u, limits.max_connections / 4));
     } else if (*limits.max_connections_per_uid == 0) {
       std::printf("limits.max_connections_per_uid: 0 (no limit)\n");
     } else {

@@ -6,7 +6,8 @@
 namespace fdbroker::daemon {
 
 std::string identity_label(pid_t pid, uid_t uid, gid_t gid) {
-  return "pid=" + std::to_string(pid) + " uid=" + std::to_string(uid) + " gid=" + std::to_string(gid);
+  return "pid=" + std::to_string(pid) + " uid=" + std::to_string(uid) +
+         " gid=" + std::to_string(gid);
 }
 
 Policy::Policy(std::vector<Rule> rules, unsigned owner_rights, uid_t self_uid)
@@ -22,13 +23,15 @@ bool Policy::matches(const Principals& who, const ClientIdentity& peer) {
   return false;
 }
 
-Decision Policy::check(const ClientIdentity& peer, unsigned perm, std::string_view name, const uid_t* owner) const {
+Decision Policy::check(const ClientIdentity& peer, unsigned perm, std::string_view name,
+                       const uid_t* owner) const {
   if (is_admin(peer)) return {true, "admin"};
   const Rule* allowed_by = nullptr;
   for (const Rule& rule : rules_) {
     if (((rule.allow | rule.deny) & perm) == 0) continue;
     if (perm != perm_stats) {
-      bool name_matches = rule.prefix ? name.substr(0, rule.match.size()) == rule.match : name == rule.match;
+      bool name_matches =
+          rule.prefix ? name.substr(0, rule.match.size()) == rule.match : name == rule.match;
       if (!name_matches) continue;
     }
     if (!matches(rule.who, peer)) continue;

@@ -48,7 +48,9 @@ class Policy {
   [[nodiscard]] Decision check(const ClientIdentity& peer, unsigned perm, std::string_view name,
                                const uid_t* owner) const;
 
-  [[nodiscard]] bool is_admin(const ClientIdentity& peer) const noexcept { return peer.uid == 0 || peer.uid == self_uid_; }
+  [[nodiscard]] bool is_admin(const ClientIdentity& peer) const noexcept {
+    return peer.uid == 0 || peer.uid == self_uid_;
+  }
 
  private:
   static bool matches(const Principals& who, const ClientIdentity& peer);

@@ -16,14 +16,22 @@ namespace fdbroker::daemon {
 
 const char* op_name(Op op) noexcept {
   switch (op) {
-    case Op::hello: return "hello";
-    case Op::get: return "get";
-    case Op::take: return "take";
-    case Op::put: return "put";
-    case Op::del: return "delete";
-    case Op::list: return "list";
-    case Op::stats: return "stats";
-    case Op::upgrade: return "upgrade";
+    case Op::hello:
+      return "hello";
+    case Op::get:
+      return "get";
+    case Op::take:
+      return "take";
+    case Op::put:
+      return "put";
+    case Op::del:
+      return "delete";
+    case Op::list:
+      return "list";
+    case Op::stats:
+      return "stats";
+    case Op::upgrade:
+      return "upgrade";
   }
   return "?";
 }
@@ -36,16 +44,30 @@ using nlohmann::json;
 struct Value {
   enum Kind : std::uint8_t { absent, string, integer, number, boolean, null, object, array };
   Kind kind = absent;
-  std::string_view text;    // string: its contents; number/integer: the literal
-  std::string_view raw;     // the value's JSON text (fast path), for echoing ids
+  std::string_view text;  // string: its contents; number/integer: the literal
+  std::string_view raw;   // the value's JSON text (fast path), for echoing ids
   std::int64_t integer_value = 0;
-  bool fits = false;        // integer: fits in int64
+  bool fits = false;  // integer: fits in int64
   bool boolean_value = false;
   const json* dom = nullptr;  // DOM path only
 };
 
-enum Key : std::uint8_t { k_op, k_id, k_name, k_wait_ms, k_ttl_ms, k_replace, k_expect_generation,
-                          k_meta, k_prefix, k_limit, k_cursor, k_binary, k_count, k_unknown = 255 };
+enum Key : std::uint8_t {
+  k_op,
+  k_id,
+  k_name,
+  k_wait_ms,
+  k_ttl_ms,
+  k_replace,
+  k_expect_generation,
+  k_meta,
+  k_prefix,
+  k_limit,
+  k_cursor,
+  k_binary,
+  k_count,
+  k_unknown = 255
+};
 
 Key key_of(std::string_view k) {
   switch (k.size()) {
@@ -86,7 +108,8 @@ bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 void set_integer(Value& v, std::string_view literal) {
   v.kind = Value::integer;
   v.text = literal;
-  auto [end, ec] = std::from_chars(literal.data(), literal.data() + literal.size(), v.integer_value);
+  auto [end, ec] =
+      std::from_chars(literal.data(), literal.data() + literal.size(), v.integer_value);
   v.fits = ec == std::errc{} && end == literal.data() + literal.size();
 }
 
@@ -103,7 +126,9 @@ bool fits_double(std::string_view literal) {
 // valid); the caller then lets nlohmann decide.
 bool scan_simple(std::string_view s, Fields& fields) {
   std::size_t i = 0, n = s.size();
-  auto skip_ws = [&] { while (i < n && is_ws(s[i])) ++i; };
+  auto skip_ws = [&] {
+    while (i < n && is_ws(s[i])) ++i;
+  };
   // A string without escapes, control characters or non-ASCII bytes.
   auto plain_string = [&](std::string_view& out) {
     if (i >= n || s[i] != '"') return false;
@@ -229,14 +254,22 @@ Value from_dom(const json& j) {
       v.fits = j.get<std::uint64_t>() <= static_cast<std::uint64_t>(INT64_MAX);
       v.integer_value = v.fits ? static_cast<std::int64_t>(j.get<std::uint64_t>()) : 0;
       break;
-    case json::value_t::number_float: v.kind = Value::number; break;
+    case json::value_t::number_float:
+      v.kind = Value::number;
+      break;
     case json::value_t::boolean:
       v.kind = Value::boolean;
       v.boolean_value = j.get<bool>();
       break;
-    case json::value_t::null: v.kind = Value::null; break;
-    case json::value_t::object: v.kind = Value::object; break;
-    default: v.kind = Value::array; break;
+    case json::value_t::null:
+      v.kind = Value::null;
+      break;
+    case json::value_t::object:
+      v.kind = Value::object;
+      break;
+    default:
+      v.kind = Value::array;
+      break;
   }
   return v;
 }
@@ -266,7 +299,8 @@ int bad(std::string& ret_message, std::string message) {
 
 int want_name(const Value& v, const char* key, std::string& out, std::string& ret_message) {
   if (v.kind == Value::absent) return bad(ret_message, std::string("missing field '") + key + "'");
-  if (v.kind != Value::string) return bad(ret_message, std::string("field '") + key + "' must be a string");
+  if (v.kind != Value::string)
+    return bad(ret_message, std::string("field '") + key + "' must be a string");
   if (!valid_name(v.text)) {
     return bad(ret_message, std::string("invalid ") + key +
                                 " (1-255 bytes of A-Za-z0-9._:@/-, no '.' or '..' segment)");
@@ -279,8 +313,8 @@ int want_int(const Value& v, const char* key, std::int64_t lo, std::int64_t hi, 
              std::string& ret_message) {
   if (v.kind == Value::absent) return 0;
   if (v.kind != Value::integer || !v.fits || v.integer_value < lo || v.integer_value > hi) {
-    return bad(ret_message, std::string("field '") + key + "' must be an integer from " + std::to_string(lo) +
-                                " to " + std::to_string(hi));
+    return bad(ret_message, std::string("field '") + key + "' must be an integer from " +
+                                std::to_string(lo) + " to " + std::to_string(hi));
   }
   out = v.integer_value;
   return 0;
@@ -308,15 +342,25 @@ int interpret(Fields& f, Request& req, std::string& ret_message) {
   if (op.kind == Value::absent) return bad(ret_message, "missing field 'op'");
   if (op.kind != Value::string) return bad(ret_message, "field 'op' must be a string");
   std::string_view o = op.text;
-  if (o == "get") req.op = Op::get;
-  else if (o == "take") req.op = Op::take;
-  else if (o == "put") req.op = Op::put;
-  else if (o == "delete") req.op = Op::del;
-  else if (o == "list") req.op = Op::list;
-  else if (o == "hello") req.op = Op::hello;
-  else if (o == "stats") req.op = Op::stats;
-  else if (o == "upgrade") req.op = Op::upgrade;
-  else return bad(ret_message, "unknown op '" + std::string(o.substr(0, max_echoed_op)) + (o.size() > max_echoed_op ? "...'" : "'"));
+  if (o == "get")
+    req.op = Op::get;
+  else if (o == "take")
+    req.op = Op::take;
+  else if (o == "put")
+    req.op = Op::put;
+  else if (o == "delete")
+    req.op = Op::del;
+  else if (o == "list")
+    req.op = Op::list;
+  else if (o == "hello")
+    req.op = Op::hello;
+  else if (o == "stats")
+    req.op = Op::stats;
+  else if (o == "upgrade")
+    req.op = Op::upgrade;
+  else
+    return bad(ret_message, "unknown op '" + std::string(o.substr(0, max_echoed_op)) +
+                                (o.size() > max_echoed_op ? "...'" : "'"));
   req.has_op = true;
 
   constexpr std::int64_t max = INT64_MAX;
@@ -350,20 +394,22 @@ int interpret(Fields& f, Request& req, std::string& ret_message) {
       if ((err = want_name(f[k_name], "name", req.name, ret_message))) return err;
       if ((err = want_int(f[k_ttl_ms], "ttl_ms", 1, max, req.ttl_ms, ret_message))) return err;
       req.ttl_ms = std::min(req.ttl_ms, max_ttl_ms);
-      if ((err = want_int(f[k_expect_generation], "expect_generation", 0, max, req.expect_generation,
-                          ret_message))) {
+      if ((err = want_int(f[k_expect_generation], "expect_generation", 0, max,
+                          req.expect_generation, ret_message))) {
         return err;
       }
       const Value& replace = f[k_replace];
       if (replace.kind != Value::absent) {
-        if (replace.kind != Value::boolean) return bad(ret_message, "field 'replace' must be a boolean");
+        if (replace.kind != Value::boolean)
+          return bad(ret_message, "field 'replace' must be a boolean");
         req.replace = replace.boolean_value;
       }
       const Value& meta = f[k_meta];
       if (meta.kind != Value::absent) {
         if (meta.kind != Value::object) return bad(ret_message, "field 'meta' must be an object");
         if (nesting_depth(*meta.dom, max_meta_depth) > max_meta_depth) {
-          return bad(ret_message, "field 'meta' nests deeper than " + std::to_string(max_meta_depth) + " levels");
+          return bad(ret_message, "field 'meta' nests deeper than " +
+                                      std::to_string(max_meta_depth) + " levels");
         }
         req.meta = meta.dom->dump();
       }
@@ -372,8 +418,10 @@ int interpret(Fields& f, Request& req, std::string& ret_message) {
     case Op::list: {
       const Value& prefix = f[k_prefix];
       if (prefix.kind != Value::absent) {
-        if (prefix.kind != Value::string) return bad(ret_message, "field 'prefix' must be a string");
-        if (!valid_prefix(prefix.text)) return bad(ret_message, "invalid prefix (0-255 bytes of A-Za-z0-9._:@/-)");
+        if (prefix.kind != Value::string)
+          return bad(ret_message, "field 'prefix' must be a string");
+        if (!valid_prefix(prefix.text))
+          return bad(ret_message, "invalid prefix (0-255 bytes of A-Za-z0-9._:@/-)");
         req.prefix.assign(prefix.text);
       }
       if ((err = want_int(f[k_limit], "limit", 1, 1000, req.limit, ret_message))) return err;

@@ -41,19 +41,19 @@ inline constexpr std::size_t max_meta_depth = 128;
 // A parsed request. Reused between messages: parse_request() resets every field.
 struct Request {
   Op op = Op::hello;
-  bool has_op = false;       // false: the request had no valid op
-  std::string id;            // the id's JSON text, echoed verbatim; empty: none
+  bool has_op = false;  // false: the request had no valid op
+  std::string id;       // the id's JSON text, echoed verbatim; empty: none
   std::string name;
   std::string prefix;
-  std::string cursor;        // empty: none
-  std::string meta = "{}";   // compact JSON object
-  std::string binary;        // upgrade: the fdbrokerd to run (empty: the running one's)
+  std::string cursor;         // empty: none
+  std::string meta = "{}";    // compact JSON object
+  std::string binary;         // upgrade: the fdbrokerd to run (empty: the running one's)
   std::int64_t wait_ms = -1;  // -1: absent
   std::int64_t ttl_ms = -1;
   std::int64_t expect_generation = -1;
   std::int64_t limit = 100;
   bool replace = false;
-  bool via_dom = false;      // parsed by nlohmann (for tests of the fast path)
+  bool via_dom = false;  // parsed by nlohmann (for tests of the fast path)
 };
 
 // Parses `text` into `req`. Returns 0, or an errno (EPROTO: not a JSON object;

@@ -65,7 +65,8 @@ std::string compact(const json& j) {
 // undefined (1e300 to an integer) or wrap (-1 to a uid).
 std::uint64_t uint_of(const json& v, const char* key, std::uint64_t max) {
   if (!v.is_number_unsigned() || v.get<std::uint64_t>() > max) {
-    throw std::invalid_argument(std::string("'") + key + "' is not an integer from 0 to " + std::to_string(max));
+    throw std::invalid_argument(std::string("'") + key + "' is not an integer from 0 to " +
+                                std::to_string(max));
   }
   return v.get<std::uint64_t>();
 }
@@ -87,7 +88,8 @@ void parse_entry(const json& item, std::unordered_map<std::string, unique_fd>& b
   e.meta = compact(meta);
   const json& descriptions = item.at("fds");
   if (!descriptions.is_array() || descriptions.size() != nfds ||
-      !std::all_of(descriptions.begin(), descriptions.end(), [](const json& d) { return d.is_object(); })) {
+      !std::all_of(descriptions.begin(), descriptions.end(),
+                   [](const json& d) { return d.is_object(); })) {
     throw std::invalid_argument("'fds' does not describe 'nfds' descriptors");
   }
   e.fds_json = compact(descriptions);
@@ -98,12 +100,14 @@ void parse_entry(const json& item, std::unordered_map<std::string, unique_fd>& b
   e.generation = uint_of(item.at("generation"), "generation", any_uint);
   if (item.contains("expiry_monotonic_ns")) {
     const json& expiry = item.at("expiry_monotonic_ns");
-    if (!expiry.is_number_integer()) throw std::invalid_argument("'expiry_monotonic_ns' is not an integer");
+    if (!expiry.is_number_integer())
+      throw std::invalid_argument("'expiry_monotonic_ns' is not an integer");
     // steady_clock is CLOCK_MONOTONIC, the same for every process of this
     // boot (and systemd's fd store does not outlive a boot).
     e.expiry = Clock::time_point(std::chrono::nanoseconds(expiry.get<std::int64_t>()));
   }
-  if (!names.insert(e.name).second) throw std::invalid_argument("a second entry named '" + e.name + "'");
+  if (!names.insert(e.name).second)
+    throw std::invalid_argument("a second entry named '" + e.name + "'");
   std::vector<unique_fd> fds;
   std::vector<std::string> missing;
   for (std::size_t i = 0; i < nfds; ++i) {
@@ -139,13 +143,15 @@ void parse_state(const std::string& text, std::unordered_map<std::string, unique
   }
   auto version = state.find("version");
   if (version == state.end() || *version != 1) {
-    out.warnings.push_back("state version " + (version == state.end() ? std::string("null") : compact(*version)) +
+    out.warnings.push_back("state version " +
+                           (version == state.end() ? std::string("null") : compact(*version)) +
                            " is not 1");
     return;
   }
   const json* entries = nullptr;
   try {
-    out.next_generation = uint_of(state.value("next_generation", json(0)), "next_generation", any_uint);
+    out.next_generation =
+        uint_of(state.value("next_generation", json(0)), "next_generation", any_uint);
     out.next_serial = uint_of(state.value("next_serial", json(0)), "next_serial", any_uint);
     out.socket_unlink = state.value("socket_unlink", json("")).get<std::string>();
     const json openings =
@@ -165,7 +171,8 @@ void parse_state(const std::string& text, std::unordered_map<std::string, unique
     try {
       parse_entry((*entries)[i], by_name, names, out);
     } catch (const std::exception& ex) {
-      out.warnings.push_back("entry " + std::to_string(i) + " of the state memfd is damaged: " + ex.what());
+      out.warnings.push_back("entry " + std::to_string(i) +
+                             " of the state memfd is damaged: " + ex.what());
     }
   }
 }

@@ -52,8 +52,10 @@ result<unique_fd> open_inet(const StaticEntry& e, std::string& ret_why) {
   unique_fd fd(::socket(addr.ss_family, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return os_failure(ret_why, "socket for " + e.address, errno);
   // Like systemd's sockets: rebinding a port with connections in TIME_WAIT must work.
-  if (tcp && set_flag(fd.get(), SOL_SOCKET, SO_REUSEADDR) < 0) return os_failure(ret_why, "SO_REUSEADDR", errno);
-  if (e.reuseport && set_flag(fd.get(), SOL_SOCKET, SO_REUSEPORT) < 0) return os_failure(ret_why, "SO_REUSEPORT", errno);
+  if (tcp && set_flag(fd.get(), SOL_SOCKET, SO_REUSEADDR) < 0)
+    return os_failure(ret_why, "SO_REUSEADDR", errno);
+  if (e.reuseport && set_flag(fd.get(), SOL_SOCKET, SO_REUSEPORT) < 0)
+    return os_failure(ret_why, "SO_REUSEPORT", errno);
   if (addr.ss_family == AF_INET6) {
     int v6only = e.v6only ? 1 : 0;
     if (::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0) {
@@ -63,7 +65,8 @@ result<unique_fd> open_inet(const StaticEntry& e, std::string& ret_why) {
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len) < 0) {
     return os_failure(ret_why, "bind " + e.address, errno);
   }
-  if (tcp && ::listen(fd.get(), e.backlog) < 0) return os_failure(ret_why, "listen " + e.address, errno);
+  if (tcp && ::listen(fd.get(), e.backlog) < 0)
+    return os_failure(ret_why, "listen " + e.address, errno);
   return fd;
 }
 
@@ -75,7 +78,8 @@ result<unique_fd> open_unix(const StaticEntry& e, std::string& ret_why) {
   if (!fd.valid()) return os_failure(ret_why, "socket for " + e.path, errno);
   struct stat st {};
   if (::lstat(e.path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return os_failure(ret_why, "'" + e.path + "' exists and is not a socket", EEXIST);
+    if (!S_ISSOCK(st.st_mode))
+      return os_failure(ret_why, "'" + e.path + "' exists and is not a socket", EEXIST);
     ::unlink(e.path.c_str());  // a leftover from a previous run
   }
   // The umask decides the socket file's initial mode: set it so that the file
@@ -85,12 +89,14 @@ result<unique_fd> open_unix(const StaticEntry& e, std::string& ret_why) {
   int err = errno;
   ::umask(old);
   if (r < 0) return os_failure(ret_why, "bind '" + e.path + "'", err);
-  if (::chmod(e.path.c_str(), e.mode) < 0) return os_failure(ret_why, "chmod '" + e.path + "'", errno);
-  if ((e.owner || e.group) &&
-      ::lchown(e.path.c_str(), e.owner ? *e.owner : static_cast<uid_t>(-1), e.group ? *e.group : static_cast<gid_t>(-1)) < 0) {
+  if (::chmod(e.path.c_str(), e.mode) < 0)
+    return os_failure(ret_why, "chmod '" + e.path + "'", errno);
+  if ((e.owner || e.group) && ::lchown(e.path.c_str(), e.owner ? *e.owner : static_cast<uid_t>(-1),
+                                       e.group ? *e.group : static_cast<gid_t>(-1)) < 0) {
     return os_failure(ret_why, "chown '" + e.path + "'", errno);
   }
-  if (::listen(fd.get(), e.backlog) < 0) return os_failure(ret_why, "listen '" + e.path + "'", errno);
+  if (::listen(fd.get(), e.backlog) < 0)
+    return os_failure(ret_why, "listen '" + e.path + "'", errno);
   return fd;
 }
 

@@ -169,7 +169,8 @@ bool SystemdFdStore::flush() {
   dirty_ = false;
   if (failing_) spdlog::info("fd store: state.{} written", seq);
   failing_ = false;
-  for (std::uint64_t old : stored_states_) (void)notify("FDSTOREREMOVE=1\nFDNAME=state." + std::to_string(old));
+  for (std::uint64_t old : stored_states_)
+    (void)notify("FDSTOREREMOVE=1\nFDNAME=state." + std::to_string(old));
   stored_states_.assign(1, seq);
   // Now no stored state names the entries that went: their fds may go too.
   send_removals();

@@ -114,7 +114,7 @@ class SystemdFdStore final : public StoreObserver {
   std::vector<Removal> removals_;
   void send_removals();
   bool dirty_ = false;
-  bool failing_ = false;               // the last write failed (log the next success)
+  bool failing_ = false;  // the last write failed (log the next success)
   EventLoop::HookId turn_hook_ = 0;
 };
 

@@ -3,9 +3,9 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/socket.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,8 +17,8 @@
 #include <fdbroker/error.hpp>
 #include <fdbroker/scm_rights.hpp>
 
-#include "systemd_fd_store.hpp"
 #include "spawner.hpp"
+#include "systemd_fd_store.hpp"
 
 extern char** environ;
 
@@ -62,7 +62,7 @@ void report_upgrade_ready() {
 }
 
 UpgradeRunner::UpgradeRunner(EventLoop& loop, Broker& broker, std::vector<std::string> argv,
-                   std::string default_binary, bool under_systemd, unique_fd spawner)
+                             std::string default_binary, bool under_systemd, unique_fd spawner)
     : loop_(loop),
       broker_(broker),
       argv_(std::move(argv)),
@@ -70,7 +70,8 @@ UpgradeRunner::UpgradeRunner(EventLoop& loop, Broker& broker, std::vector<std::s
       under_systemd_(under_systemd),
       spawner_(std::move(spawner)) {
   if (spawner_.valid()) {
-    if (auto ec = loop_.watch(spawner_.get(), EPOLLIN, [this](std::uint32_t) { on_spawner_readable(); })) {
+    if (auto ec = loop_.watch(spawner_.get(), EPOLLIN,
+                              [this](std::uint32_t) { on_spawner_readable(); })) {
       spdlog::error("upgrade: watching the spawner: {}", ec.message());
       spawner_.reset();
     }
@@ -124,7 +125,8 @@ void UpgradeRunner::start(int conn_fd, const std::string& id, const std::string&
     return;
   }
   if (!spawner_.valid()) {
-    if (conn_fd >= 0) broker_.reply_to(conn_fd, id, ESRCH, "no spawner process (see the log at start)");
+    if (conn_fd >= 0)
+      broker_.reply_to(conn_fd, id, ESRCH, "no spawner process (see the log at start)");
     return;
   }
   std::string target = binary.empty() ? default_binary_ : binary;
@@ -196,7 +198,8 @@ void UpgradeRunner::launch() {
   }
   unique_fd channel(pair[0]);
   unique_fd channel_peer(pair[1]);
-  if (int err = send_spawn_request(spawner_.get(), channel_peer.get(), binary_, args, env_strings, m)) {
+  if (int err =
+          send_spawn_request(spawner_.get(), channel_peer.get(), binary_, args, env_strings, m)) {
     fail(err, std::string("cannot reach the spawner: ") + std::strerror(err));
     return;
   }
@@ -206,7 +209,8 @@ void UpgradeRunner::launch() {
   pid_t pid = -1;
   int fork_err = 0;
   while (pid < 0 && fork_err == 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     pollfd pfd{spawner_.get(), POLLIN, 0};
     int r = left > 0 ? ::poll(&pfd, 1, static_cast<int>(left)) : 0;
     if (r < 0 && errno == EINTR) continue;

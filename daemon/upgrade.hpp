@@ -53,7 +53,7 @@ class UpgradeRunner {
   // `spawner`: the broker's end of the spawner's socket (spawner.hpp), taken;
   // invalid: every upgrade is refused with ESRCH.
   UpgradeRunner(EventLoop& loop, Broker& broker, std::vector<std::string> argv,
-           std::string default_binary, bool under_systemd, unique_fd spawner);
+                std::string default_binary, bool under_systemd, unique_fd spawner);
   ~UpgradeRunner();
   UpgradeRunner(const UpgradeRunner&) = delete;
   UpgradeRunner& operator=(const UpgradeRunner&) = delete;

@@ -32,7 +32,8 @@ namespace {
 // State that outlives every generation: a counter in a memfd that each instance maps
 // shared, handed from one to the next through the broker.
 std::atomic<long>* map_counter(int memfd) {
-  void* p = ::mmap(nullptr, sizeof(std::atomic<long>), PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+  void* p =
+      ::mmap(nullptr, sizeof(std::atomic<long>), PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
   if (p == MAP_FAILED) throw std::system_error(errno, std::system_category(), "mmap");
   return static_cast<std::atomic<long>*>(p);
 }
@@ -75,7 +76,8 @@ void serve(fdbroker::unique_fd conn, std::atomic<long>* counter, Drain& drain) {
   }
   std::string line = request.substr(0, request.find("\r\n"));
   long total = counter->fetch_add(1) + 1;
-  std::string body = line + "\npid " + std::to_string(::getpid()) + ", request " + std::to_string(total) + "\n";
+  std::string body =
+      line + "\npid " + std::to_string(::getpid()) + ", request " + std::to_string(total) + "\n";
   std::string reply = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
                       std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
   for (std::size_t sent = 0; sent < reply.size();) {
@@ -113,9 +115,11 @@ int run(const std::string& url) {
   //    that our own successor finds it too (get would leave it; take+put makes this
   //    instance the one that hands it on).
   auto state = upgrader.take_state();
-  fdbroker::unique_fd counter_fd = state && !state->fds.empty() ? std::move(state->fds[0]) : new_counter();
+  fdbroker::unique_fd counter_fd =
+      state && !state->fds.empty() ? std::move(state->fds[0]) : new_counter();
   std::atomic<long>* counter = map_counter(counter_fd.get());
-  if (upgrader.has_broker()) upgrader.put_state({counter_fd.get()}, R"({"what": "request counter"})");
+  if (upgrader.has_broker())
+    upgrader.put_state({counter_fd.get()}, R"({"what": "request counter"})");
 
   // 4. Ready: from here on we accept, and the predecessor is told to retire.
   upgrader.ready();
@@ -124,7 +128,8 @@ int run(const std::string& url) {
                static_cast<unsigned long long>(upgrader.generation()));
 
   Drain drain;
-  pollfd pfds[3] = {{listener.fd.get(), POLLIN, 0}, {exit_fd, POLLIN, 0}, {signal_fd.get(), POLLIN, 0}};
+  pollfd pfds[3] = {
+      {listener.fd.get(), POLLIN, 0}, {exit_fd, POLLIN, 0}, {signal_fd.get(), POLLIN, 0}};
   bool running = true;
   while (running) {
     if (::poll(pfds, 3, -1) < 0) {
@@ -146,7 +151,8 @@ int run(const std::string& url) {
         try {
           // 5. Upgrade: start the next generation and wait until it is ready.
           pid_t successor = upgrader.upgrade();
-          std::fprintf(stderr, "handoff_server %d: upgraded to %d; draining\n", ::getpid(), successor);
+          std::fprintf(stderr, "handoff_server %d: upgraded to %d; draining\n", ::getpid(),
+                       successor);
           running = false;
         } catch (const std::exception& e) {
           // The successor failed: we keep serving, nothing was lost.

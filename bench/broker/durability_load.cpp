@@ -8,10 +8,10 @@
 //   durability_load --socket PATH [--clients N] [--warmup S] [--duration S] [--label L]
 //   durability_load --sink PATH     a stand-in for systemd's notify socket: receives
 //                                   every message, closes the fds, until killed
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -132,9 +132,12 @@ int load(const std::string& path, int nclients, double warmup_s, double duration
   std::printf(
       "{\"label\":\"%s\",\"clients\":%d,\"seconds\":%.2f,\"ops\":%zu,\"ops_per_s\":%.0f,"
       "\"p50_us\":%.1f,\"p99_us\":%.1f,\"errors\":%llu}\n",
-      label.c_str(), nclients, duration_s, latencies.size(), static_cast<double>(latencies.size()) / duration_s,
-      percentile_us(latencies, 0.50), percentile_us(latencies, 0.99), static_cast<unsigned long long>(errors));
-  if (!first_error.empty()) std::fprintf(stderr, "durability_load: %s: first error: %s\n", label.c_str(), first_error.c_str());
+      label.c_str(), nclients, duration_s, latencies.size(),
+      static_cast<double>(latencies.size()) / duration_s, percentile_us(latencies, 0.50),
+      percentile_us(latencies, 0.99), static_cast<unsigned long long>(errors));
+  if (!first_error.empty())
+    std::fprintf(stderr, "durability_load: %s: first error: %s\n", label.c_str(),
+                 first_error.c_str());
   ::close(payload);
   ::close(ep);
   return errors == 0 ? 0 : 1;
@@ -155,15 +158,22 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (arg == "--socket") socket_path = value();
-    else if (arg == "--sink") sink_path = value();
-    else if (arg == "--clients") clients = std::atoi(value().c_str());
-    else if (arg == "--warmup") warmup = std::atof(value().c_str());
-    else if (arg == "--duration") duration = std::atof(value().c_str());
-    else if (arg == "--label") label = value();
+    if (arg == "--socket")
+      socket_path = value();
+    else if (arg == "--sink")
+      sink_path = value();
+    else if (arg == "--clients")
+      clients = std::atoi(value().c_str());
+    else if (arg == "--warmup")
+      warmup = std::atof(value().c_str());
+    else if (arg == "--duration")
+      duration = std::atof(value().c_str());
+    else if (arg == "--label")
+      label = value();
     else {
       std::fprintf(stderr,
-                   "usage: durability_load --socket PATH [--clients N] [--warmup S] [--duration S] [--label L]\n"
+                   "usage: durability_load --socket PATH [--clients N] [--warmup S] [--duration S] "
+                   "[--label L]\n"
                    "       durability_load --sink PATH\n");
       return 100;
     }

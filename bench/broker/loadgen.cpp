@@ -241,8 +241,8 @@ class Worker {
       }
     }
     if (!good && tally_.first_error.empty()) {
-      tally_.first_error = std::string(text.substr(0, 300)) + " (fds: " +
-                           std::to_string(reply.fds) + ")";
+      tally_.first_error =
+          std::string(text.substr(0, 300)) + " (fds: " + std::to_string(reply.fds) + ")";
     }
     if (options_.mode == "keepalive") {
       send_get(i);
@@ -394,8 +394,8 @@ int run_load(const Options& options) {
       "\"other_cpu\":%.3f,\"first_error\":%s}\n",
       json_string(options.label).c_str(), json_string(options.mode).c_str(), options.clients,
       options.threads, seconds, gets, static_cast<double>(gets) / seconds, p50, p99,
-      static_cast<unsigned long long>(errors), static_cast<unsigned long long>(retries),
-      server_cpu, self_cpu, other, json_string(first_error).c_str());
+      static_cast<unsigned long long>(errors), static_cast<unsigned long long>(retries), server_cpu,
+      self_cpu, other, json_string(first_error).c_str());
   if (!first_error.empty())
     std::fprintf(stderr, "loadgen: %s: first error: %s\n", options.label.c_str(),
                  first_error.c_str());
@@ -420,8 +420,8 @@ std::string exchange(const Options& options, const std::string& request, const i
 int put_entry(const Options& options) {
   int fd = ::open(options.fd_path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) die("open --fd-path");
-  std::string request = R"({"op":"put","id":"loadgen","replace":true,"name":")" +
-                        options.put_name + "\"}";
+  std::string request =
+      R"({"op":"put","id":"loadgen","replace":true,"name":")" + options.put_name + "\"}";
   std::size_t fds = 0;
   std::string reply = exchange(options, request, &fd, 1, fds);
   ::close(fd);  // the broker holds its own copy now

@@ -106,8 +106,8 @@ void bind_client(py::module_& m) {
     try {
       if (pending) std::rethrow_exception(pending);
     } catch (const BrokerError& error) {
-      py::object exception = py::reinterpret_steal<py::object>(
-          PyObject_CallFunction(PyExc_OSError, "is", error.code().value(), error.message().c_str()));
+      py::object exception = py::reinterpret_steal<py::object>(PyObject_CallFunction(
+          PyExc_OSError, "is", error.code().value(), error.message().c_str()));
       if (!exception) return;
       PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exception.ptr())), exception.ptr());
     }
@@ -127,8 +127,10 @@ void bind_client(py::module_& m) {
           })
       .def("fileno", [](PyClient& c) { return c.client_.fd(); })
       .def("close", [](PyClient& c) { c.locked([](Client& cl) { cl.close(); }); })
-      .def("hello", [](PyClient& c) { return c.locked([](Client& cl) { return cl.hello().json; }); })
-      .def("stats", [](PyClient& c) { return c.locked([](Client& cl) { return cl.stats().json; }); })
+      .def("hello",
+           [](PyClient& c) { return c.locked([](Client& cl) { return cl.hello().json; }); })
+      .def("stats",
+           [](PyClient& c) { return c.locked([](Client& cl) { return cl.stats().json; }); })
       .def(
           "get",
           [](PyClient& c, const std::string& name, std::optional<std::int64_t> wait_ms) {
@@ -155,10 +157,14 @@ void bind_client(py::module_& m) {
             options.expect_generation = expect_generation;
             return c.locked([&](Client& cl) { return cl.put(name, fds, options); });
           },
-          py::arg("name"), py::arg("fds"), py::arg("meta_json") = "", py::arg("ttl_ms") = py::none(),
-          py::arg("replace") = false, py::arg("expect_generation") = py::none())
+          py::arg("name"), py::arg("fds"), py::arg("meta_json") = "",
+          py::arg("ttl_ms") = py::none(), py::arg("replace") = false,
+          py::arg("expect_generation") = py::none())
       .def(
-          "remove", [](PyClient& c, const std::string& name) { c.locked([&](Client& cl) { cl.remove(name); }); },
+          "remove",
+          [](PyClient& c, const std::string& name) {
+            c.locked([&](Client& cl) { cl.remove(name); });
+          },
           py::arg("name"))
       .def(
           "list",
@@ -168,8 +174,10 @@ void bind_client(py::module_& m) {
           py::arg("prefix") = "", py::arg("page_size") = 0)
       .def(
           "list_page",
-          [](PyClient& c, const std::string& prefix, unsigned limit, std::optional<std::string> cursor) {
-            ListPage page = c.locked([&](Client& cl) { return cl.list_page(prefix, limit, cursor); });
+          [](PyClient& c, const std::string& prefix, unsigned limit,
+             std::optional<std::string> cursor) {
+            ListPage page =
+                c.locked([&](Client& cl) { return cl.list_page(prefix, limit, cursor); });
             return py::make_tuple(info_list(page.entries), page.cursor);
           },
           py::arg("prefix") = "", py::arg("limit") = 0, py::arg("cursor") = py::none());

@@ -99,11 +99,10 @@ void bind_fdsend(py::module_& m) {
   fdsend.def(
       "recvfds",
       [](py::handle fd, Py_ssize_t len, int flags, Py_ssize_t numfds) {
-        const bool dontwait =
-            dontwait_from(flags, MSG_CMSG_CLOEXEC, "recvfds: unsupported flags");
+        const bool dontwait = dontwait_from(flags, MSG_CMSG_CLOEXEC, "recvfds: unsupported flags");
         // The classic module asked the kernel for numfds and got at most 253 anyway.
-        const Py_ssize_t capped = std::clamp<Py_ssize_t>(
-            numfds, 0, static_cast<Py_ssize_t>(max_fds_per_message));
+        const Py_ssize_t capped =
+            std::clamp<Py_ssize_t>(numfds, 0, static_cast<Py_ssize_t>(max_fds_per_message));
         return receive_message(fd, len, capped, false, dontwait, fd_sequence::tuple);
       },
       py::arg("fd"), py::arg("len"), py::arg("flags") = 0, py::arg("numfds") = 32, recvfds_doc);

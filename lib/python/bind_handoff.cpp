@@ -56,9 +56,9 @@ void bind_handoff(py::module_& m) {
         return py::make_tuple(fd, to_string(listener.origin), listener.generation,
                               listener.broker_error);
       },
-      py::arg("name"), py::arg("url"), py::arg("broker_socket") = "", py::arg("require_broker") = false,
-      py::arg("backlog") = 4096, py::arg("nonblocking") = false, py::arg("meta_json") = "",
-      py::arg("race_wait_ms") = 5000,
+      py::arg("name"), py::arg("url"), py::arg("broker_socket") = "",
+      py::arg("require_broker") = false, py::arg("backlog") = 4096, py::arg("nonblocking") = false,
+      py::arg("meta_json") = "", py::arg("race_wait_ms") = 5000,
       "open_listener(name, url, broker_socket='', require_broker=False, backlog=4096, "
       "nonblocking=False, meta_json='', race_wait_ms=5000)\n--\n\n"
       "fdbroker::open_listener(): (fd, origin, generation, broker_error); the fd is yours.");

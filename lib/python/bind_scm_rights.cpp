@@ -54,7 +54,8 @@ Raises OSError with the errno, before anything is sent:
   EMSGSIZE, ENOBUFS, ETOOMANYREFS: message or kernel limits
 )";
 
-constexpr const char* recvfds_doc = R"(recvfds(sock, bufsize, numfds=253, *, accept_truncated=False, dontwait=False)
+constexpr const char* recvfds_doc =
+    R"(recvfds(sock, bufsize, numfds=253, *, accept_truncated=False, dontwait=False)
 --
 
 Receive one message from the AF_UNIX socket sock: up to bufsize payload bytes
@@ -128,8 +129,7 @@ Raises OSError: EBADF, ENOTSOCK, ENOPROTOOPT (kernel older than 4.13).
 // matching, its casters) costs about as much as the rest of the call. The
 // signatures, defaults and errors are the documented ones above.
 
-PyObject* sendfds_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs,
-                           PyObject* kwnames) {
+PyObject* sendfds_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   return guarded([&]() -> PyObject* {
     static const char* const names[] = {"sock", "msg", "fds", "dontwait"};
     PyObject* arg[4];
@@ -148,8 +148,7 @@ PyObject* sendfds_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs,
 // An int argument as Py_ssize_t; -1 with an error set if it is not an int.
 Py_ssize_t size_arg(PyObject* arg) { return PyNumber_AsSsize_t(arg, PyExc_OverflowError); }
 
-PyObject* recvfds_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs,
-                           PyObject* kwnames) {
+PyObject* recvfds_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   return guarded([&]() -> PyObject* {
     static const char* const names[] = {"sock", "bufsize", "numfds", "accept_truncated",
                                         "dontwait"};

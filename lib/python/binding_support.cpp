@@ -35,7 +35,8 @@ void set_os_error(const std::system_error& error) {
   }
   // what() is ours or the OS's; "replace" so that odd bytes can never turn an
   // OSError into a UnicodeDecodeError.
-  PyObject* message = PyUnicode_DecodeUTF8(what, static_cast<Py_ssize_t>(std::strlen(what)), "replace");
+  PyObject* message =
+      PyUnicode_DecodeUTF8(what, static_cast<Py_ssize_t>(std::strlen(what)), "replace");
   if (message == nullptr) return;
   PyObject* exception = PyObject_CallFunction(PyExc_OSError, "iN", err, message);
   if (exception == nullptr) return;
@@ -56,11 +57,11 @@ void register_error_translator() {
 }
 
 bool parse_fastcall_args(const char* fname, PyObject* const* args, Py_ssize_t nargs,
-                         PyObject* kwnames, const char* const* names, Py_ssize_t n,
-                         Py_ssize_t npos, Py_ssize_t nrequired, PyObject** ret_args) {
+                         PyObject* kwnames, const char* const* names, Py_ssize_t n, Py_ssize_t npos,
+                         Py_ssize_t nrequired, PyObject** ret_args) {
   if (nargs > npos) {
-    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional arguments (%zd given)",
-                 fname, npos, nargs);
+    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional arguments (%zd given)", fname,
+                 npos, nargs);
     return false;
   }
   if (kwnames == nullptr && nargs >= nrequired) {  // the common case: all positional
@@ -84,8 +85,7 @@ bool parse_fastcall_args(const char* fname, PyObject* const* args, Py_ssize_t na
       return false;
     }
     if (got[i] != nullptr) {
-      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
-                   names[i]);
+      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname, names[i]);
       return false;
     }
     got[i] = args[nargs + k];
@@ -122,8 +122,7 @@ PyObject* fileno_name() {
 // given the same answer as fileno() on the first socket seen; if it ever does not,
 // or the capsule is missing, every socket goes through fileno().
 struct socket_object_prefix {
-  PyObject_HEAD
-  int sock_fd;
+  PyObject_HEAD int sock_fd;
 };
 
 class socket_fd_reader {
@@ -187,8 +186,8 @@ class socket_fd_reader {
     }
     socket_type_ = *api;
     c_fileno_ = _PyType_Lookup(socket_type_, fileno_name());
-    if (c_fileno_ == nullptr || socket_type_->tp_basicsize < static_cast<Py_ssize_t>(
-                                                                 sizeof(socket_object_prefix))) {
+    if (c_fileno_ == nullptr ||
+        socket_type_->tp_basicsize < static_cast<Py_ssize_t>(sizeof(socket_object_prefix))) {
       return false;
     }
     state_ = state::checking;

@@ -59,8 +59,8 @@ PyObject* guarded(Body&& body) noexcept {
 // borrowed references, nullptr for those not given. Returns false with TypeError set
 // (too many positional, unknown or repeated keyword, missing required argument).
 bool parse_fastcall_args(const char* fname, PyObject* const* args, Py_ssize_t nargs,
-                         PyObject* kwnames, const char* const* names, Py_ssize_t n,
-                         Py_ssize_t npos, Py_ssize_t nrequired, PyObject** ret_args);
+                         PyObject* kwnames, const char* const* names, Py_ssize_t n, Py_ssize_t npos,
+                         Py_ssize_t nrequired, PyObject** ret_args);
 
 // Throws std::system_error for `err`, which the translator above turns into OSError.
 [[noreturn]] void throw_os_error(int err, const char* what);

@@ -53,15 +53,13 @@ PyStructSequence_Desc recv_result_desc = {
 // struct sequences this mirrors (3.8 to 3.13: a tuple of n_fields items whose visible
 // size is n_sequence_fields, allocated and not tracked by PyStructSequence_New) the
 // object is built the same way from the sizes known here; elsewhere, by the API.
-PyObject* new_recv_result(PyObject* msg, PyObject* fds, bool msg_truncated,
-                          bool fds_truncated) {
+PyObject* new_recv_result(PyObject* msg, PyObject* fds, bool msg_truncated, bool fds_truncated) {
   PyObject* const fields[recv_result_size] = {msg, fds, PyBool_FromLong(msg_truncated),
                                               PyBool_FromLong(fds_truncated)};
   PyObject* result = nullptr;
 #if PY_VERSION_HEX >= 0x03080000 && PY_VERSION_HEX < 0x030E0000
   if (recv_result_layout_known) {
-    PyTupleObject* tuple =
-        PyObject_GC_NewVar(PyTupleObject, recv_result_type, recv_result_size);
+    PyTupleObject* tuple = PyObject_GC_NewVar(PyTupleObject, recv_result_type, recv_result_size);
     if (tuple != nullptr) Py_SET_SIZE(tuple, recv_result_visible_size);
     result = reinterpret_cast<PyObject*>(tuple);
   } else
@@ -116,8 +114,10 @@ class byte_view {
 class received_fds {
  public:
   received_fds() : spare_(&thread_spare) {
-    if (spare_->in_use) spare_ = nullptr;
-    else spare_->in_use = true;
+    if (spare_->in_use)
+      spare_ = nullptr;
+    else
+      spare_->in_use = true;
   }
   received_fds(const received_fds&) = delete;
   received_fds& operator=(const received_fds&) = delete;
@@ -314,9 +314,9 @@ py::object receive_message(py::handle sock, Py_ssize_t bufsize, Py_ssize_t numfd
       PyTuple_SET_ITEM(fd_numbers.ptr(), i, number);
     }
   }
-  py::object result = steal_or_throw(new_recv_result(
-      payload.release().ptr(), fd_numbers.release().ptr(), info->payload_truncated,
-      info->fds_truncated));
+  py::object result =
+      steal_or_throw(new_recv_result(payload.release().ptr(), fd_numbers.release().ptr(),
+                                     info->payload_truncated, info->fds_truncated));
 
   // Nothing can fail any more: the caller owns the descriptors now.
   for (auto& received : fds) static_cast<void>(received.release());

@@ -113,8 +113,8 @@ void Client::connect(const std::string& path) {
   }
   std::memcpy(addr.sun_path, target.data(), target.size());
   if (abstract) addr.sun_path[0] = '\0';
-  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + target.size() +
-                                    (abstract ? 0 : 1));
+  auto len =
+      static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + target.size() + (abstract ? 0 : 1));
 
   unique_fd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!sock.valid()) throw_errno(errno, "socket(AF_UNIX, SOCK_SEQPACKET)");
@@ -126,8 +126,8 @@ void Client::connect(const std::string& path) {
     if (deadline) {
       auto left = time_left(deadline);
       if (left->count() == 0) {
-        throw_errno(ETIMEDOUT, "connect to fdbroker at '" + target + "': its backlog stayed full for " +
-                                   describe(*timeout_));
+        throw_errno(ETIMEDOUT, "connect to fdbroker at '" + target +
+                                   "': its backlog stayed full for " + describe(*timeout_));
       }
       set_send_timeout(sock.get(), *left);
     }
@@ -240,9 +240,9 @@ void Client::timed_out(const char* waiting_for) {
   sock_.reset();
   std::string limit = timeout_ ? describe(*timeout_) : std::string("?");
   if (server_wait_.count() > 0) limit += " plus the request's wait of " + describe(server_wait_);
-  throw std::system_error(ETIMEDOUT, std::system_category(),
-                          std::string("fdbroker did not ") + waiting_for +
-                              " within the client's timeout of " + limit);
+  throw std::system_error(
+      ETIMEDOUT, std::system_category(),
+      std::string("fdbroker did not ") + waiting_for + " within the client's timeout of " + limit);
 }
 
 Hello Client::hello() {
@@ -302,7 +302,8 @@ std::optional<Entry> Client::try_take(std::string_view name) {
 std::uint64_t Client::put(std::string_view name, const std::vector<int>& fds,
                           const PutOptions& options) {
   if (fds.empty() || fds.size() > max_fds_per_message) {
-    throw std::invalid_argument("put needs 1 to 253 descriptors, got " + std::to_string(fds.size()));
+    throw std::invalid_argument("put needs 1 to 253 descriptors, got " +
+                                std::to_string(fds.size()));
   }
   std::int64_t id = next_id_++;
   return detail::parse_put_reply(call(detail::put_request(id, name, options), fds).payload, id);

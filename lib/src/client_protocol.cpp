@@ -38,7 +38,8 @@ json checked_reply(std::string_view text, std::int64_t id) {
   // find it, which for a well-formed request means a broker bug: still report its
   // error rather than hide it behind an id mismatch.
   auto rid = reply.find("id");
-  bool id_matches = rid != reply.end() && rid->is_number_integer() && rid->get<std::int64_t>() == id;
+  bool id_matches =
+      rid != reply.end() && rid->is_number_integer() && rid->get<std::int64_t>() == id;
   if (!ok->get<bool>()) {
     auto name = reply.find("error");
     if (name == reply.end() || !name->is_string()) protocol_error("error reply without \"error\"");
@@ -75,8 +76,12 @@ T value_as(const json& v, const char* key) {
     }
     if (!v.is_number_integer()) wrong();
     auto i = v.get<std::int64_t>();
-    if (i < 0 && (std::is_unsigned_v<T> || i < static_cast<std::int64_t>(std::numeric_limits<T>::min()))) wrong();
-    if (i > 0 && static_cast<std::uint64_t>(i) > static_cast<std::uint64_t>(std::numeric_limits<T>::max())) wrong();
+    if (i < 0 &&
+        (std::is_unsigned_v<T> || i < static_cast<std::int64_t>(std::numeric_limits<T>::min())))
+      wrong();
+    if (i > 0 &&
+        static_cast<std::uint64_t>(i) > static_cast<std::uint64_t>(std::numeric_limits<T>::max()))
+      wrong();
     return static_cast<T>(i);
   } else {
     if (!v.is_string()) wrong();

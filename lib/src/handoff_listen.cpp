@@ -27,9 +27,9 @@ unique_fd checked(Entry entry, std::string_view name, const ListenUrl& url) {
       auto actual = try_socket_listen_url(entry.fds[0].get());
       if (actual.ok()) holds = actual->str();
     }
-    throw std::system_error(errno_code(EEXIST),
-                            "broker entry '" + std::string(name) + "' holds " + holds + ", not " +
-                                url.str() + " (delete the entry to rebind)");
+    throw std::system_error(errno_code(EEXIST), "broker entry '" + std::string(name) + "' holds " +
+                                                    holds + ", not " + url.str() +
+                                                    " (delete the entry to rebind)");
   }
   return std::move(entry.fds[0]);
 }
@@ -47,7 +47,8 @@ std::string entry_meta(const std::string& meta_json, const ListenUrl& url) {
 void apply_nonblocking(int fd, const BindOptions& bind) {
   if (!bind.nonblocking) return;
   int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) throw_errno(errno, "fcntl(O_NONBLOCK)");
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+    throw_errno(errno, "fcntl(O_NONBLOCK)");
 }
 
 Listener from_broker(Client& client, std::string_view name, const ListenUrl& url,
@@ -65,7 +66,8 @@ Listener from_broker(Client& client, std::string_view name, const ListenUrl& url
       try {
         auto entry = client.get(name, options.race_wait.count());
         auto generation = entry.generation;
-        return Listener{checked(std::move(entry), name, url), ListenerOrigin::broker, generation, {}};
+        return Listener{
+            checked(std::move(entry), name, url), ListenerOrigin::broker, generation, {}};
       } catch (const std::system_error& e) {
         if (!broker_refused(e, ETIMEDOUT)) throw;
       }
@@ -94,15 +96,20 @@ Listener from_broker(Client& client, std::string_view name, const ListenUrl& url
 
 const char* to_string(ListenerOrigin origin) noexcept {
   switch (origin) {
-    case ListenerOrigin::inherited: return "inherited";
-    case ListenerOrigin::broker: return "broker";
-    case ListenerOrigin::created: return "created";
-    case ListenerOrigin::private_socket: return "private";
+    case ListenerOrigin::inherited:
+      return "inherited";
+    case ListenerOrigin::broker:
+      return "broker";
+    case ListenerOrigin::created:
+      return "created";
+    case ListenerOrigin::private_socket:
+      return "private";
   }
   return "?";
 }
 
-Listener open_listener(std::string_view name, std::string_view url_text, const ListenOptions& options) {
+Listener open_listener(std::string_view name, std::string_view url_text,
+                       const ListenOptions& options) {
   auto url = parse_listen_url(url_text);
   InheritedFds& inherited = options.inherited != nullptr ? *options.inherited : inherited_fds();
   if (auto fd = inherited.take(name)) {

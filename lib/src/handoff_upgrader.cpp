@@ -60,7 +60,8 @@ std::string read_link(const char* path) {
   // The binary was replaced on disk since we started: its path now names the new
   // one, which is exactly what an upgrade wants to run.
   constexpr std::string_view deleted = " (deleted)";
-  if (buf.size() > deleted.size() && buf.compare(buf.size() - deleted.size(), deleted.size(), deleted) == 0)
+  if (buf.size() > deleted.size() &&
+      buf.compare(buf.size() - deleted.size(), deleted.size(), deleted) == 0)
     buf.resize(buf.size() - deleted.size());
   return buf;
 }
@@ -156,7 +157,8 @@ bool Upgrader::wait_for_predecessor_exit(milliseconds timeout) {
 
 std::uint64_t Upgrader::put_state(const std::vector<int>& fds, const std::string& meta_json) {
   std::lock_guard lock(mutex_);
-  if (!has_broker()) throw std::system_error(errno_code(ENOTCONN), "handoff: no broker: " + broker_error_);
+  if (!has_broker())
+    throw std::system_error(errno_code(ENOTCONN), "handoff: no broker: " + broker_error_);
   PutOptions put;
   put.meta_json = meta_json;
   put.replace = true;
@@ -279,12 +281,14 @@ bool Upgrader::wait_for_exit(milliseconds timeout) {
 
 pid_t Upgrader::upgrade(std::vector<std::string> argv) {
   if (!has_broker())
-    throw std::system_error(errno_code(ENOTCONN), "handoff: upgrade without a broker: " + broker_error_);
+    throw std::system_error(errno_code(ENOTCONN),
+                            "handoff: upgrade without a broker: " + broker_error_);
   int exit_event = exit_fd();
   std::string program;
   if (argv.empty()) {
     argv = own_arguments();
-    if (argv.empty()) throw std::system_error(errno_code(EINVAL), "handoff: cannot read /proc/self/cmdline");
+    if (argv.empty())
+      throw std::system_error(errno_code(EINVAL), "handoff: cannot read /proc/self/cmdline");
     program = executable_;
   } else {
     program = argv[0];
@@ -306,9 +310,10 @@ pid_t Upgrader::upgrade(std::vector<std::string> argv) {
   pid_t child = 0;
   // posix_spawn (vfork+exec underneath) is safe in a threaded process, unlike
   // fork() followed by anything but exec.
-  int err = program.find('/') != std::string::npos
-                ? ::posix_spawn(&child, program.c_str(), nullptr, &attr, c_argv.data(), c_env.data())
-                : ::posix_spawnp(&child, program.c_str(), nullptr, &attr, c_argv.data(), c_env.data());
+  int err =
+      program.find('/') != std::string::npos
+          ? ::posix_spawn(&child, program.c_str(), nullptr, &attr, c_argv.data(), c_env.data())
+          : ::posix_spawnp(&child, program.c_str(), nullptr, &attr, c_argv.data(), c_env.data());
   posix_spawnattr_destroy(&attr);
   if (err != 0) throw_errno(err, "handoff: spawn " + program);
   auto child_fd = pidfd_open(child);
@@ -327,7 +332,8 @@ pid_t Upgrader::upgrade(std::vector<std::string> argv) {
       while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
       }
       throw std::system_error(errno_code(ETIMEDOUT),
-                              "handoff: successor " + std::to_string(child) + " was not ready within " +
+                              "handoff: successor " + std::to_string(child) +
+                                  " was not ready within " +
                                   std::to_string(options_.ready_timeout.count()) + " ms; killed");
     }
     if ((pfds[1].revents & POLLIN) != 0) {
@@ -337,10 +343,11 @@ pid_t Upgrader::upgrade(std::vector<std::string> argv) {
       int status = 0;
       while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
       }
-      std::string how = WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
-                                          : "was killed by signal " + std::to_string(WTERMSIG(status));
-      throw std::system_error(errno_code(ECHILD),
-                              "handoff: successor " + std::to_string(child) + " " + how + " before it was ready");
+      std::string how = WIFEXITED(status)
+                            ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                            : "was killed by signal " + std::to_string(WTERMSIG(status));
+      throw std::system_error(errno_code(ECHILD), "handoff: successor " + std::to_string(child) +
+                                                      " " + how + " before it was ready");
     }
   }
 }

@@ -3,8 +3,8 @@
 #include <fdbroker/listen_fds.hpp>
 
 #include <fcntl.h>
-#include <sys/resource.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -87,9 +87,9 @@ InheritedFds InheritedFds::from_environment() {
     // none leaks into a program this process starts. Like sd_listen_fds().
     int flags = ::fcntl(inherited.fd, F_GETFD);
     if (flags < 0 || ::fcntl(inherited.fd, F_SETFD, flags | FD_CLOEXEC) < 0) {
-      throw std::system_error(errno, std::system_category(),
-                              "inherited fd " + std::to_string(inherited.fd) + " ('" +
-                                  inherited.name + "')");
+      throw std::system_error(
+          errno, std::system_category(),
+          "inherited fd " + std::to_string(inherited.fd) + " ('" + inherited.name + "')");
     }
   }
   return InheritedFds(std::move(fds));

@@ -118,7 +118,8 @@ int set_int_option(int sock, int level, int option, int value) noexcept {
 bool is_stale_unix_socket(const ListenUrl& url) noexcept {
   unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!probe.valid()) return false;
-  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&url.address), url.address_length) == 0)
+  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&url.address), url.address_length) ==
+      0)
     return false;
   return errno == ECONNREFUSED;
 }
@@ -150,9 +151,9 @@ result<ListenUrl> try_parse_listen_url(std::string_view text) noexcept {
 ListenUrl parse_listen_url(std::string_view text) {
   auto url = try_parse_listen_url(text);
   if (!url.ok()) {
-    throw std::system_error(url.error(),
-                            "bad listen URL '" + std::string(text) +
-                                "' (want tcp://HOST:PORT, tcp6://[ADDR]:PORT, unix:/PATH or unix:@NAME)");
+    throw std::system_error(
+        url.error(), "bad listen URL '" + std::string(text) +
+                         "' (want tcp://HOST:PORT, tcp6://[ADDR]:PORT, unix:/PATH or unix:@NAME)");
   }
   return std::move(url).value();
 }
@@ -218,7 +219,8 @@ result<ListenUrl> try_socket_listen_url(int sock) noexcept {
       url.port = ntohs(sin6->sin6_port);
       int v6only = 0;
       socklen_t len = sizeof v6only;
-      if (::getsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len) == 0) url.v6only = v6only != 0;
+      if (::getsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len) == 0)
+        url.v6only = v6only != 0;
     } else if (address.ss_family == AF_UNIX) {
       const auto* sun = reinterpret_cast<const sockaddr_un*>(&address);
       auto path_length = length - static_cast<socklen_t>(offsetof(sockaddr_un, sun_path));
@@ -239,7 +241,8 @@ result<ListenUrl> try_socket_listen_url(int sock) noexcept {
 bool socket_matches_url(int sock, const ListenUrl& wanted) noexcept {
   int value = 0;
   socklen_t len = sizeof value;
-  if (::getsockopt(sock, SOL_SOCKET, SO_TYPE, &value, &len) < 0 || value != SOCK_STREAM) return false;
+  if (::getsockopt(sock, SOL_SOCKET, SO_TYPE, &value, &len) < 0 || value != SOCK_STREAM)
+    return false;
   len = sizeof value;
   if (::getsockopt(sock, SOL_SOCKET, SO_ACCEPTCONN, &value, &len) < 0 || value == 0) return false;
   auto actual = try_socket_listen_url(sock);

@@ -178,7 +178,8 @@ result<recv_info> try_recvfds_into(int sock, void* buf, std::size_t bufsize,
 
 recv_info recvfds_into(int sock, void* buf, std::size_t bufsize, std::vector<unique_fd>& ret_fds,
                        std::size_t maxfds, io_flags flags) {
-  return try_recvfds_into(sock, buf, bufsize, ret_fds, maxfds, flags).value_or_throw("recvfds_into");
+  return try_recvfds_into(sock, buf, bufsize, ret_fds, maxfds, flags)
+      .value_or_throw("recvfds_into");
 }
 
 namespace {
@@ -190,8 +191,8 @@ constexpr std::size_t stack_payload_size = 256;
 
 // The body of try_recvfds() and recvfds(): fills `message` (empty on entry), which
 // each returns by value without a further move through result<>.
-std::error_code receive_message(int sock, std::size_t bufsize, std::size_t maxfds,
-                                io_flags flags, received_message& message) noexcept {
+std::error_code receive_message(int sock, std::size_t bufsize, std::size_t maxfds, io_flags flags,
+                                received_message& message) noexcept {
   try {
     char stack_buffer[stack_payload_size];
     const bool on_stack = bufsize <= sizeof stack_buffer;

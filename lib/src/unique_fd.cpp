@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include <fdbroker/unique_fd.hpp>
 
-#include <cerrno>
 #include <fcntl.h>
+#include <cerrno>
 
 #include "sys.hpp"
 

@@ -11,13 +11,13 @@
 #include <string_view>
 
 // FUZZ_CHECK(condition, "what must hold"): abort with the message if it does not.
-#define FUZZ_CHECK(cond, what)                                                             \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
+#define FUZZ_CHECK(cond, what)                                                               \
+  do {                                                                                       \
+    if (!(cond)) {                                                                           \
       std::fprintf(stderr, "%s:%d: invariant violated: %s (%s)\n", __FILE__, __LINE__, what, \
-                   #cond);                                                                 \
-      std::abort();                                                                        \
-    }                                                                                      \
+                   #cond);                                                                   \
+      std::abort();                                                                          \
+    }                                                                                        \
   } while (0)
 
 namespace fuzz {

@@ -90,8 +90,10 @@ void check_config(const Config& c) {
   using fdbroker::daemon::valid_prefix;
   FUZZ_CHECK(!c.socket_path.empty() && c.socket_path.size() < 108, "socket path fits sun_path");
   FUZZ_CHECK(c.socket_mode <= 07777, "socket mode is a mode");
-  static const char* const levels[] = {"trace", "debug", "info", "warning", "error", "critical", "off"};
-  FUZZ_CHECK(std::any_of(std::begin(levels), std::end(levels), [&](const char* l) { return c.log_level == l; }),
+  static const char* const levels[] = {"trace", "debug",    "info", "warning",
+                                       "error", "critical", "off"};
+  FUZZ_CHECK(std::any_of(std::begin(levels), std::end(levels),
+                         [&](const char* l) { return c.log_level == l; }),
              "log level is known");
   const auto& l = c.limits;
   FUZZ_CHECK(l.max_connections >= 1 && l.max_connections <= 1000000, "max_connections in range");
@@ -101,19 +103,24 @@ void check_config(const Config& c) {
                                  fdbroker::daemon::perm_delete)) == 0,
              "owner_rights only get, take, delete");
   for (const auto& r : c.rules) {
-    FUZZ_CHECK(r.prefix ? valid_prefix(r.match) : valid_name(r.match), "a rule matches a valid name/prefix");
+    FUZZ_CHECK(r.prefix ? valid_prefix(r.match) : valid_name(r.match),
+               "a rule matches a valid name/prefix");
     FUZZ_CHECK(((r.allow | r.deny) & ~fdbroker::daemon::perm_all) == 0, "a rule's perms are known");
   }
   for (std::size_t i = 0; i < c.entries.size(); ++i) {
     const auto& e = c.entries[i];
     FUZZ_CHECK(valid_name(e.name), "an entry name is valid");
-    for (std::size_t j = 0; j < i; ++j) FUZZ_CHECK(c.entries[j].name != e.name, "entry names are unique");
+    for (std::size_t j = 0; j < i; ++j)
+      FUZZ_CHECK(c.entries[j].name != e.name, "entry names are unique");
     FUZZ_CHECK(json::parse(e.meta, nullptr, false).is_object(), "an entry's meta is an object");
     FUZZ_CHECK(!e.opening.empty(), "an entry has an opening");
-    if (e.kind == fdbroker::daemon::StaticKind::file || e.kind == fdbroker::daemon::StaticKind::unix_socket) {
-      FUZZ_CHECK(!e.path.empty() && e.path.find('\0') == std::string::npos, "an entry's path is a path");
+    if (e.kind == fdbroker::daemon::StaticKind::file ||
+        e.kind == fdbroker::daemon::StaticKind::unix_socket) {
+      FUZZ_CHECK(!e.path.empty() && e.path.find('\0') == std::string::npos,
+                 "an entry's path is a path");
     }
-    if (e.kind == fdbroker::daemon::StaticKind::unix_socket) FUZZ_CHECK(e.path.size() < 108, "unix path fits");
+    if (e.kind == fdbroker::daemon::StaticKind::unix_socket)
+      FUZZ_CHECK(e.path.size() < 108, "unix path fits");
     FUZZ_CHECK(e.backlog >= 1 && e.backlog <= 65535, "backlog in range");
   }
 }

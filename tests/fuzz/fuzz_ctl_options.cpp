@@ -35,25 +35,29 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   if (o.help || o.version) return 0;
-  static const std::set<std::string> commands{"hello", "list", "get",   "take",   "put",
+  static const std::set<std::string> commands{"hello",  "list",  "get",  "take",   "put",
                                               "delete", "stats", "exec", "upgrade"};
   FUZZ_CHECK(commands.count(o.command) == 1, "a known command");
   const std::string& c = o.command;
   if (c == "get" || c == "take" || c == "put" || c == "delete") {
-    FUZZ_CHECK(std::find(args.begin(), args.end(), o.name) != args.end(), "NAME is one of the arguments");
+    FUZZ_CHECK(std::find(args.begin(), args.end(), o.name) != args.end(),
+               "NAME is one of the arguments");
   }
   if (o.timeout) FUZZ_CHECK(o.timeout->count() > 0, "--timeout > 0");
   FUZZ_CHECK(o.limit == 0 || c == "list", "--limit only for list");
-  if (o.wait_ms) FUZZ_CHECK(*o.wait_ms >= 0 && (c == "get" || c == "take" || c == "exec"), "--wait >= 0");
+  if (o.wait_ms)
+    FUZZ_CHECK(*o.wait_ms >= 0 && (c == "get" || c == "take" || c == "exec"), "--wait >= 0");
   if (o.ttl_ms) FUZZ_CHECK(*o.ttl_ms >= 1 && c == "put", "--ttl >= 1, for put");
-  FUZZ_CHECK(o.binary.empty() || (o.binary.front() == '/' && c == "upgrade"), "--binary absolute, for upgrade");
+  FUZZ_CHECK(o.binary.empty() || (o.binary.front() == '/' && c == "upgrade"),
+             "--binary absolute, for upgrade");
   FUZZ_CHECK(c != "put" || !o.sources.empty(), "put has a source");
   FUZZ_CHECK(o.sources.empty() || c == "put", "sources only for put");
   for (const auto& s : o.sources) {
     FUZZ_CHECK(s.kind != fdbrokerctl::FdSource::Kind::inherited || s.fd >= 0, "--fd >= 0");
     FUZZ_CHECK(s.mode == "r" || s.mode == "w" || s.mode == "rw", "--mode r, w or rw");
   }
-  FUZZ_CHECK(c != "exec" || (!o.exec_entries.empty() && !o.program.empty()), "exec has entries and a program");
+  FUZZ_CHECK(c != "exec" || (!o.exec_entries.empty() && !o.program.empty()),
+             "exec has entries and a program");
   FUZZ_CHECK(o.program.empty() || c == "exec", "a program only for exec");
   return 0;
 }

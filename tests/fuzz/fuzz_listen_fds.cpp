@@ -52,16 +52,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(got.size() <= nofile.rlim_max, "no more fds than the process may have");
   std::string joined;
   for (std::size_t i = 0; i < got.size(); ++i) {
-    FUZZ_CHECK(got[i].fd == fdbroker::listen_fds_start + static_cast<int>(i), "fds 3, 4, ... in order");
+    FUZZ_CHECK(got[i].fd == fdbroker::listen_fds_start + static_cast<int>(i),
+               "fds 3, 4, ... in order");
     FUZZ_CHECK(got[i].name.find(':') == std::string::npos, "a name holds no ':'");
     FUZZ_CHECK(arg(2) != nullptr || got[i].name == "unknown", "unnamed fds are 'unknown'");
     if (i > 0) joined += ':';
     joined += got[i].name;
   }
-  auto again = fdbroker::parse_listen_fds("4242", std::to_string(got.size()).c_str(), joined.c_str(), self);
+  auto again =
+      fdbroker::parse_listen_fds("4242", std::to_string(got.size()).c_str(), joined.c_str(), self);
   FUZZ_CHECK(again.ok() && again->size() == got.size(), "the names joined parse again");
   for (std::size_t i = 0; i < got.size(); ++i) {
-    FUZZ_CHECK((*again)[i].fd == got[i].fd && (*again)[i].name == got[i].name, "the same fds and names");
+    FUZZ_CHECK((*again)[i].fd == got[i].fd && (*again)[i].name == got[i].name,
+               "the same fds and names");
   }
   return 0;
 }

@@ -35,15 +35,18 @@ void check_url(const ListenUrl& url) {
   FUZZ_CHECK(url.address.ss_family == url.family, "the address is of the URL's family");
   switch (url.family) {
     case AF_INET:
-      FUZZ_CHECK(url.address_length == sizeof(sockaddr_in) && url.path.empty() && !url.v6only, "inet");
+      FUZZ_CHECK(url.address_length == sizeof(sockaddr_in) && url.path.empty() && !url.v6only,
+                 "inet");
       break;
     case AF_INET6:
       FUZZ_CHECK(url.address_length == sizeof(sockaddr_in6) && url.path.empty(), "inet6");
       break;
     case AF_UNIX:
-      FUZZ_CHECK(!url.path.empty() && url.path.size() < sizeof(sockaddr_un::sun_path), "a unix path fits");
+      FUZZ_CHECK(!url.path.empty() && url.path.size() < sizeof(sockaddr_un::sun_path),
+                 "a unix path fits");
       FUZZ_CHECK(url.path.find('\0') == std::string::npos, "no NUL in a unix path");
-      FUZZ_CHECK(url.path.front() == '/' || url.path.front() == '@', "a unix path or an abstract name");
+      FUZZ_CHECK(url.path.front() == '/' || url.path.front() == '@',
+                 "a unix path or an abstract name");
       FUZZ_CHECK(url.host.empty() && url.port == 0, "unix");
       break;
     default:

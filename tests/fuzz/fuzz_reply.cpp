@@ -42,9 +42,9 @@ bool same_entry(const EntryInfo& a, const EntryInfo& b) {
   for (std::size_t i = 0; i < a.fd_descriptions.size(); ++i) {
     const auto& x = a.fd_descriptions[i];
     const auto& y = b.fd_descriptions[i];
-    if (x.kind != y.kind || x.family != y.family || x.type != y.type || x.listening != y.listening ||
-        x.local != y.local || x.path != y.path || x.access != y.access || x.name != y.name ||
-        x.json != y.json) {
+    if (x.kind != y.kind || x.family != y.family || x.type != y.type ||
+        x.listening != y.listening || x.local != y.local || x.path != y.path ||
+        x.access != y.access || x.name != y.name || x.json != y.json) {
       return false;
     }
   }
@@ -54,9 +54,10 @@ bool same_entry(const EntryInfo& a, const EntryInfo& b) {
 // An accepted number was an integer of the text that fits, not a converted float.
 void check_integer(const json& object, const char* key, std::uint64_t value) {
   const json& raw = object.at(key);
-  bool same = raw.is_number_unsigned() ? raw.get<std::uint64_t>() == value
-                                       : raw.is_number_integer() && raw.get<std::int64_t>() >= 0 &&
-                                             static_cast<std::uint64_t>(raw.get<std::int64_t>()) == value;
+  bool same = raw.is_number_unsigned()
+                  ? raw.get<std::uint64_t>() == value
+                  : raw.is_number_integer() && raw.get<std::int64_t>() >= 0 &&
+                        static_cast<std::uint64_t>(raw.get<std::int64_t>()) == value;
   FUZZ_CHECK(same, "an accepted number is the text's integer");  // -0 is 0
 }
 
@@ -66,7 +67,8 @@ void check_entry(const EntryInfo& e) {
   check_integer(body, "generation", e.generation);
   FUZZ_CHECK(json::accept(e.meta_json), "meta_json is JSON text");
   for (const auto& d : e.fd_descriptions) {
-    FUZZ_CHECK(json::parse(d.json, nullptr, false).is_object(), "a description's json is an object");
+    FUZZ_CHECK(json::parse(d.json, nullptr, false).is_object(),
+               "a description's json is an object");
   }
 }
 
@@ -79,9 +81,10 @@ void parse(unsigned which, std::string_view text) {
       FUZZ_CHECK(protocol.is_number_integer() && protocol.get<std::int64_t>() == h.protocol,
                  "the protocol is the text's integer");
       Hello again = detail::parse_hello_reply(envelope(h.json), id);
-      FUZZ_CHECK(h.server == again.server && h.version == again.version && h.protocol == again.protocol &&
-                     h.peer.uid == again.peer.uid && h.peer.gid == again.peer.gid &&
-                     h.peer.pid == again.peer.pid && h.json == again.json,
+      FUZZ_CHECK(h.server == again.server && h.version == again.version &&
+                     h.protocol == again.protocol && h.peer.uid == again.peer.uid &&
+                     h.peer.gid == again.peer.gid && h.peer.pid == again.peer.pid &&
+                     h.json == again.json,
                  "a hello reply round-trips");
       break;
     }
@@ -125,8 +128,8 @@ void parse(unsigned which, std::string_view text) {
                      s.fds_held == again.fds_held && s.fds_limit == again.fds_limit &&
                      s.connections_current == again.connections_current &&
                      s.connections_total == again.connections_total &&
-                     s.connections_dropped == again.connections_dropped && s.requests == again.requests &&
-                     s.json == again.json,
+                     s.connections_dropped == again.connections_dropped &&
+                     s.requests == again.requests && s.json == again.json,
                  "a stats reply round-trips");
       break;
     }

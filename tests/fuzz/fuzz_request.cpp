@@ -32,9 +32,9 @@ constexpr std::size_t max_error_message = 512;
 
 bool same_request(const Request& a, const Request& b) {
   return a.op == b.op && a.has_op == b.has_op && a.name == b.name && a.prefix == b.prefix &&
-         a.cursor == b.cursor && a.meta == b.meta && a.binary == b.binary && a.wait_ms == b.wait_ms &&
-         a.ttl_ms == b.ttl_ms && a.expect_generation == b.expect_generation && a.limit == b.limit &&
-         a.replace == b.replace;
+         a.cursor == b.cursor && a.meta == b.meta && a.binary == b.binary &&
+         a.wait_ms == b.wait_ms && a.ttl_ms == b.ttl_ms &&
+         a.expect_generation == b.expect_generation && a.limit == b.limit && a.replace == b.replace;
 }
 
 // The same JSON value, or both numbers that are not integers (a float id keeps its
@@ -62,7 +62,8 @@ void check_fields(const Request& req) {
       FUZZ_CHECK(req.name.empty(), "no name on other ops");
   }
   FUZZ_CHECK(req.wait_ms >= -1, "wait_ms absent or >= 0");
-  FUZZ_CHECK(req.wait_ms == -1 || req.op == Op::get || req.op == Op::take, "wait_ms only on get/take");
+  FUZZ_CHECK(req.wait_ms == -1 || req.op == Op::get || req.op == Op::take,
+             "wait_ms only on get/take");
   FUZZ_CHECK(req.ttl_ms == -1 || req.ttl_ms >= 1, "ttl_ms absent or >= 1");
   FUZZ_CHECK(req.expect_generation >= -1, "expect_generation absent or >= 0");
   FUZZ_CHECK(req.limit >= 1 && req.limit <= 1000, "limit 1..1000");

@@ -30,9 +30,9 @@
 #include <vector>
 
 #include "config.hpp"
-#include "systemd_fd_store.hpp"
 #include "fuzz_check.hpp"
 #include "restore.hpp"
+#include "systemd_fd_store.hpp"
 
 using fdbroker::unique_fd;
 using fdbroker::daemon::NamedFd;
@@ -50,7 +50,8 @@ unique_fd listening_seqpacket() {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   // Autobind: an abstract address the kernel picks, nothing on disk.
-  FUZZ_CHECK(::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(sa_family_t)) == 0, "bind()");
+  FUZZ_CHECK(::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(sa_family_t)) == 0,
+             "bind()");
   FUZZ_CHECK(::listen(sock.get(), 4) == 0, "listen()");
   return sock;
 }
@@ -91,14 +92,17 @@ void check_as_written(const Restored& r, std::string_view state) {
   json doc = json::parse(state, nullptr, false);
   FUZZ_CHECK(doc.is_object() && doc.contains("entries"), "entries came from a state");
   auto same_uint = [](const json& item, const char* key, std::uint64_t value) {
-    return item.contains(key) && item[key].is_number_unsigned() && item[key].get<std::uint64_t>() == value;
+    return item.contains(key) && item[key].is_number_unsigned() &&
+           item[key].get<std::uint64_t>() == value;
   };
   for (const auto& re : r.entries) {
     bool found = false;
     for (const auto& item : doc["entries"]) {
       // An earlier item of that name may have been damaged, hence skipped.
-      if (item.is_object() && item.value("name", json()) == re.entry.name && same_uint(item, "serial", re.serial) &&
-          same_uint(item, "generation", re.entry.generation) && same_uint(item, "owner", re.entry.owner) &&
+      if (item.is_object() && item.value("name", json()) == re.entry.name &&
+          same_uint(item, "serial", re.serial) &&
+          same_uint(item, "generation", re.entry.generation) &&
+          same_uint(item, "owner", re.entry.owner) &&
           same_uint(item, "nfds", re.entry.fds->size())) {
         found = true;
         break;
@@ -135,9 +139,12 @@ void check_restored(const Restored& r) {
 
 // The restored set as the broker would write it back (broker_persist.cpp state_json).
 std::string state_text(const Restored& r) {
-  json j{{"format", "fdbrokerd-state"},     {"version", 1},
-         {"next_generation", r.next_generation}, {"next_serial", r.next_serial},
-         {"socket_unlink", r.socket_unlink},  {"static_openings", json::object()},
+  json j{{"format", "fdbrokerd-state"},
+         {"version", 1},
+         {"next_generation", r.next_generation},
+         {"next_serial", r.next_serial},
+         {"socket_unlink", r.socket_unlink},
+         {"static_openings", json::object()},
          {"entries", json::array()}};
   for (const auto& [name, opening] : r.static_openings) j["static_openings"][name] = opening;
   for (const auto& re : r.entries) {
@@ -169,18 +176,21 @@ void check_round_trip(const Restored& r) {
   }
   auto again = fdbroker::daemon::restore_from(std::move(fds));
   FUZZ_CHECK(again.ok(), "a written-back state restores");
-  FUZZ_CHECK(again->warnings.empty() && again->orphans.empty(), "a written-back state restores whole");
+  FUZZ_CHECK(again->warnings.empty() && again->orphans.empty(),
+             "a written-back state restores whole");
   FUZZ_CHECK(again->next_generation == r.next_generation && again->next_serial == r.next_serial &&
-                 again->socket_unlink == r.socket_unlink && again->static_openings == r.static_openings,
+                 again->socket_unlink == r.socket_unlink &&
+                 again->static_openings == r.static_openings,
              "a written-back state keeps its counters");
   FUZZ_CHECK(again->entries.size() == r.entries.size(), "a written-back state keeps every entry");
   for (std::size_t k = 0; k < r.entries.size(); ++k) {
     const auto& a = r.entries[k];
     const auto& b = again->entries[k];
-    FUZZ_CHECK(a.serial == b.serial && a.entry.name == b.entry.name && a.entry.meta == b.entry.meta &&
-                   a.entry.fds_json == b.entry.fds_json && a.entry.owner == b.entry.owner &&
-                   a.entry.is_static == b.entry.is_static && a.entry.generation == b.entry.generation &&
-                   a.entry.expiry == b.entry.expiry && a.entry.fds->size() == b.entry.fds->size(),
+    FUZZ_CHECK(a.serial == b.serial && a.entry.name == b.entry.name &&
+                   a.entry.meta == b.entry.meta && a.entry.fds_json == b.entry.fds_json &&
+                   a.entry.owner == b.entry.owner && a.entry.is_static == b.entry.is_static &&
+                   a.entry.generation == b.entry.generation && a.entry.expiry == b.entry.expiry &&
+                   a.entry.fds->size() == b.entry.fds->size(),
                "a written-back entry restores the same");
   }
 }
@@ -219,13 +229,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto restored = fdbroker::daemon::restore_from(std::move(fds));
     if (!restored.ok()) {
       int err = restored.error().value();
-      FUZZ_CHECK(err == EINVAL || err == ENOTSOCK || err == EPROTOTYPE, "EINVAL, ENOTSOCK or EPROTOTYPE");
+      FUZZ_CHECK(err == EINVAL || err == ENOTSOCK || err == EPROTOTYPE,
+                 "EINVAL, ENOTSOCK or EPROTOTYPE");
     } else if (!names.empty()) {
       check_restored(*restored);
       if (!restored->entries.empty()) check_as_written(*restored, state);
       check_round_trip(*restored);
     } else {
-      FUZZ_CHECK(!restored->listener.valid() && restored->entries.empty(), "nothing passed, nothing restored");
+      FUZZ_CHECK(!restored->listener.valid() && restored->entries.empty(),
+                 "nothing passed, nothing restored");
     }
   }
   fd_check.same("restore_from: every fd passed is kept by the result or closed");

@@ -103,10 +103,18 @@ void worker(sockaddr_in address, int id, long max_connections, int pause_us) {
       break;
     }
     switch (one_request(address, id * 100000000L + sequence++)) {
-      case Outcome::ok: ok_count.fetch_add(1); break;
-      case Outcome::refused: refused_count.fetch_add(1); break;
-      case Outcome::reset: reset_count.fetch_add(1); break;
-      case Outcome::failed: failed_count.fetch_add(1); break;
+      case Outcome::ok:
+        ok_count.fetch_add(1);
+        break;
+      case Outcome::refused:
+        refused_count.fetch_add(1);
+        break;
+      case Outcome::reset:
+        reset_count.fetch_add(1);
+        break;
+      case Outcome::failed:
+        failed_count.fetch_add(1);
+        break;
     }
     if (pause_us > 0) ::usleep(static_cast<useconds_t>(pause_us));
   }
@@ -134,12 +142,18 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string key = argv[i];
     std::string value = argv[i + 1];
-    if (key == "--port") port = std::stoi(value);
-    else if (key == "--host") host = value;
-    else if (key == "--workers") workers = std::stoi(value);
-    else if (key == "--max-seconds") max_seconds = std::stoi(value);
-    else if (key == "--max-connections") max_connections = std::stol(value);
-    else if (key == "--pause-us") pause_us = std::stoi(value);
+    if (key == "--port")
+      port = std::stoi(value);
+    else if (key == "--host")
+      host = value;
+    else if (key == "--workers")
+      workers = std::stoi(value);
+    else if (key == "--max-seconds")
+      max_seconds = std::stoi(value);
+    else if (key == "--max-connections")
+      max_connections = std::stol(value);
+    else if (key == "--pause-us")
+      pause_us = std::stoi(value);
     else {
       std::fprintf(stderr, "restart_load: unknown option %s\n", key.c_str());
       return 100;
@@ -151,8 +165,9 @@ int main(int argc, char** argv) {
   // Loopback only: this is a test, not a tool to point at other machines.
   if (port <= 0 || ::inet_pton(AF_INET, host.c_str(), &address.sin_addr) != 1 ||
       (ntohl(address.sin_addr.s_addr) >> 24) != 127) {
-    std::fprintf(stderr, "usage: restart_load --port PORT [--host 127.x.y.z] [--workers N] "
-                         "[--max-seconds S] [--max-connections N] [--pause-us US]\n");
+    std::fprintf(stderr,
+                 "usage: restart_load --port PORT [--host 127.x.y.z] [--workers N] "
+                 "[--max-seconds S] [--max-connections N] [--pause-us US]\n");
     return 100;
   }
 
@@ -163,7 +178,8 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // workers inherit the mask
 
   std::vector<std::thread> threads;
-  for (int i = 0; i < workers; ++i) threads.emplace_back(worker, address, i, max_connections, pause_us);
+  for (int i = 0; i < workers; ++i)
+    threads.emplace_back(worker, address, i, max_connections, pause_us);
   std::fprintf(stderr, "restart_load: %d workers on %s:%d\n", workers, host.c_str(), port);
 
   timespec limit{max_seconds, 0};
@@ -181,10 +197,11 @@ int main(int argc, char** argv) {
   }
   waiter.join();
 
-  std::printf("{\"connections\":%ld,\"ok\":%ld,\"refused\":%ld,\"reset\":%ld,\"failed\":%ld,"
-              "\"pids\":%zu,\"errors\":[",
-              connections.load(), ok_count.load(), refused_count.load(), reset_count.load(), failed_count.load(),
-              pids.size());
+  std::printf(
+      "{\"connections\":%ld,\"ok\":%ld,\"refused\":%ld,\"reset\":%ld,\"failed\":%ld,"
+      "\"pids\":%zu,\"errors\":[",
+      connections.load(), ok_count.load(), refused_count.load(), reset_count.load(),
+      failed_count.load(), pids.size());
   for (std::size_t i = 0; i < errors.size(); ++i)
     std::printf("%s%s", i ? "," : "", json_string(errors[i]).c_str());
   std::printf("]}\n");

@@ -150,7 +150,8 @@ int run(const Args& args) {
   if (upgrader) {
     upgrader->ready();
     int pipe_fds[2];
-    if (::pipe2(pipe_fds, O_CLOEXEC) < 0) throw std::system_error(errno, std::system_category(), "pipe2");
+    if (::pipe2(pipe_fds, O_CLOEXEC) < 0)
+      throw std::system_error(errno, std::system_category(), "pipe2");
     stop_event.reset(pipe_fds[0]);
     fdbroker::unique_fd write_end(pipe_fds[1]);
     int exit_fd = upgrader->exit_fd();
@@ -185,19 +186,25 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string key = argv[i];
     std::string value = argv[i + 1];
-    if (key == "--mode") args.mode = value;
-    else if (key == "--url") args.url = value;
-    else if (key == "--name") args.name = value;
-    else if (key == "--service") args.service = value;
-    else if (key == "--delay-ms") args.delay_ms = std::stoi(value);
+    if (key == "--mode")
+      args.mode = value;
+    else if (key == "--url")
+      args.url = value;
+    else if (key == "--name")
+      args.name = value;
+    else if (key == "--service")
+      args.service = value;
+    else if (key == "--delay-ms")
+      args.delay_ms = std::stoi(value);
     else {
       std::fprintf(stderr, "restart_server: unknown option %s\n", key.c_str());
       return 100;
     }
   }
   if (args.url.empty() || (args.mode != "handoff" && args.mode != "rebind")) {
-    std::fprintf(stderr, "usage: restart_server --mode handoff|rebind --url URL [--name N] "
-                         "[--service S] [--delay-ms MS]\n");
+    std::fprintf(stderr,
+                 "usage: restart_server --mode handoff|rebind --url URL [--name N] "
+                 "[--service S] [--delay-ms MS]\n");
     return 100;
   }
   try {

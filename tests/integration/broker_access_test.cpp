@@ -202,35 +202,38 @@ TEST(BrokerAccess, StaticEntryAccessListsApply) {
 TEST(BrokerAccess, AForbiddenNameIsRefusedWhetherOrNotItExists) {
   // An unprivileged peer must not learn which names exist by telling ENOENT from
   // EACCES, nor park waiting for an entry it could never get.
-  json config = {{"entries", {{{"name", "secret/exists"}, {"type", "file"}, {"path", "/etc/hostname"}}}},
-                 {"rules", {{{"prefix", "public/"}, {"users", {"nobody"}}, {"allow", {"get", "delete"}}}}}};
+  json config = {
+      {"entries", {{{"name", "secret/exists"}, {"type", "file"}, {"path", "/etc/hostname"}}}},
+      {"rules", {{{"prefix", "public/"}, {"users", {"nobody"}}, {"allow", {"get", "delete"}}}}}};
   BrokerProcess broker(config);
   std::size_t baseline = broker.fd_count();
-  EXPECT_EQ(as_user(nobody, nogroup, {},
-                    [&] {
-                      auto c = broker.connect();
-                      std::string out;
-                      for (const char* name : {"secret/exists", "secret/missing"}) {
-                        for (const char* op : {"get", "take", "delete"}) {
-                          out += expect_outcome(call(c.get(), {{"op", op}, {"name", name}}), "EACCES",
-                                                std::string(op) + " " + name);
-                        }
-                        auto p = pipe_pair();
-                        out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", name}}, {p.write.get()}),
-                                              "EACCES", std::string("put ") + name);
-                      }
-                      // Refused at once, not after the wait.
-                      out += expect_outcome(
-                          call(c.get(), {{"op", "get"}, {"name", "secret/missing"}, {"wait_ms", 60000}}),
-                          "EACCES", "get with wait_ms");
-                      // Where it may look, existence is its business.
-                      out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "public/missing"}}),
-                                            "ENOENT", "get public");
-                      out += expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "public/missing"}}),
-                                            "ENOENT", "delete public");
-                      return out;
-                    }),
-            "");
+  EXPECT_EQ(
+      as_user(nobody, nogroup, {},
+              [&] {
+                auto c = broker.connect();
+                std::string out;
+                for (const char* name : {"secret/exists", "secret/missing"}) {
+                  for (const char* op : {"get", "take", "delete"}) {
+                    out += expect_outcome(call(c.get(), {{"op", op}, {"name", name}}), "EACCES",
+                                          std::string(op) + " " + name);
+                  }
+                  auto p = pipe_pair();
+                  out += expect_outcome(
+                      call(c.get(), {{"op", "put"}, {"name", name}}, {p.write.get()}), "EACCES",
+                      std::string("put ") + name);
+                }
+                // Refused at once, not after the wait.
+                out += expect_outcome(
+                    call(c.get(), {{"op", "get"}, {"name", "secret/missing"}, {"wait_ms", 60000}}),
+                    "EACCES", "get with wait_ms");
+                // Where it may look, existence is its business.
+                out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "public/missing"}}),
+                                      "ENOENT", "get public");
+                out += expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "public/missing"}}),
+                                      "ENOENT", "delete public");
+                return out;
+              }),
+      "");
   EXPECT_TRUE(broker.settles_at(baseline));  // the refused puts' descriptors were closed
 }
 

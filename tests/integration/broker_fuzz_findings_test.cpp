@@ -31,7 +31,8 @@ TEST(BrokerFuzzFindings, HugeTtlCountsAsOneHundredYears) {
   auto c = broker.connect();
   ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
   std::size_t baseline = broker.fd_count();
-  const std::int64_t ttls[] = {std::numeric_limits<std::int64_t>::max(), 9223372036855,  // * 10^6 overflows
+  const std::int64_t ttls[] = {std::numeric_limits<std::int64_t>::max(),
+                               9223372036855,  // * 10^6 overflows
                                hundred_years_ms + 1, hundred_years_ms};
   for (std::int64_t ttl : ttls) {
     auto p = pipe_pair();
@@ -70,7 +71,9 @@ TEST(BrokerFuzzFindings, MetaNestedTooDeepIsRefused) {
 
   auto p = pipe_pair();
   std::string deepest_allowed = nested_meta(128);
-  auto put = call_raw(c.get(), "{\"op\":\"put\",\"name\":\"m/ok\",\"meta\":" + deepest_allowed + "}", {p.write.get()});
+  auto put =
+      call_raw(c.get(), "{\"op\":\"put\",\"name\":\"m/ok\",\"meta\":" + deepest_allowed + "}",
+               {p.write.get()});
   ASSERT_TRUE(put.ok()) << put.raw;
   auto got = call(c.get(), {{"op", "get"}, {"name", "m/ok"}});
   ASSERT_TRUE(got.ok()) << got.raw.substr(0, 200);
@@ -80,7 +83,8 @@ TEST(BrokerFuzzFindings, MetaNestedTooDeepIsRefused) {
 
   for (std::size_t depth : {129u, 1000u, 20000u, 32000u}) {
     auto q = pipe_pair();
-    std::string payload = "{\"op\":\"put\",\"id\":7,\"name\":\"m/deep\",\"meta\":" + nested_meta(depth) + "}";
+    std::string payload =
+        "{\"op\":\"put\",\"id\":7,\"name\":\"m/deep\",\"meta\":" + nested_meta(depth) + "}";
     ASSERT_LE(payload.size(), 65536u);
     auto r = call_raw(c.get(), payload, {q.write.get()});
     EXPECT_EQ(r.error(), "EINVAL") << depth << ": " << r.raw;
@@ -91,7 +95,8 @@ TEST(BrokerFuzzFindings, MetaNestedTooDeepIsRefused) {
     EXPECT_TRUE(call(other.get(), {{"op", "hello"}}).ok()) << "after depth " << depth;
   }
   // Deep nesting elsewhere (an unknown field) is parsed and ignored, not dumped.
-  std::string ignored = "{\"op\":\"hello\",\"x\":" + std::string(30000, '[') + std::string(30000, ']') + "}";
+  std::string ignored =
+      "{\"op\":\"hello\",\"x\":" + std::string(30000, '[') + std::string(30000, ']') + "}";
   EXPECT_TRUE(call_raw(c.get(), ignored).ok());
   EXPECT_EQ(call(c.get(), {{"op", "list"}}).body.at("entries").size(), 0u);
   p.write.reset();
@@ -109,10 +114,12 @@ TEST(BrokerFuzzFindings, NumberNoDoubleHoldsIsRefusedOnEitherPath) {
   BrokerProcess broker;
   auto c = broker.connect();
   const std::string huge_integer = "1" + std::string(400, '0');
-  for (const std::string& number : {std::string("1e400"), std::string("-1E+400"), std::string("2.5e309"), huge_integer}) {
+  for (const std::string& number :
+       {std::string("1e400"), std::string("-1E+400"), std::string("2.5e309"), huge_integer}) {
     for (const std::string& rest : {std::string(), std::string(",\"x\":\"\\u0041\"")}) {
-      for (const std::string& payload : {"{\"op\":\"hello\",\"id\":" + number + rest + "}",
-                                         "{\"op\":\"get\",\"id\":3,\"name\":\"a\",\"wait_ms\":" + number + rest + "}"}) {
+      for (const std::string& payload :
+           {"{\"op\":\"hello\",\"id\":" + number + rest + "}",
+            "{\"op\":\"get\",\"id\":3,\"name\":\"a\",\"wait_ms\":" + number + rest + "}"}) {
         auto r = call_raw(c.get(), payload);  // throws if the reply is not JSON to nlohmann
         EXPECT_EQ(r.error(), "EPROTO") << payload.substr(0, 80) << " -> " << r.raw.substr(0, 120);
         EXPECT_FALSE(r.body.contains("id")) << r.raw.substr(0, 120);
@@ -120,8 +127,9 @@ TEST(BrokerFuzzFindings, NumberNoDoubleHoldsIsRefusedOnEitherPath) {
     }
   }
   // Numbers a double holds stay accepted and echoed as they were written.
-  for (const std::string& number : {std::string("1e308"), std::string("1e-400"), std::string("-0.0"),
-                                    std::string(299, '9'), std::string("123456789012345678901234567890")}) {
+  for (const std::string& number :
+       {std::string("1e308"), std::string("1e-400"), std::string("-0.0"), std::string(299, '9'),
+        std::string("123456789012345678901234567890")}) {
     auto r = call_raw(c.get(), "{\"op\":\"hello\",\"id\":" + number + "}");
     EXPECT_TRUE(r.ok()) << number.substr(0, 40) << " -> " << r.raw.substr(0, 120);
     EXPECT_NE(r.raw.find("\"id\":" + number + ","), std::string::npos) << r.raw.substr(0, 120);

@@ -135,17 +135,23 @@ TEST(BrokerWait, AWaiterWokenByAPutNoLongerWaitsForThatName) {
     ASSERT_TRUE(call(other.get(), {{"op", "hello"}}).ok());
     {
       auto waiter = broker.connect();
-      send_raw(waiter.get(), json({{"op", op}, {"name", "r/x"}, {"wait_ms", 5000}, {"id", 1}}).dump());
+      send_raw(waiter.get(),
+               json({{"op", op}, {"name", "r/x"}, {"wait_ms", 5000}, {"id", 1}}).dump());
       EXPECT_TRUE(silent_for(waiter.get(), 50));
       auto p = pipe_pair();
-      ASSERT_TRUE(call(other.get(), {{"op", "put"}, {"name", "r/x"}, {"replace", true}}, {p.write.get()}).ok());
+      ASSERT_TRUE(
+          call(other.get(), {{"op", "put"}, {"name", "r/x"}, {"replace", true}}, {p.write.get()})
+              .ok());
       auto woken = receive(waiter.get());
       ASSERT_TRUE(woken.ok()) << woken.raw;
       EXPECT_EQ(woken.body["id"], 1);
       // Now it waits for another name; a put of the first must not answer it.
-      send_raw(waiter.get(), json({{"op", op}, {"name", "r/y"}, {"wait_ms", 5000}, {"id", 2}}).dump());
+      send_raw(waiter.get(),
+               json({{"op", op}, {"name", "r/y"}, {"wait_ms", 5000}, {"id", 2}}).dump());
       EXPECT_TRUE(silent_for(waiter.get(), 50));
-      ASSERT_TRUE(call(other.get(), {{"op", "put"}, {"name", "r/x"}, {"replace", true}}, {p.write.get()}).ok());
+      ASSERT_TRUE(
+          call(other.get(), {{"op", "put"}, {"name", "r/x"}, {"replace", true}}, {p.write.get()})
+              .ok());
       EXPECT_TRUE(silent_for(waiter.get(), 200)) << "the wait for r/y was answered by a put of r/x";
       // Its wait for r/y is still served by a put of r/y.
       ASSERT_TRUE(call(other.get(), {{"op", "put"}, {"name", "r/y"}}, {p.write.get()}).ok());
@@ -156,7 +162,9 @@ TEST(BrokerWait, AWaiterWokenByAPutNoLongerWaitsForThatName) {
     // The waiter has gone: more puts of r/x must not reach it.
     auto p = pipe_pair();
     for (int i = 0; i < 3; ++i) {
-      ASSERT_TRUE(call(other.get(), {{"op", "put"}, {"name", "r/x"}, {"replace", true}}, {p.write.get()}).ok());
+      ASSERT_TRUE(
+          call(other.get(), {{"op", "put"}, {"name", "r/x"}, {"replace", true}}, {p.write.get()})
+              .ok());
     }
     auto fresh = broker.connect();
     EXPECT_TRUE(call(fresh.get(), {{"op", "hello"}}).ok());
@@ -164,7 +172,7 @@ TEST(BrokerWait, AWaiterWokenByAPutNoLongerWaitsForThatName) {
     ASSERT_TRUE(call(other.get(), {{"op", "delete"}, {"name", "r/x"}}).ok());
     auto y = call(other.get(), {{"op", "delete"}, {"name", "r/y"}});
     EXPECT_EQ(y.ok(), std::string(op) == "get") << y.raw;  // a take took it
-    EXPECT_TRUE(broker.settles_at(baseline + 1));  // + `other`
+    EXPECT_TRUE(broker.settles_at(baseline + 1));          // + `other`
   }
 }
 

@@ -35,10 +35,12 @@ void expect_rejected(BrokerProcess& broker, int sock, const std::string& payload
 class FdLimit {
  public:
   FdLimit(pid_t pid, rlim_t soft) : pid_(pid) {
-    if (::prlimit(pid_, RLIMIT_NOFILE, nullptr, &old_) != 0) throw std::system_error(errno, std::system_category(), "prlimit");
+    if (::prlimit(pid_, RLIMIT_NOFILE, nullptr, &old_) != 0)
+      throw std::system_error(errno, std::system_category(), "prlimit");
     rlimit tight = old_;
     tight.rlim_cur = soft;
-    if (::prlimit(pid_, RLIMIT_NOFILE, &tight, nullptr) != 0) throw std::system_error(errno, std::system_category(), "prlimit");
+    if (::prlimit(pid_, RLIMIT_NOFILE, &tight, nullptr) != 0)
+      throw std::system_error(errno, std::system_category(), "prlimit");
   }
   ~FdLimit() { ::prlimit(pid_, RLIMIT_NOFILE, &old_, nullptr); }
   FdLimit(const FdLimit&) = delete;
@@ -228,12 +230,13 @@ TEST(BrokerMalformed, RepliesFitTheMessageLimitWhateverTheRequestEchoes) {
     return head + std::string(65536 - head.size() - tail.size(), with) + tail;
   };
   const std::pair<std::string, std::string> cases[] = {
-      {fill("{\"id\":" + id + ",\"op\":\"", "\"}", '\x7f'), "EINVAL"},           // unknown op
-      {fill("{\"id\":" + id + ",\"op\":\"", "\"}", 'x'), "EINVAL"},  // a long unknown op
+      {fill("{\"id\":" + id + ",\"op\":\"", "\"}", '\x7f'), "EINVAL"},  // unknown op
+      {fill("{\"id\":" + id + ",\"op\":\"", "\"}", 'x'), "EINVAL"},     // a long unknown op
       {fill("{\"id\":" + id + ",\"op\":\"upgrade\",\"binary\":\"/", "\"}", '\x7f'), "EINVAL"},
       {fill("{\"id\":" + id + ",\"op\":\"get\",\"name\":\"", "\"}", '\x7f'), "EINVAL"},
       {fill("{\"id\":" + id + ",\"op\":\"list\",\"prefix\":\"", "\"}", '\x7f'), "EINVAL"},
-      {fill("{\"id\":" + id + ",\"op\":\"get\",\"name\":\"a\",\"wait_ms\":\"", "\"}", '\x7f'), "EINVAL"},
+      {fill("{\"id\":" + id + ",\"op\":\"get\",\"name\":\"a\",\"wait_ms\":\"", "\"}", '\x7f'),
+       "EINVAL"},
   };
   for (const auto& [payload, error] : cases) {
     ASSERT_EQ(payload.size(), 65536u);

@@ -35,7 +35,8 @@ json get_waiting(const char* name, const json& id) {
   ssize_t n = ::recv(sock, buf, sizeof buf, 0);
   if (n == 0) return ::testing::AssertionSuccess();
   if (n < 0) return ::testing::AssertionFailure() << "recv: " << std::strerror(errno);
-  return ::testing::AssertionFailure() << "another message: " << std::string(buf, static_cast<std::size_t>(n));
+  return ::testing::AssertionFailure()
+         << "another message: " << std::string(buf, static_cast<std::size_t>(n));
 }
 
 ::testing::AssertionResult is_eshutdown(const Reply& r, const json& id, const std::string& words) {
@@ -138,7 +139,8 @@ TEST(BrokerShutdownReplies, ARequestSentOnceTheShutdownBeganFailsWithEpipeNotARe
   ASSERT_TRUE(call(setup.get(), big, {p.write.get()}).ok());
   auto c = broker.connect();
   constexpr int gets = 10;
-  for (int id = 0; id < gets; ++id) send_raw(c.get(), json({{"op", "get"}, {"name", "big"}, {"id", id}}).dump());
+  for (int id = 0; id < gets; ++id)
+    send_raw(c.get(), json({{"op", "get"}, {"name", "big"}, {"id", id}}).dump());
   std::this_thread::sleep_for(std::chrono::milliseconds(150));  // all read, most queued
   ::kill(broker.pid(), SIGTERM);
   broker.wait_notify("STOPPING=1");
@@ -213,7 +215,8 @@ TEST(BrokerUpgradeReplies, AFailedUpgradeStillAnsweredTheWaiterAndLeaksNoDescrip
   auto c = broker.connect();
   send_raw(c.get(), get_waiting("later", "w").dump());
   auto offered = pipe_pair();
-  send_raw(c.get(), json({{"op", "put"}, {"name", "p"}, {"id", "put"}}).dump(), {offered.write.get()});
+  send_raw(c.get(), json({{"op", "put"}, {"name", "p"}, {"id", "put"}}).dump(),
+           {offered.write.get()});
   ASSERT_TRUE(silent_for(c.get(), 150));
   offered.write.reset();
   {

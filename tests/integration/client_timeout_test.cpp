@@ -59,7 +59,9 @@ class WedgedPeer {
   }
   [[nodiscard]] const std::string& path() const { return path_; }
   // The server side of the next connection (already queued by connect()).
-  unique_fd accept() const { return unique_fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC)); }
+  unique_fd accept() const {
+    return unique_fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  }
 
  private:
   TempDir dir_;
@@ -93,7 +95,8 @@ Outcome transport_failure(F&& f) {
 // ETIMEDOUT, and no sooner than `timeout`; a client that never gives up fails too.
 ::testing::AssertionResult timed_out_after(const Outcome& outcome, milliseconds timeout) {
   if (outcome.transport_errno != ETIMEDOUT) {
-    return ::testing::AssertionFailure() << "errno " << outcome.transport_errno << ", not ETIMEDOUT";
+    return ::testing::AssertionFailure()
+           << "errno " << outcome.transport_errno << ", not ETIMEDOUT";
   }
   if (outcome.took < timeout || outcome.took >= generous) {
     return ::testing::AssertionFailure() << "timed out after " << outcome.took.count()
@@ -159,7 +162,8 @@ TEST(ClientTimeout, FullSendQueueGivesEtimedout) {
     // Fill the connection until the kernel refuses more: the peer reads nothing.
     std::string filler(60000, 'x');
     int sent = 0;
-    while (::send(client.fd(), filler.data(), filler.size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0) ++sent;
+    while (::send(client.fd(), filler.data(), filler.size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+      ++sent;
     ASSERT_EQ(errno, EAGAIN);
     ASSERT_GT(sent, 0);
     Outcome outcome = transport_failure([&] { client.hello(); });

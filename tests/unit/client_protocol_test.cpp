@@ -65,7 +65,8 @@ TEST(ClientProtocol, PutRejectsMetaThatIsNotAnObject) {
 
 TEST(ClientProtocol, ListRequestPassesCursorBack) {
   json r = json::parse(detail::list_request(4, "web/", 10, std::string("abc")));
-  EXPECT_EQ(r, (json{{"op", "list"}, {"id", 4}, {"prefix", "web/"}, {"limit", 10}, {"cursor", "abc"}}));
+  EXPECT_EQ(
+      r, (json{{"op", "list"}, {"id", 4}, {"prefix", "web/"}, {"limit", 10}, {"cursor", "abc"}}));
 }
 
 TEST(ClientProtocol, ErrorReplyThrowsBrokerErrorWithTheNamedErrno) {
@@ -92,9 +93,10 @@ TEST(ClientProtocol, UnknownErrnoNameSurfacesAsEprotoWithTheName) {
 }
 
 TEST(ClientProtocol, MalformedRepliesAreEproto) {
-  for (const char* bad : {"not json", "[1,2]", R"({"id":1})", R"({"id":2,"ok":true,"server":"x","protocol":1})",
-                          R"({"id":1,"ok":"yes"})", R"({"id":1,"ok":false,"message":"no error name"})",
-                          R"({"id":1,"ok":true,"protocol":"one"})"}) {
+  for (const char* bad :
+       {"not json", "[1,2]", R"({"id":1})", R"({"id":2,"ok":true,"server":"x","protocol":1})",
+        R"({"id":1,"ok":"yes"})", R"({"id":1,"ok":false,"message":"no error name"})",
+        R"({"id":1,"ok":true,"protocol":"one"})"}) {
     EXPECT_EQ(thrown_errno([&] { detail::parse_hello_reply(bad, 1); }), EPROTO) << bad;
   }
 }
@@ -127,9 +129,11 @@ TEST(ClientProtocol, EntryReplyParsesDescriptionsOwnerAndExpiry) {
 
 TEST(ClientProtocol, StaticFlagIsReadAtTopLevelOrInOwner) {
   auto top = detail::parse_entry_reply(
-      R"({"id":1,"ok":true,"name":"a","generation":1,"owner":{"uid":0},"static":true,"fds":[]})", 1);
+      R"({"id":1,"ok":true,"name":"a","generation":1,"owner":{"uid":0},"static":true,"fds":[]})",
+      1);
   auto nested = detail::parse_entry_reply(
-      R"({"id":1,"ok":true,"name":"a","generation":1,"owner":{"uid":0,"static":true},"fds":[]})", 1);
+      R"({"id":1,"ok":true,"name":"a","generation":1,"owner":{"uid":0,"static":true},"fds":[]})",
+      1);
   EXPECT_TRUE(top.is_static);
   EXPECT_TRUE(nested.is_static);
 }
@@ -146,20 +150,23 @@ TEST(ClientProtocol, ListReplyKeepsCursorOnlyWhileMoreRemain) {
 
 TEST(ClientProtocol, PutReplyReturnsGeneration) {
   EXPECT_EQ(detail::parse_put_reply(R"({"id":1,"ok":true,"name":"a","generation":41})", 1), 41u);
-  EXPECT_EQ(thrown_errno([] { detail::parse_put_reply(R"({"id":1,"ok":true,"name":"a"})", 1); }), EPROTO);
+  EXPECT_EQ(thrown_errno([] { detail::parse_put_reply(R"({"id":1,"ok":true,"name":"a"})", 1); }),
+            EPROTO);
 }
 
 TEST(ClientProtocol, StatsReplyParsesCountersByOpAndOutcome) {
-  auto stats = detail::parse_stats_reply(R"({"id":1,"ok":true,"uptime_ms":5,"entries":2,"fds_held":3,
+  auto stats =
+      detail::parse_stats_reply(R"({"id":1,"ok":true,"uptime_ms":5,"entries":2,"fds_held":3,
       "fds_limit":100,"connections":{"current":1,"total":4,"dropped":0},
       "requests":{"get":{"ok":7,"ENOENT":2},"put":{"ok":1}}})",
-                                         1);
+                                1);
   EXPECT_EQ(stats.entries, 2);
   EXPECT_EQ(stats.fds_held, 3);
   EXPECT_EQ(stats.connections_total, 4);
   EXPECT_EQ(stats.requests.at("get").at("ok"), 7);
   EXPECT_EQ(stats.requests.at("get").at("ENOENT"), 2);
   EXPECT_EQ(stats.requests.at("put").at("ok"), 1);
-  EXPECT_EQ(thrown_errno([] { detail::parse_stats_reply(R"({"id":1,"ok":true,"requests":{"get":3}})", 1); }),
+  EXPECT_EQ(thrown_errno(
+                [] { detail::parse_stats_reply(R"({"id":1,"ok":true,"requests":{"get":3}})", 1); }),
             EPROTO);
 }

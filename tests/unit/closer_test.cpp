@@ -75,9 +75,7 @@ struct Lines {
 };
 
 // Whether the last copy of a pipe's read end is closed: writing fails with EPIPE.
-bool read_end_closed(int write_end) {
-  return ::write(write_end, "x", 1) < 0 && errno == EPIPE;
-}
+bool read_end_closed(int write_end) { return ::write(write_end, "x", 1) < 0 && errno == EPIPE; }
 
 }  // namespace
 
@@ -116,7 +114,8 @@ TEST_F(CloserTest, CloseLaterWithoutACloserClosesAtOnce) {
 
 TEST_F(CloserTest, AHangingCloseDelaysNoOtherMount) {
   Lines log;
-  Closer closer(Closer::Options{.threads = 2, .max_pending_per_uid = 100, .slow_after = 100ms, .warn = log.sink()});
+  Closer closer(Closer::Options{
+      .threads = 2, .max_pending_per_uid = 100, .slow_after = 100ms, .warn = log.sink()});
   LingeringSocket hang(2);
   std::vector<unique_fd> fds;
   fds.push_back(std::move(hang.client));
@@ -143,7 +142,8 @@ TEST_F(CloserTest, AHangingCloseDelaysNoOtherMount) {
 }
 
 TEST_F(CloserTest, PendingClosesAreCountedPerUid) {
-  Closer closer(Closer::Options{.threads = 2, .max_pending_per_uid = 2, .slow_after = 10s, .warn = {}});
+  Closer closer(
+      Closer::Options{.threads = 2, .max_pending_per_uid = 2, .slow_after = 10s, .warn = {}});
   Closer::make_current(&closer);
   LingeringSocket hang(2);
   LingeringSocket waits_behind(1);  // same mount (sockfs): never two closes on one mount at once
@@ -178,7 +178,8 @@ TEST_F(CloserTest, DestructorDoesNotWaitForAHangingClose) {
 
 TEST_F(CloserTest, CountsWhatWaitsBehindASlowClose) {
   Lines log;
-  Closer closer(Closer::Options{.threads = 2, .max_pending_per_uid = 100, .slow_after = 100ms, .warn = log.sink()});
+  Closer closer(Closer::Options{
+      .threads = 2, .max_pending_per_uid = 100, .slow_after = 100ms, .warn = log.sink()});
   LingeringSocket hang(1);
   auto quick = test::pipe_pair();  // pipefs: another mount, never behind the socket
   unique_fd behind(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));  // sockfs, as the hanging one

@@ -56,11 +56,13 @@ TEST(Connection, AFullSocketQueuesInOrderAndFlushSendsThem) {
   ASSERT_TRUE(conn->has_queued());
   ASSERT_EQ(conn->send("last", nullptr), Connection::Sent::queued);
   std::size_t queued = conn->queued();
-  for (int i = 0; i < sent_now; ++i) ASSERT_EQ(recvfds(client.get(), 2000).payload.size(), body.size());
+  for (int i = 0; i < sent_now; ++i)
+    ASSERT_EQ(recvfds(client.get(), 2000).payload.size(), body.size());
   auto flushed = conn->flush();
   EXPECT_FALSE(flushed.error);
   EXPECT_TRUE(flushed.progressed);
   EXPECT_FALSE(conn->has_queued());
-  for (std::size_t i = 0; i + 1 < queued; ++i) ASSERT_EQ(recvfds(client.get(), 2000).payload.size(), body.size());
+  for (std::size_t i = 0; i + 1 < queued; ++i)
+    ASSERT_EQ(recvfds(client.get(), 2000).payload.size(), body.size());
   EXPECT_EQ(recvfds(client.get(), 2000).payload, "last");
 }

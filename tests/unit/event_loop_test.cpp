@@ -34,8 +34,8 @@ TEST(EventLoopTurnHooks, RunAfterEachBatchInTheOrderAdded) {
   loop.add_turn_hook([&] { trace.push_back("first"); });
   loop.add_turn_hook([&] { trace.push_back("second"); });
   loop.run();
-  std::vector<std::string> expected = {"first", "second", "read a", "first", "second",
-                                       "read b", "first", "second"};
+  std::vector<std::string> expected = {"first",  "second", "read a", "first",
+                                       "second", "read b", "first",  "second"};
   EXPECT_EQ(trace, expected);
   loop.unwatch(read_end.get());
 }

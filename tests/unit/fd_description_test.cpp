@@ -95,7 +95,8 @@ TEST(FdDescription, FallbacksDescribeTheSame) {
   unique_fd o(::open("/etc", O_PATH | O_CLOEXEC));
   unique_fd ev(::eventfd(0, EFD_CLOEXEC));
   unique_fd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  for (int fd : {file.get(), p.read.get(), p.write.get(), m.get(), d.get(), o.get(), ev.get(), sock.get()}) {
+  for (int fd :
+       {file.get(), p.read.get(), p.write.get(), m.get(), d.get(), o.get(), ev.get(), sock.get()}) {
     auto expected = describe_fd(fd, Probe::statx);
     EXPECT_EQ(describe_fd(fd, Probe::statx_no_mnt_id), expected) << expected.dump();
     EXPECT_EQ(describe_fd(fd, Probe::no_statx), expected) << expected.dump();
@@ -164,7 +165,8 @@ TEST(FdDescription, AFileOnAnUnknownFileSystemWithoutBlockDeviceCountsAsFuse) {
   ASSERT_EQ(facts.dev_major, 0u);
   // (A table that cannot see the mount re-reads /proc/self/mountinfo, at most once a
   // second: loaded just now, it keeps its empty view.)
-  EXPECT_NE(fuse_reason(proc.get(), empty).find("unknown file system on device 0:"), std::string::npos);
+  EXPECT_NE(fuse_reason(proc.get(), empty).find("unknown file system on device 0:"),
+            std::string::npos);
   auto p = fdbroker::test::pipe_pair();
   EXPECT_EQ(fuse_reason(p.read.get(), empty), "");
 }

@@ -13,7 +13,7 @@ using fdbroker::test::reaches_eof;
 namespace {
 
 StoredEntry make_entry(const std::string& name, uid_t owner, std::vector<unique_fd> fds,
-                 std::optional<Clock::time_point> expiry = std::nullopt) {
+                       std::optional<Clock::time_point> expiry = std::nullopt) {
   StoredEntry e;
   e.name = name;
   e.owner = owner;

@@ -40,14 +40,15 @@ class Broker {
     std::ofstream(config) << "{}\n";
     pid_ = ::fork();
     if (pid_ == 0) {
-      ::execl(FDBROKERD_PATH, FDBROKERD_PATH, "--config", config.c_str(), "--socket", socket_.c_str(),
-              "--log-level", "error", static_cast<char*>(nullptr));
+      ::execl(FDBROKERD_PATH, FDBROKERD_PATH, "--config", config.c_str(), "--socket",
+              socket_.c_str(), "--log-level", "error", static_cast<char*>(nullptr));
       ::_exit(127);
     }
     for (int i = 0; i < 500; ++i) {
       unique_fd probe(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
       auto url = parse_listen_url("unix:" + socket_);
-      if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&url.address), url.address_length) == 0)
+      if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&url.address),
+                    url.address_length) == 0)
         return;
       std::this_thread::sleep_for(10ms);
     }
@@ -112,7 +113,9 @@ TEST(Listen, CreatesDepositsAndThenSharesTheSameSocket) {
   second.fd.reset();
   auto url = parse_listen_url("tcp://127.0.0.1:" + std::to_string(port));
   unique_fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  ASSERT_EQ(::connect(client.get(), reinterpret_cast<const sockaddr*>(&url.address), url.address_length), 0);
+  ASSERT_EQ(
+      ::connect(client.get(), reinterpret_cast<const sockaddr*>(&url.address), url.address_length),
+      0);
   auto third = listen("web/http", url.str(), via(broker));
   unique_fd accepted(::accept4(third.get(), nullptr, nullptr, SOCK_CLOEXEC));
   EXPECT_TRUE(accepted.valid());
@@ -204,7 +207,8 @@ TEST(Listen, WithoutABrokerFallsBackToAPrivateSocket) {
   auto listener = open_listener("web/http", "tcp://127.0.0.1:0", options);
   EXPECT_EQ(listener.origin, ListenerOrigin::private_socket);
   EXPECT_STREQ(to_string(listener.origin), "private");
-  EXPECT_NE(listener.broker_error.find("nobody-here.sock"), std::string::npos) << listener.broker_error;
+  EXPECT_NE(listener.broker_error.find("nobody-here.sock"), std::string::npos)
+      << listener.broker_error;
   EXPECT_TRUE(socket_matches_url(listener.fd.get(), parse_listen_url("tcp://127.0.0.1:0")));
 
   options.require_broker = true;
@@ -291,7 +295,8 @@ TEST(Upgrader, SuccessorReadyRetiresThePredecessorAndStateIsHandedOver) {
     EXPECT_TRUE(old_instance.exit_requested());
     EXPECT_EQ(old_instance.successor_pid(), ::getpid());
     // The retire request was consumed; the leader is the new instance.
-    EXPECT_FALSE(broker.client().try_get("svc/retire/" + std::to_string(old_instance.generation())));
+    EXPECT_FALSE(
+        broker.client().try_get("svc/retire/" + std::to_string(old_instance.generation())));
     EXPECT_EQ(broker.client().get("svc/leader").generation, new_instance.generation());
   }
   EXPECT_EQ(test::open_fd_count(), before);  // watcher connections, eventfds, pidfds closed

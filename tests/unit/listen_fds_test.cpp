@@ -22,7 +22,8 @@
 namespace fdbroker {
 namespace {
 
-std::vector<InheritedFd> parse_ok(const char* pid, const char* count, const char* names, pid_t self) {
+std::vector<InheritedFd> parse_ok(const char* pid, const char* count, const char* names,
+                                  pid_t self) {
   auto fds = parse_listen_fds(pid, count, names, self);
   EXPECT_TRUE(fds.ok()) << (fds.ok() ? "" : fds.error().message());
   return fds.ok() ? std::move(fds).value() : std::vector<InheritedFd>{};
@@ -67,10 +68,11 @@ TEST(ParseListenFds, MalformedValuesAreEinval) {
     const char* count;
     const char* names;
   };
-  for (auto c : {Case{"x", "1", nullptr}, Case{"", "1", nullptr}, Case{"0", "1", nullptr},
-                 Case{"-42", "1", nullptr}, Case{"42 ", "1", nullptr}, Case{"42", "one", nullptr},
-                 Case{"42", "-1", nullptr}, Case{"42", "", nullptr}, Case{"42", "99999999999", nullptr},
-                 Case{"42", "2", "a"}, Case{"42", "1", "a:b"}}) {
+  for (auto c :
+       {Case{"x", "1", nullptr}, Case{"", "1", nullptr}, Case{"0", "1", nullptr},
+        Case{"-42", "1", nullptr}, Case{"42 ", "1", nullptr}, Case{"42", "one", nullptr},
+        Case{"42", "-1", nullptr}, Case{"42", "", nullptr}, Case{"42", "99999999999", nullptr},
+        Case{"42", "2", "a"}, Case{"42", "1", "a:b"}}) {
     auto fds = parse_listen_fds(c.pid, c.count, c.names, 42);
     ASSERT_FALSE(fds.ok()) << c.pid << " " << c.count;
     EXPECT_EQ(fds.error().value(), EINVAL);
@@ -104,8 +106,10 @@ int run_inheriting(const std::vector<std::string>& names, const char* fdnames, b
     std::string pid = std::to_string(own_pid ? ::getpid() : ::getppid());
     ::setenv("LISTEN_PID", pid.c_str(), 1);
     ::setenv("LISTEN_FDS", std::to_string(names.size()).c_str(), 1);
-    if (fdnames != nullptr) ::setenv("LISTEN_FDNAMES", fdnames, 1);
-    else ::unsetenv("LISTEN_FDNAMES");
+    if (fdnames != nullptr)
+      ::setenv("LISTEN_FDNAMES", fdnames, 1);
+    else
+      ::unsetenv("LISTEN_FDNAMES");
     std::fflush(nullptr);
     ::_exit(body());
   }
@@ -116,12 +120,12 @@ int run_inheriting(const std::vector<std::string>& names, const char* fdnames, b
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-#define CHILD_CHECK(cond)                                      \
-  do {                                                         \
-    if (!(cond)) {                                             \
+#define CHILD_CHECK(cond)                                       \
+  do {                                                          \
+    if (!(cond)) {                                              \
       std::fprintf(stderr, "child: check failed: %s\n", #cond); \
-      return __LINE__ % 200 + 1;                               \
-    }                                                          \
+      return __LINE__ % 200 + 1;                                \
+    }                                                           \
   } while (0)
 
 TEST(InheritedFds, FromEnvironmentTakesByNameAndMarksCloexec) {

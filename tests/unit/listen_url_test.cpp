@@ -29,7 +29,8 @@ ListenUrl parsed(const char* text) {
 int connect_errno(const ListenUrl& url) {
   unique_fd sock(::socket(url.family, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!sock.valid()) return errno;
-  int r = ::connect(sock.get(), reinterpret_cast<const sockaddr*>(&url.address), url.address_length);
+  int r =
+      ::connect(sock.get(), reinterpret_cast<const sockaddr*>(&url.address), url.address_length);
   return r == 0 ? 0 : errno;
 }
 
@@ -92,8 +93,8 @@ TEST(ListenUrl, RejectsMalformedUrlsWithEinval) {
   for (const char* bad :
        {"", "tcp://", "tcp://127.0.0.1", "tcp://127.0.0.1:", "tcp://127.0.0.1:65536",
         "tcp://127.0.0.1:-1", "tcp://127.0.0.1:80x", "tcp://256.0.0.1:80", "tcp://example.com:80",
-        "tcp://::1:80", "tcp6://[nope]:80", "udp://127.0.0.1:53", "http://127.0.0.1:80", "unix:",
-        "unix:relative.sock", "unix:@", "TCP://127.0.0.1:80"}) {
+        "tcp://::1:80", "tcp6://[nope]:80", "udp://127.0.0.1:53", "http://127.0.0.1:80",
+        "unix:", "unix:relative.sock", "unix:@", "TCP://127.0.0.1:80"}) {
     auto url = try_parse_listen_url(bad);
     ASSERT_FALSE(url.ok()) << bad;
     EXPECT_EQ(url.error().value(), EINVAL) << bad;
@@ -144,7 +145,9 @@ TEST(BindListener, Tcp6SetsV6OnlyAndTcpBracketsDoNot) {
   auto dual = bind_listener(parsed("tcp://[::]:0"));
   EXPECT_FALSE(bound_url(dual.get()).v6only);
   // Dual-stack: an IPv4 client reaches it.
-  EXPECT_EQ(connect_errno(parsed(("tcp://127.0.0.1:" + std::to_string(bound_url(dual.get()).port)).c_str())), 0);
+  EXPECT_EQ(connect_errno(
+                parsed(("tcp://127.0.0.1:" + std::to_string(bound_url(dual.get()).port)).c_str())),
+            0);
 }
 
 TEST(BindListener, UnixPathGetsModeAndAcceptsConnections) {

@@ -62,27 +62,27 @@ class FDBROKER_API BrokerError : public std::system_error {
 // One descriptor of an entry as the broker describes it (docs/protocol.md,
 // "Descriptor descriptions"). Fields that do not apply to the kind are empty.
 struct FdDescription {
-  std::string kind;          // "socket", "file", "directory", "pipe", "memfd", "other"
-  std::string family;        // socket: "unix", "inet", "inet6", ...
-  std::string type;          // socket: "stream", "dgram", "seqpacket", "raw"
-  bool listening = false;    // socket
-  std::string local;         // socket: local address ("127.0.0.1:8080", "/run/x.sock")
-  std::string path;          // file, directory, other
-  std::string access;        // file, pipe, other: "r", "w", "rw"
-  std::string name;          // memfd
-  std::string json;          // the whole description as the broker sent it
+  std::string kind;        // "socket", "file", "directory", "pipe", "memfd", "other"
+  std::string family;      // socket: "unix", "inet", "inet6", ...
+  std::string type;        // socket: "stream", "dgram", "seqpacket", "raw"
+  bool listening = false;  // socket
+  std::string local;       // socket: local address ("127.0.0.1:8080", "/run/x.sock")
+  std::string path;        // file, directory, other
+  std::string access;      // file, pipe, other: "r", "w", "rw"
+  std::string name;        // memfd
+  std::string json;        // the whole description as the broker sent it
 };
 
 // What the broker reports about an entry (get/take/list), without descriptors.
 struct EntryInfo {
   std::string name;
   std::uint64_t generation = 0;
-  std::string meta_json = "{}";            // the entry's meta object, as JSON text
+  std::string meta_json = "{}";  // the entry's meta object, as JSON text
   uid_t owner_uid = 0;
   bool is_static = false;                  // declared in the broker's configuration
   std::optional<std::int64_t> expires_ms;  // time left, if the entry has a TTL
   std::vector<FdDescription> fd_descriptions;
-  std::string json;                        // the entry object as the broker sent it
+  std::string json;  // the entry object as the broker sent it
 };
 
 // An entry received by get/take: its description and the descriptors themselves,
@@ -127,9 +127,9 @@ struct Stats {
 };
 
 struct PutOptions {
-  std::string meta_json;                         // a JSON object; empty = none
-  std::optional<std::int64_t> ttl_ms;            // >= 1: the entry expires after this
-  bool replace = false;                          // replace an existing entry
+  std::string meta_json;                           // a JSON object; empty = none
+  std::optional<std::int64_t> ttl_ms;              // >= 1: the entry expires after this
+  bool replace = false;                            // replace an existing entry
   std::optional<std::uint64_t> expect_generation;  // compare-and-swap (0: must not exist)
 };
 
@@ -188,8 +188,8 @@ class FDBROKER_API Client {
   // With an IoWaiter, every wait of a request goes through it, timeout or not.
   // Setting an IoWaiter removes any ReplyWaiter. The Python binding uses one to run
   // signal handlers (Ctrl-C) during a wait, within the timeout.
-  using IoWaiter =
-      std::function<bool(int sock, short events, std::optional<std::chrono::milliseconds> time_left)>;
+  using IoWaiter = std::function<bool(int sock, short events,
+                                      std::optional<std::chrono::milliseconds> time_left)>;
   void set_io_waiter(IoWaiter waiter) {
     reply_waiter_ = nullptr;
     io_waiter_ = std::move(waiter);

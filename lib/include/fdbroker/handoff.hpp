@@ -127,7 +127,9 @@ class FDBROKER_API Upgrader {
 
   // The leader found at construction: its generation (0: none, this is the first
   // instance) and pid.
-  [[nodiscard]] std::uint64_t predecessor_generation() const noexcept { return predecessor_generation_; }
+  [[nodiscard]] std::uint64_t predecessor_generation() const noexcept {
+    return predecessor_generation_;
+  }
   [[nodiscard]] pid_t predecessor_pid() const noexcept { return predecessor_pid_; }
   // Waits up to `timeout` for the predecessor process to exit (its pidfd polls
   // readable). True at once if there is none or it has exited.
@@ -180,7 +182,7 @@ class FDBROKER_API Upgrader {
   Options options_;
   std::string executable_;  // /proc/self/exe at construction
   std::string broker_error_;
-  std::mutex mutex_;        // client_, generation_, exit_event_ and the watcher
+  std::mutex mutex_;  // client_, generation_, exit_event_ and the watcher
   Client client_;
   std::uint64_t predecessor_generation_ = 0;
   pid_t predecessor_pid_ = 0;

@@ -43,7 +43,8 @@ struct InheritedFd {
 //    exactly n colon-separated names.
 // Errors: EINVAL for malformed numbers or a name count that differs from n.
 [[nodiscard]] FDBROKER_API result<std::vector<InheritedFd>> parse_listen_fds(
-    const char* listen_pid, const char* listen_fds, const char* listen_fdnames, pid_t self) noexcept;
+    const char* listen_pid, const char* listen_fds, const char* listen_fdnames,
+    pid_t self) noexcept;
 
 // A set of inherited descriptors that owns the fds until they are taken. Thread-safe.
 class FDBROKER_API InheritedFds {

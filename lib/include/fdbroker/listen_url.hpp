@@ -29,11 +29,11 @@
 namespace fdbroker {
 
 struct FDBROKER_API ListenUrl {
-  int family = AF_UNSPEC;  // AF_INET, AF_INET6 or AF_UNIX
-  std::string host;        // inet: the numeric address ("0.0.0.0", "::1"), no brackets
-  std::uint16_t port = 0;  // inet
-  bool v6only = false;     // inet6: IPV6_V6ONLY (tcp6:// sets it)
-  std::string path;        // unix: the path, or "@name" for an abstract socket
+  int family = AF_UNSPEC;      // AF_INET, AF_INET6 or AF_UNIX
+  std::string host;            // inet: the numeric address ("0.0.0.0", "::1"), no brackets
+  std::uint16_t port = 0;      // inet
+  bool v6only = false;         // inet6: IPV6_V6ONLY (tcp6:// sets it)
+  std::string path;            // unix: the path, or "@name" for an abstract socket
   sockaddr_storage address{};  // ready for bind()/connect()
   socklen_t address_length = 0;
 
@@ -63,8 +63,8 @@ struct BindOptions {
 // a path a live process listens on gives EADDRINUSE.
 // Errors: EADDRINUSE, EACCES, EADDRNOTAVAIL, EMFILE, ENFILE, ENOENT (unix: no
 // directory), ...
-[[nodiscard]] FDBROKER_API result<unique_fd> try_bind_listener(const ListenUrl& url,
-                                                               const BindOptions& options = {}) noexcept;
+[[nodiscard]] FDBROKER_API result<unique_fd> try_bind_listener(
+    const ListenUrl& url, const BindOptions& options = {}) noexcept;
 FDBROKER_API unique_fd bind_listener(const ListenUrl& url, const BindOptions& options = {});
 
 // The address a socket is bound to (getsockname) in listen URL form, with its

@@ -13,7 +13,7 @@ namespace fdbroker {
 template <class T>
 class [[nodiscard]] result {
  public:
-  result(T value) : v_(std::move(value)) {}  // NOLINT: implicit, like expected
+  result(T value) : v_(std::move(value)) {}                     // NOLINT: implicit, like expected
   result(std::error_code error) : v_(error) { assert(error); }  // NOLINT
 
   [[nodiscard]] bool ok() const noexcept { return v_.index() == 0; }

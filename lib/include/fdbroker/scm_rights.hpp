@@ -62,15 +62,13 @@ constexpr bool has(io_flags set, io_flags flag) noexcept {
 //   EMSGSIZE   a datagram/seqpacket message larger than the socket can carry
 //   ENOBUFS, ENOMEM, ETOOMANYREFS (too many fds in flight): kernel limits
 //   EINTR      only with io_flags::no_retry_eintr; otherwise retried
-[[nodiscard]] FDBROKER_API result<std::size_t> try_sendfds(int sock, const void* data,
-                                                           std::size_t size, const int* fds,
-                                                           std::size_t nfds,
-                                                           io_flags flags = io_flags::none) noexcept;
+[[nodiscard]] FDBROKER_API result<std::size_t> try_sendfds(
+    int sock, const void* data, std::size_t size, const int* fds, std::size_t nfds,
+    io_flags flags = io_flags::none) noexcept;
 
 // Throwing form of try_sendfds(); returns the number of payload bytes sent.
 FDBROKER_API std::size_t sendfds(int sock, std::string_view payload,
-                                 const std::vector<int>& fds = {},
-                                 io_flags flags = io_flags::none);
+                                 const std::vector<int>& fds = {}, io_flags flags = io_flags::none);
 
 // What one recvmsg() delivered into a caller's buffer.
 struct recv_info {
@@ -107,11 +105,9 @@ struct recv_info {
 //   EMFILE    the caller's fd table is full (the kernel truncates: see EMSGSIZE)
 //   ENOMEM    out of memory
 //   EINTR     only with io_flags::no_retry_eintr; otherwise retried
-[[nodiscard]] FDBROKER_API result<recv_info> try_recvfds_into(int sock, void* buf,
-                                                              std::size_t bufsize,
-                                                              std::vector<unique_fd>& ret_fds,
-                                                              std::size_t maxfds = max_fds_per_message,
-                                                              io_flags flags = io_flags::none) noexcept;
+[[nodiscard]] FDBROKER_API result<recv_info> try_recvfds_into(
+    int sock, void* buf, std::size_t bufsize, std::vector<unique_fd>& ret_fds,
+    std::size_t maxfds = max_fds_per_message, io_flags flags = io_flags::none) noexcept;
 
 // Throwing form of try_recvfds_into(): receives into the caller's buffer and
 // vector, which a loop can reuse so that no call allocates. On failure `ret_fds`
