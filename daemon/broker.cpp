@@ -658,13 +658,13 @@ void Broker::handle_message(Connection& c, std::size_t size, bool truncated_payl
     }
     return;
   }
-  int err = parse_request(std::string_view(buffer_.data(), size), req, message_);
+  std::optional<Failure> failure = parse_request(std::string_view(buffer_.data(), size), req);
   if (truncated_fds) {
     send_error(c, req, EMSGSIZE, "too many descriptors: the ancillary data was truncated");
     return;
   }
-  if (err != 0) {
-    send_error(c, req, err, message_);
+  if (failure) {
+    send_error(c, req, failure->err, failure->why);
     return;
   }
   if (!fds_.empty() && req.op != Op::put) {

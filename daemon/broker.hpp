@@ -221,7 +221,6 @@ class Broker {
   Request request_;
   std::string reply_;
   std::size_t reply_head_ = 0;
-  std::string message_;
 
   // Counters for `stats`.
   Clock::time_point started_ = Clock::now();

@@ -12,17 +12,9 @@
 #include <string_view>
 #include <vector>
 
-namespace fdbroker::daemon {
+#include "operation.hpp"
 
-// Operations a rule can grant or deny (bit set).
-enum Perm : unsigned {
-  perm_get = 1u << 0,
-  perm_take = 1u << 1,
-  perm_put = 1u << 2,
-  perm_delete = 1u << 3,
-  perm_stats = 1u << 4,
-  perm_all = perm_get | perm_take | perm_put | perm_delete | perm_stats,
-};
+namespace fdbroker::daemon {
 
 // Who a rule applies to. Empty users and groups with any == false matches nobody.
 struct Principals {
@@ -108,13 +100,5 @@ ConfigResult parse_config(std::string_view text);
 // Reads and parses a file. A missing file is an error here; whether to fall back
 // to defaults is the caller's decision (main does so for the default path only).
 ConfigResult load_config_file(const std::string& path);
-
-// Name rules shared with the protocol: 1-255 bytes of [A-Za-z0-9._:@/-], no "."
-// or ".." segment. Prefixes: the same alphabet, 0-255 bytes.
-bool valid_name(std::string_view name) noexcept;
-bool valid_prefix(std::string_view prefix) noexcept;
-
-// Permission names ("get", ...), for logs and messages.
-const char* perm_name(unsigned perm) noexcept;
 
 }  // namespace fdbroker::daemon

@@ -17,7 +17,7 @@
 
 #include <fdbroker/unique_fd.hpp>
 
-#include "fd_store.hpp"
+#include "clock.hpp"
 
 namespace fdbroker::daemon {
 

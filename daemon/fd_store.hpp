@@ -6,7 +6,6 @@
 
 #include <sys/types.h>
 
-#include <chrono>
 #include <cstdint>
 #include <fdbroker/unique_fd.hpp>
 #include <map>
@@ -19,9 +18,9 @@
 #include <utility>
 #include <vector>
 
-namespace fdbroker::daemon {
+#include "clock.hpp"
 
-using Clock = std::chrono::steady_clock;
+namespace fdbroker::daemon {
 
 // The descriptors of one entry. Shared: the store holds one reference and every
 // reply still queued for a slow client holds another, so the fds stay open until

@@ -10,31 +10,9 @@
 #include <utility>
 #include <vector>
 
-#include "config.hpp"
+#include "entry_name.hpp"
 
 namespace fdbroker::daemon {
-
-const char* op_name(Op op) noexcept {
-  switch (op) {
-    case Op::hello:
-      return "hello";
-    case Op::get:
-      return "get";
-    case Op::take:
-      return "take";
-    case Op::put:
-      return "put";
-    case Op::del:
-      return "delete";
-    case Op::list:
-      return "list";
-    case Op::stats:
-      return "stats";
-    case Op::upgrade:
-      return "upgrade";
-  }
-  return "?";
-}
 
 namespace {
 
@@ -292,39 +270,35 @@ std::size_t nesting_depth(const json& root, std::size_t limit) {
   return deepest;
 }
 
-int bad(std::string& ret_message, std::string message) {
-  ret_message = std::move(message);
-  return EINVAL;
-}
+Failure bad(std::string message) { return {EINVAL, std::move(message)}; }
 
-int want_name(const Value& v, const char* key, std::string& out, std::string& ret_message) {
-  if (v.kind == Value::absent) return bad(ret_message, std::string("missing field '") + key + "'");
-  if (v.kind != Value::string)
-    return bad(ret_message, std::string("field '") + key + "' must be a string");
+std::optional<Failure> want_name(const Value& v, const char* key, std::string& out) {
+  if (v.kind == Value::absent) return bad(std::string("missing field '") + key + "'");
+  if (v.kind != Value::string) return bad(std::string("field '") + key + "' must be a string");
   if (!valid_name(v.text)) {
-    return bad(ret_message, std::string("invalid ") + key +
-                                " (1-255 bytes of A-Za-z0-9._:@/-, no '.' or '..' segment)");
+    return bad(std::string("invalid ") + key +
+               " (1-255 bytes of A-Za-z0-9._:@/-, no '.' or '..' segment)");
   }
   out.assign(v.text);
-  return 0;
+  return std::nullopt;
 }
 
-int want_int(const Value& v, const char* key, std::int64_t lo, std::int64_t hi, std::int64_t& out,
-             std::string& ret_message) {
-  if (v.kind == Value::absent) return 0;
+std::optional<Failure> want_int(const Value& v, const char* key, std::int64_t lo, std::int64_t hi,
+                                std::int64_t& out) {
+  if (v.kind == Value::absent) return std::nullopt;
   if (v.kind != Value::integer || !v.fits || v.integer_value < lo || v.integer_value > hi) {
-    return bad(ret_message, std::string("field '") + key + "' must be an integer from " +
-                                std::to_string(lo) + " to " + std::to_string(hi));
+    return bad(std::string("field '") + key + "' must be an integer from " + std::to_string(lo) +
+               " to " + std::to_string(hi));
   }
   out = v.integer_value;
-  return 0;
+  return std::nullopt;
 }
 
-int interpret(Fields& f, Request& req, std::string& ret_message) {
+std::optional<Failure> interpret(Fields& f, Request& req) {
   // The id first, so that every later error can echo it.
   const Value& id = f[k_id];
   if (id.kind == Value::object || id.kind == Value::array) {
-    return bad(ret_message, "field 'id' must be a scalar (number, string, boolean or null)");
+    return bad("field 'id' must be a scalar (number, string, boolean or null)");
   }
   if (id.kind != Value::absent) {
     if (id.dom != nullptr) {
@@ -334,37 +308,23 @@ int interpret(Fields& f, Request& req, std::string& ret_message) {
     }
     if (req.id.size() > max_id_bytes) {
       req.id.clear();
-      return bad(ret_message, "field 'id' longer than " + std::to_string(max_id_bytes) + " bytes");
+      return bad("field 'id' longer than " + std::to_string(max_id_bytes) + " bytes");
     }
   }
 
   const Value& op = f[k_op];
-  if (op.kind == Value::absent) return bad(ret_message, "missing field 'op'");
-  if (op.kind != Value::string) return bad(ret_message, "field 'op' must be a string");
-  std::string_view o = op.text;
-  if (o == "get")
-    req.op = Op::get;
-  else if (o == "take")
-    req.op = Op::take;
-  else if (o == "put")
-    req.op = Op::put;
-  else if (o == "delete")
-    req.op = Op::del;
-  else if (o == "list")
-    req.op = Op::list;
-  else if (o == "hello")
-    req.op = Op::hello;
-  else if (o == "stats")
-    req.op = Op::stats;
-  else if (o == "upgrade")
-    req.op = Op::upgrade;
-  else
-    return bad(ret_message, "unknown op '" + std::string(o.substr(0, max_echoed_op)) +
-                                (o.size() > max_echoed_op ? "...'" : "'"));
+  if (op.kind == Value::absent) return bad("missing field 'op'");
+  if (op.kind != Value::string) return bad("field 'op' must be a string");
+  std::optional<Op> named = op_named(op.text);
+  if (!named) {
+    return bad("unknown op '" + std::string(op.text.substr(0, max_echoed_op)) +
+               (op.text.size() > max_echoed_op ? "...'" : "'"));
+  }
+  req.op = *named;
   req.has_op = true;
 
   constexpr std::int64_t max = INT64_MAX;
-  int err = 0;
+  std::optional<Failure> failure;
   switch (req.op) {
     case Op::hello:
     case Op::stats:
@@ -375,8 +335,8 @@ int interpret(Fields& f, Request& req, std::string& ret_message) {
         // An absolute path: the broker must not resolve it against its own cwd.
         if (binary.kind != Value::string || binary.text.empty() || binary.text.front() != '/' ||
             binary.text.size() > max_path_bytes) {
-          return bad(ret_message, "field 'binary' must be an absolute path of at most " +
-                                      std::to_string(max_path_bytes) + " bytes");
+          return bad("field 'binary' must be an absolute path of at most " +
+                     std::to_string(max_path_bytes) + " bytes");
         }
         req.binary.assign(binary.text);
       }
@@ -384,32 +344,30 @@ int interpret(Fields& f, Request& req, std::string& ret_message) {
     }
     case Op::get:
     case Op::take:
-      if ((err = want_name(f[k_name], "name", req.name, ret_message))) return err;
-      if ((err = want_int(f[k_wait_ms], "wait_ms", 0, max, req.wait_ms, ret_message))) return err;
+      if ((failure = want_name(f[k_name], "name", req.name))) return failure;
+      if ((failure = want_int(f[k_wait_ms], "wait_ms", 0, max, req.wait_ms))) return failure;
       break;
     case Op::del:
-      if ((err = want_name(f[k_name], "name", req.name, ret_message))) return err;
+      if ((failure = want_name(f[k_name], "name", req.name))) return failure;
       break;
     case Op::put: {
-      if ((err = want_name(f[k_name], "name", req.name, ret_message))) return err;
-      if ((err = want_int(f[k_ttl_ms], "ttl_ms", 1, max, req.ttl_ms, ret_message))) return err;
+      if ((failure = want_name(f[k_name], "name", req.name))) return failure;
+      if ((failure = want_int(f[k_ttl_ms], "ttl_ms", 1, max, req.ttl_ms))) return failure;
       req.ttl_ms = std::min(req.ttl_ms, max_ttl_ms);
-      if ((err = want_int(f[k_expect_generation], "expect_generation", 0, max,
-                          req.expect_generation, ret_message))) {
-        return err;
-      }
+      failure =
+          want_int(f[k_expect_generation], "expect_generation", 0, max, req.expect_generation);
+      if (failure) return failure;
       const Value& replace = f[k_replace];
       if (replace.kind != Value::absent) {
-        if (replace.kind != Value::boolean)
-          return bad(ret_message, "field 'replace' must be a boolean");
+        if (replace.kind != Value::boolean) return bad("field 'replace' must be a boolean");
         req.replace = replace.boolean_value;
       }
       const Value& meta = f[k_meta];
       if (meta.kind != Value::absent) {
-        if (meta.kind != Value::object) return bad(ret_message, "field 'meta' must be an object");
+        if (meta.kind != Value::object) return bad("field 'meta' must be an object");
         if (nesting_depth(*meta.dom, max_meta_depth) > max_meta_depth) {
-          return bad(ret_message, "field 'meta' nests deeper than " +
-                                      std::to_string(max_meta_depth) + " levels");
+          return bad("field 'meta' nests deeper than " + std::to_string(max_meta_depth) +
+                     " levels");
         }
         req.meta = meta.dom->dump();
       }
@@ -418,25 +376,25 @@ int interpret(Fields& f, Request& req, std::string& ret_message) {
     case Op::list: {
       const Value& prefix = f[k_prefix];
       if (prefix.kind != Value::absent) {
-        if (prefix.kind != Value::string)
-          return bad(ret_message, "field 'prefix' must be a string");
-        if (!valid_prefix(prefix.text))
-          return bad(ret_message, "invalid prefix (0-255 bytes of A-Za-z0-9._:@/-)");
+        if (prefix.kind != Value::string) return bad("field 'prefix' must be a string");
+        if (!valid_prefix(prefix.text)) {
+          return bad("invalid prefix (0-255 bytes of A-Za-z0-9._:@/-)");
+        }
         req.prefix.assign(prefix.text);
       }
-      if ((err = want_int(f[k_limit], "limit", 1, 1000, req.limit, ret_message))) return err;
+      if ((failure = want_int(f[k_limit], "limit", 1, 1000, req.limit))) return failure;
       if (f[k_cursor].kind != Value::absent) {
-        if ((err = want_name(f[k_cursor], "cursor", req.cursor, ret_message))) return err;
+        if ((failure = want_name(f[k_cursor], "cursor", req.cursor))) return failure;
       }
       break;
     }
   }
-  return 0;
+  return std::nullopt;
 }
 
 }  // namespace
 
-int parse_request(std::string_view text, Request& req, std::string& ret_message) {
+std::optional<Failure> parse_request(std::string_view text, Request& req) {
   req.has_op = false;
   req.id.clear();
   req.name.clear();
@@ -447,33 +405,29 @@ int parse_request(std::string_view text, Request& req, std::string& ret_message)
   req.wait_ms = req.ttl_ms = req.expect_generation = -1;
   req.limit = 100;
   req.replace = false;
-  req.via_dom = false;
 
   Fields fields{};
-  if (scan_simple(text, fields)) return interpret(fields, req, ret_message);
+  if (scan_simple(text, fields)) return interpret(fields, req);
 
-  req.via_dom = true;
   // nlohmann stops at a NUL byte as if the input ended there; JSON text never
   // contains one, so whatever follows it would be silently ignored.
   if (text.find('\0') != std::string_view::npos) {
-    ret_message = "not valid JSON (NUL byte)";
-    return EPROTO;
+    return Failure{EPROTO, "not valid JSON (NUL byte)"};
   }
   json doc = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) {
-    ret_message = "not valid JSON";
-    return EPROTO;
-  }
-  if (!doc.is_object()) {
-    ret_message = "not a JSON object";
-    return EPROTO;
-  }
+  if (doc.is_discarded()) return Failure{EPROTO, "not valid JSON"};
+  if (!doc.is_object()) return Failure{EPROTO, "not a JSON object"};
   Fields dom_fields{};
   for (auto it = doc.begin(); it != doc.end(); ++it) {
     Key k = key_of(it.key());
     if (k != k_unknown) dom_fields[k] = from_dom(*it);
   }
-  return interpret(dom_fields, req, ret_message);
+  return interpret(dom_fields, req);
+}
+
+bool takes_fast_path(std::string_view text) {
+  Fields fields{};
+  return scan_simple(text, fields);
 }
 
 }  // namespace fdbroker::daemon

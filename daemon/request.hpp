@@ -10,16 +10,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "failure.hpp"
+#include "operation.hpp"
+
 namespace fdbroker::daemon {
-
-enum class Op : std::uint8_t { hello, get, take, put, del, list, stats, upgrade };
-inline constexpr std::size_t op_count = 8;
-
-// The wire name: "hello", "get", ..., "delete", ...
-const char* op_name(Op op) noexcept;
 
 // Longest `id` echoed (its JSON text): keeps every reply within the message limit.
 inline constexpr std::size_t max_id_bytes = 1024;
@@ -53,13 +51,17 @@ struct Request {
   std::int64_t expect_generation = -1;
   std::int64_t limit = 100;
   bool replace = false;
-  bool via_dom = false;  // parsed by nlohmann (for tests of the fast path)
 };
 
-// Parses `text` into `req`. Returns 0, or an errno (EPROTO: not a JSON object;
-// EINVAL: a missing/unknown op, a field of the wrong type or out of range, a bad
-// name) with a message for humans in `ret_message`. On error `req.id` holds the
-// id if the text got far enough to have one, and `req.has_op`/`req.op` the op.
-int parse_request(std::string_view text, Request& req, std::string& ret_message);
+// Parses `text` into `req`. Returns nothing, or the Failure to answer with (err
+// EPROTO: not a JSON object; EINVAL: a missing/unknown op, a field of the wrong
+// type or out of range, a bad name; why: the message for humans). On failure
+// `req.id` holds the id if the text got far enough to have one, and
+// `req.has_op`/`req.op` the op.
+[[nodiscard]] std::optional<Failure> parse_request(std::string_view text, Request& req);
+
+// Whether parse_request() reads `text` with the fast scanner (true) or lets
+// nlohmann decide (false). For tests and fuzzers, which check that both paths agree.
+[[nodiscard]] bool takes_fast_path(std::string_view text);
 
 }  // namespace fdbroker::daemon

@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "config.hpp"
+#include "entry_name.hpp"
 #include "systemd_fd_store.hpp"
 
 namespace fdbroker::daemon {

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "config.hpp"
+#include "entry_name.hpp"
 #include "fuzz_check.hpp"
 
 using fdbroker::daemon::Config;

@@ -13,9 +13,12 @@
 //  - a parsed request, written back as JSON, parses to the same request.
 #include <cerrno>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 
-#include "config.hpp"
+#include "entry_name.hpp"
 #include "fuzz_check.hpp"
 #include "json_text.hpp"
 #include "request.hpp"
@@ -29,6 +32,14 @@ namespace {
 constexpr std::size_t max_message = 65536;
 // Longest human message: the broker's own words plus a bounded echo.
 constexpr std::size_t max_error_message = 512;
+
+// parse_request() as (errno, message): 0 on success.
+int parse(std::string_view text, Request& req, std::string& ret_message) {
+  std::optional<fdbroker::daemon::Failure> failure = fdbroker::daemon::parse_request(text, req);
+  if (!failure) return 0;
+  ret_message = std::move(failure->why);
+  return failure->err;
+}
 
 bool same_request(const Request& a, const Request& b) {
   return a.op == b.op && a.has_op == b.has_op && a.name == b.name && a.prefix == b.prefix &&
@@ -116,7 +127,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view text = fuzz::as_text(data, size);
   static Request req;  // reused between messages, as the broker does
   std::string message;
-  int err = fdbroker::daemon::parse_request(text, req, message);
+  int err = parse(text, req, message);
 
   FUZZ_CHECK(err == 0 || err == EPROTO || err == EINVAL, "result is 0, EPROTO or EINVAL");
   FUZZ_CHECK(req.id.size() <= fdbroker::daemon::max_id_bytes, "an echoed id is at most 1024 bytes");
@@ -133,12 +144,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
 
   // The fast scanner must not accept what JSON does not.
-  if (!req.via_dom) FUZZ_CHECK(json::accept(text), "fast-path text is valid JSON");
+  bool fast = fdbroker::daemon::takes_fast_path(text);
+  if (fast) FUZZ_CHECK(json::accept(text), "fast-path text is valid JSON");
 
   // Differential: the same object with a nested member first goes through the DOM.
   Request saved = req;
   std::size_t open = text.find_first_not_of(" \t\r\n");
-  if (!saved.via_dom && open != std::string_view::npos && text[open] == '{') {
+  if (fast && open != std::string_view::npos && text[open] == '{') {
     std::size_t next = text.find_first_not_of(" \t\r\n", open + 1);
     bool empty_object = next != std::string_view::npos && text[next] == '}';
     std::string forced(text.substr(0, open + 1));
@@ -146,8 +158,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     forced += text.substr(open + 1);
     Request dom;
     std::string dom_message;
-    int dom_err = fdbroker::daemon::parse_request(forced, dom, dom_message);
-    FUZZ_CHECK(dom.via_dom, "a nested member takes the DOM path");
+    int dom_err = parse(forced, dom, dom_message);
+    FUZZ_CHECK(!fdbroker::daemon::takes_fast_path(forced), "a nested member takes the DOM path");
     FUZZ_CHECK(dom_err == err, "fast path and DOM agree on the result");
     if (err == 0) {
       FUZZ_CHECK(same_request(saved, dom), "fast path and DOM agree on the fields");
@@ -160,7 +172,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string again = rewrite(saved);
     Request re;
     std::string re_message;
-    int re_err = fdbroker::daemon::parse_request(again, re, re_message);
+    int re_err = parse(again, re, re_message);
     FUZZ_CHECK(re_err == 0, "a rewritten request parses");
     FUZZ_CHECK(same_request(saved, re), "a rewritten request parses to the same fields");
     FUZZ_CHECK(same_id(saved.id, re.id), "a rewritten request keeps its id");

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "entry_name.hpp"
 #include "fuzz_check.hpp"
 #include "restore.hpp"
 #include "systemd_fd_store.hpp"

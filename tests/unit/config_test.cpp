@@ -5,6 +5,17 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <cerrno>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "entry_name.hpp"
+#include "json_shape.hpp"
+#include "nss.hpp"
+#include "operation.hpp"
+
 using namespace fdbroker::daemon;
 
 namespace {
@@ -47,18 +58,21 @@ TEST(Config, CommentsAreAllowed) {
 TEST(Config, FullConfigIsParsed) {
   auto r = parse_config(R"({
     "socket": {"path": "/tmp/x.sock", "mode": "0600", "group": "nogroup"},
-    "limits": {"max_connections": 10, "max_fds": 100, "max_entries_per_uid": 3, "max_fds_per_uid": 4,
-               "max_wait_ms": 5, "client_timeout_ms": 6, "max_queued_replies": 7, "shutdown_timeout_ms": 8},
+    "limits": {"max_connections": 10, "max_fds": 100, "max_entries_per_uid": 3,
+               "max_fds_per_uid": 4, "max_wait_ms": 5, "client_timeout_ms": 6,
+               "max_queued_replies": 7, "shutdown_timeout_ms": 8},
     "owner_rights": ["get"],
     "rules": [{"prefix": "web/", "users": ["nobody", 1000, "*"], "groups": ["nogroup", "42"],
                "allow": ["get", "put"], "deny": ["take"]}],
     "entries": [
-      {"name": "f", "type": "file", "path": "/etc/hostname", "flags": ["wronly", "append", "create"], "mode": "0640",
+      {"name": "f", "type": "file", "path": "/etc/hostname",
+       "flags": ["wronly", "append", "create"], "mode": "0640",
        "meta": {"a": 1}, "access": [{"users": ["root"], "allow": ["*"]}]},
-      {"name": "t", "type": "tcp", "address": "[::]:8080", "backlog": 5, "reuseport": true, "v6only": true},
+      {"name": "t", "type": "tcp", "address": "[::]:8080", "backlog": 5, "reuseport": true,
+       "v6only": true},
       {"name": "u", "type": "udp", "address": "127.0.0.1:53"},
-      {"name": "s", "type": "unix", "path": "/tmp/s.sock", "socket_type": "seqpacket", "mode": "0600",
-       "owner": "nobody", "group": 65534}
+      {"name": "s", "type": "unix", "path": "/tmp/s.sock", "socket_type": "seqpacket",
+       "mode": "0600", "owner": "nobody", "group": 65534}
     ]})");
   ASSERT_TRUE(r.config.has_value()) << r.errors[0];
   const Config& c = *r.config;
@@ -147,7 +161,8 @@ TEST(Config, EveryErrorNamesItsKey) {
        "entries[0].name: invalid entry name"},
       {R"({"entries": [{"name": "a", "type": "pipe"}]})", "entries[0].type:"},
       {R"({"entries": [{"name": "a", "type": "file"}]})", "entries[0].path: is required"},
-      {R"({"entries": [{"name": "a", "type": "file", "path": "/x", "flags": ["rdonly", "wronly"]}]})",
+      {R"({"entries": [{"name": "a", "type": "file", "path": "/x", )"
+       R"("flags": ["rdonly", "wronly"]}]})",
        "entries[0].flags: more than one"},
       {R"({"entries": [{"name": "a", "type": "file", "path": "/x", "flags": ["sideways"]}]})",
        "entries[0].flags[0]: unknown open flag"},
@@ -171,9 +186,11 @@ TEST(Config, EveryErrorNamesItsKey) {
        "entries[0].owner: unknown user"},
       {R"({"entries": [{"name": "a", "type": "file", "path": "/x", "meta": []}]})",
        "entries[0].meta: must be an object"},
-      {R"({"entries": [{"name": "a", "type": "file", "path": "/x", "access": [{"prefix": "", "users": ["root"], "allow": ["get"]}]}]})",
+      {R"({"entries": [{"name": "a", "type": "file", "path": "/x", )"
+       R"("access": [{"prefix": "", "users": ["root"], "allow": ["get"]}]}]})",
        "entries[0].access[0].prefix: unknown key"},
-      {R"({"entries": [{"name": "a", "type": "file", "path": "/x"}, {"name": "a", "type": "file", "path": "/y"}]})",
+      {R"({"entries": [{"name": "a", "type": "file", "path": "/x"}, )"
+       R"({"name": "a", "type": "file", "path": "/y"}]})",
        "entries[1].name: duplicate"},
   };
   for (const auto& c : cases) {
@@ -238,4 +255,95 @@ TEST(Config, AcceptFuseFdsIsABooleanDefaultingToFalse) {
   EXPECT_FALSE(bad.config.has_value());
   ASSERT_EQ(bad.errors.size(), 1u);
   EXPECT_EQ(bad.errors[0], "accept_fuse_fds: must be true or false");
+}
+
+TEST(Config, MessagesNameTheOperationsFromTheTable) {
+  EXPECT_EQ(only_error(R"({"owner_rights": ["fly"]})"),
+            "owner_rights[0]: unknown operation \"fly\" (get, take, put, delete, stats, *)");
+  EXPECT_EQ(only_error(R"({"owner_rights": "get"})"),
+            "owner_rights: must be an array of operations (get, take, put, delete, stats, *)");
+  EXPECT_EQ(only_error(R"({"socket": {"group": "a\u0000b"}})"),
+            "socket.group: a group name with a NUL byte");
+  EXPECT_EQ(
+      only_error(R"({"rules": [{"prefix": "", "users": ["no-such-user-xyz"], "allow": []}]})"),
+      "rules[0].users[0]: unknown user \"no-such-user-xyz\"");
+}
+
+TEST(Operations, NamesAndPermissionsRoundTrip) {
+  for (std::size_t i = 0; i < op_count; ++i) {
+    auto op = static_cast<Op>(i);
+    EXPECT_EQ(op_named(op_name(op)), op) << op_name(op);
+  }
+  EXPECT_STREQ(op_name(Op::del), "delete");
+  EXPECT_FALSE(op_named("del").has_value());
+  EXPECT_FALSE(op_named("").has_value());
+  for (unsigned perm : {perm_get, perm_take, perm_put, perm_delete, perm_stats}) {
+    EXPECT_EQ(perm_named(perm_name(perm)), perm) << perm_name(perm);
+  }
+  EXPECT_EQ(perm_named("*"), perm_all);
+  EXPECT_FALSE(perm_named("list").has_value());  // an op no rule grants
+  EXPECT_FALSE(perm_named("hello").has_value());
+  EXPECT_STREQ(perm_name(perm_all), "?");
+  EXPECT_EQ(perm_names(), "get, take, put, delete, stats, *");
+}
+
+TEST(Nss, NamesAndNumbersResolve) {
+  Outcome<uid_t> root = lookup_user("root");
+  ASSERT_TRUE(root.ok()) << root.failure().why;
+  EXPECT_EQ(*root, 0u);
+  Outcome<gid_t> root_group = lookup_group("root");
+  ASSERT_TRUE(root_group.ok()) << root_group.failure().why;
+  EXPECT_EQ(*root_group, 0u);
+  // A decimal id is taken as it is, whether or not a user has it.
+  Outcome<uid_t> numeric = lookup_user("4000000000");
+  ASSERT_TRUE(numeric.ok());
+  EXPECT_EQ(*numeric, 4000000000u);
+  Outcome<gid_t> numeric_group = lookup_group("42");
+  ASSERT_TRUE(numeric_group.ok());
+  EXPECT_EQ(*numeric_group, 42u);
+}
+
+TEST(Nss, FailuresSayWhy) {
+  Outcome<uid_t> unknown = lookup_user("no-such-user-xyz");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.failure().err, ENOENT);
+  EXPECT_EQ(unknown.failure().why, "unknown user \"no-such-user-xyz\"");
+  Outcome<gid_t> unknown_group = lookup_group("no-such-group-xyz");
+  ASSERT_FALSE(unknown_group.ok());
+  EXPECT_EQ(unknown_group.failure().err, ENOENT);
+  EXPECT_EQ(unknown_group.failure().why, "unknown group \"no-such-group-xyz\"");
+  // "root\0x" must not resolve as root: NSS would see only "root".
+  Outcome<uid_t> nul = lookup_user(std::string_view("root\0x", 6));
+  ASSERT_FALSE(nul.ok());
+  EXPECT_EQ(nul.failure().err, EINVAL);
+  EXPECT_EQ(nul.failure().why, "a user name with a NUL byte");
+  EXPECT_FALSE(lookup_user("").ok());
+  EXPECT_FALSE(lookup_user("-1").ok());
+}
+
+TEST(JsonShape, ReportsEachProblemWithItsPath) {
+  JsonShape shape;
+  auto doc = nlohmann::json::parse(R"({"n": 9, "b": 1, "s": "x", "m": "0640", "typo": 0})");
+  unsigned n = 3;
+  bool b = false;
+  std::string s;
+  std::string absent;
+  mode_t m = 0;
+  shape.only_keys(doc, "top", {"n", "b", "s", "m"});
+  shape.uint_field(doc, "top", "n", n, 1, 5);
+  shape.bool_field(doc, "top", "b", b);
+  EXPECT_TRUE(shape.string_field(doc, "top", "s", s, true));
+  EXPECT_FALSE(shape.string_field(doc, "top", "absent", absent, true));
+  shape.mode_field(doc, "top", "m", m);
+  EXPECT_EQ(n, 3u);  // left alone: out of range
+  EXPECT_EQ(s, "x");
+  EXPECT_EQ(m, 0640u);
+  EXPECT_EQ(shape.errors(), (std::vector<std::string>{
+                                "top.typo: unknown key",
+                                "top.n: must be an integer between 1 and 5",
+                                "top.b: must be true or false",
+                                "top.absent: is required",
+                            }));
+  EXPECT_EQ(JsonShape::index("rules", 2), "rules[2]");
+  EXPECT_EQ(JsonShape::join("", "log_level"), "log_level");
 }
