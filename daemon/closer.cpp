@@ -13,13 +13,12 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "clock.hpp"
 #include "fd_description.hpp"
 
 namespace fdbroker::daemon {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 std::atomic<Closer*> current_closer{nullptr};
 
