@@ -238,7 +238,8 @@ def test_values_are_the_brokers_reply_field_for_field(broker: Broker, tmp_path) 
             assert entry.fd_info == raw["fds"]
             assert [d["kind"] for d in entry.fd_info] == ["pipe", "file", "pipe"]
             assert all(type(fd) is int for fd in entry.fds) and len(entry.fds) == 3
-            fields = {f.name: getattr(entry, f.name) for f in dataclasses.fields(fdbroker.EntryInfo)}
+            names = [f.name for f in dataclasses.fields(fdbroker.EntryInfo)]
+            fields = {name: getattr(entry, name) for name in names}
         (info,) = c.list("conv/")
         assert type(info) is fdbroker.EntryInfo
         # Dataclass equality and repr, as ever; expires_ms counts down between requests.
