@@ -20,6 +20,7 @@ PYBIND11_MODULE(_fdbroker, m) {
   fp::register_error_translator();
   fp::bind_scm_rights(m);
   fp::bind_fdsend(m);
+  fp::bind_client_types(m);
   fp::bind_client(m);
   fp::bind_handoff(m);
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// _fdbroker.Client: a thin binding of fdbroker::Client. Replies cross as the JSON
-// text the broker sent (fdbroker/client.py turns them into Python objects), and
-// received descriptors as ints the caller owns.
+// _fdbroker.Client: a thin binding of fdbroker::Client. Replies cross as the structs
+// of client.hpp (bind_client_types.cpp; fdbroker/client.py builds the public objects
+// from them); an Entry keeps its descriptors until Entry.release_fds().
 #include <fdbroker/client.hpp>
 
 #include <pybind11/pybind11.h>
@@ -77,25 +77,6 @@ class PyClient {
   Client client_;
 };
 
-// (entry JSON, [fds]): the fds leave C++ ownership only once the whole tuple exists.
-// Until then `entry` owns them all, so a failure anywhere (an int, the list, the
-// JSON text) closes every one; releasing each as it was appended leaked those
-// already appended when a later step failed.
-py::tuple entry_tuple(Entry entry) {
-  py::list fds;
-  for (const auto& fd : entry.fds) fds.append(py::int_(fd.get()));
-  py::tuple result = py::make_tuple(std::move(entry.json), std::move(fds));
-  // Nothing can fail any more: the caller owns the descriptors from here.
-  for (auto& fd : entry.fds) static_cast<void>(fd.release());
-  return result;
-}
-
-py::list info_list(const std::vector<EntryInfo>& entries) {
-  py::list out;
-  for (const auto& e : entries) out.append(e.json);
-  return out;
-}
-
 }  // namespace
 
 void bind_client(py::module_& m) {
@@ -127,20 +108,18 @@ void bind_client(py::module_& m) {
           })
       .def("fileno", [](PyClient& c) { return c.client_.fd(); })
       .def("close", [](PyClient& c) { c.locked([](Client& cl) { cl.close(); }); })
-      .def("hello",
-           [](PyClient& c) { return c.locked([](Client& cl) { return cl.hello().json; }); })
-      .def("stats",
-           [](PyClient& c) { return c.locked([](Client& cl) { return cl.stats().json; }); })
+      .def("hello", [](PyClient& c) { return c.locked([](Client& cl) { return cl.hello(); }); })
+      .def("stats", [](PyClient& c) { return c.locked([](Client& cl) { return cl.stats(); }); })
       .def(
           "get",
           [](PyClient& c, const std::string& name, std::optional<std::int64_t> wait_ms) {
-            return entry_tuple(c.locked([&](Client& cl) { return cl.get(name, wait_ms); }));
+            return c.locked([&](Client& cl) { return cl.get(name, wait_ms); });
           },
           py::arg("name"), py::arg("wait_ms") = py::none())
       .def(
           "take",
           [](PyClient& c, const std::string& name, std::optional<std::int64_t> wait_ms) {
-            return entry_tuple(c.locked([&](Client& cl) { return cl.take(name, wait_ms); }));
+            return c.locked([&](Client& cl) { return cl.take(name, wait_ms); });
           },
           py::arg("name"), py::arg("wait_ms") = py::none())
       .def(
@@ -169,16 +148,14 @@ void bind_client(py::module_& m) {
       .def(
           "list",
           [](PyClient& c, const std::string& prefix, unsigned page_size) {
-            return info_list(c.locked([&](Client& cl) { return cl.list(prefix, page_size); }));
+            return c.locked([&](Client& cl) { return cl.list(prefix, page_size); });
           },
           py::arg("prefix") = "", py::arg("page_size") = 0)
       .def(
           "list_page",
           [](PyClient& c, const std::string& prefix, unsigned limit,
              std::optional<std::string> cursor) {
-            ListPage page =
-                c.locked([&](Client& cl) { return cl.list_page(prefix, limit, cursor); });
-            return py::make_tuple(info_list(page.entries), page.cursor);
+            return c.locked([&](Client& cl) { return cl.list_page(prefix, limit, cursor); });
           },
           py::arg("prefix") = "", py::arg("limit") = 0, py::arg("cursor") = py::none());
 }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // _fdbroker.open_listener and _fdbroker.Upgrader: a thin binding of handoff.hpp.
 // fdbroker/handoff.py wraps them (socket objects, Entry objects, waits that honour
-// signals). Descriptors cross as ints the caller owns; blocking calls drop the GIL.
+// signals). State arrives as an _fdbroker.Entry (bind_client_types.cpp), which keeps
+// its descriptors until release_fds(); blocking calls drop the GIL.
 #include <fdbroker/handoff.hpp>
 
 #include <pybind11/pybind11.h>
@@ -20,17 +21,6 @@ namespace fdbroker::python {
 namespace {
 
 using std::chrono::milliseconds;
-
-// (entry JSON, [fds]) or None; the fds leave C++ ownership only once in the list.
-py::object entry_or_none(std::optional<Entry> entry) {
-  if (!entry) return py::none();
-  py::list fds;
-  for (auto& fd : entry->fds) {
-    fds.append(py::int_(fd.get()));
-    static_cast<void>(fd.release());  // the list's number is the caller's now
-  }
-  return py::make_tuple(std::move(entry->json), std::move(fds));
-}
 
 }  // namespace
 
@@ -52,9 +42,11 @@ void bind_handoff(py::module_& m) {
           py::gil_scoped_release nogil;
           listener = open_listener(name, url, options);
         }
-        int fd = listener.fd.release();  // owned by the returned tuple's caller
-        return py::make_tuple(fd, to_string(listener.origin), listener.generation,
-                              listener.broker_error);
+        py::tuple result = py::make_tuple(listener.fd.get(), to_string(listener.origin),
+                                          listener.generation, listener.broker_error);
+        // Only once the tuple exists: a failure above closed the socket with `listener`.
+        static_cast<void>(listener.fd.release());  // the caller's now
+        return result;
       },
       py::arg("name"), py::arg("url"), py::arg("broker_socket") = "",
       py::arg("require_broker") = false, py::arg("backlog") = 4096, py::arg("nonblocking") = false,
@@ -101,25 +93,15 @@ void bind_handoff(py::module_& m) {
       .def(
           "get_state",
           [](Upgrader& self, std::int64_t wait_ms) {
-            std::optional<Entry> entry;
-            {
-              py::gil_scoped_release nogil;
-              entry = self.get_state(milliseconds(wait_ms));
-            }
-            return entry_or_none(std::move(entry));
+            return self.get_state(milliseconds(wait_ms));
           },
-          py::arg("wait_ms") = 0)
+          py::arg("wait_ms") = 0, py::call_guard<py::gil_scoped_release>())
       .def(
           "take_state",
           [](Upgrader& self, std::int64_t wait_ms) {
-            std::optional<Entry> entry;
-            {
-              py::gil_scoped_release nogil;
-              entry = self.take_state(milliseconds(wait_ms));
-            }
-            return entry_or_none(std::move(entry));
+            return self.take_state(milliseconds(wait_ms));
           },
-          py::arg("wait_ms") = 0)
+          py::arg("wait_ms") = 0, py::call_guard<py::gil_scoped_release>())
       .def("ready", &Upgrader::ready, py::call_guard<py::gil_scoped_release>())
       .def("exit_fd", &Upgrader::exit_fd, py::call_guard<py::gil_scoped_release>())
       .def("upgrade", &Upgrader::upgrade, py::arg("argv") = std::vector<std::string>{},

@@ -40,8 +40,9 @@ block (MSG_DONTWAIT) keeps it, which saves time when the socket has room, and if
 that would block the call releases the GIL and sends as asked (on a SOCK_STREAM
 socket a message the buffer took only part of is finished the same way). If a
 signal arrives while blocked, its Python handler runs and the call resumes
-(PEP 475); an exception the handler raises propagates. If sock is a socket object with a timeout, the timeout is honoured
-(TimeoutError); dontwait=True never waits (MSG_DONTWAIT).
+(PEP 475); an exception the handler raises propagates. If sock is a socket
+object with a timeout, the timeout is honoured (TimeoutError); dontwait=True
+never waits (MSG_DONTWAIT).
 
 Raises OSError with the errno, before anything is sent:
   E2BIG                  more than 253 descriptors
@@ -89,8 +90,9 @@ The GIL is released whenever the call may wait: a message already waiting is
 taken by a first attempt that cannot block (MSG_DONTWAIT), keeping the GIL, which
 saves time; otherwise the call releases the GIL and waits. If a signal arrives
 while waiting, its Python handler runs and the call goes on waiting (PEP 475);
-an exception the handler raises propagates (nothing has been received then). A socket object's timeout is
-honoured (TimeoutError); dontwait=True never waits (MSG_DONTWAIT).
+an exception the handler raises propagates (nothing has been received then).
+A socket object's timeout is honoured (TimeoutError); dontwait=True never waits
+(MSG_DONTWAIT).
 
 Raises OSError with the errno: EMSGSIZE (see above), EINVAL (numfds > 253),
 BlockingIOError (EAGAIN: non-blocking or dontwait and nothing to read), EBADF,

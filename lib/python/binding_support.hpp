@@ -2,7 +2,7 @@
 // What every part of the _fdbroker extension shares: the error contract
 // (std::system_error -> OSError), turning Python objects into fds, and the loop that
 // runs a blocking call without the GIL while honouring signals (PEP 475) and
-// socket timeouts. The scm_rights functions use it today; fdbroker.Client will too.
+// socket timeouts.
 #pragma once
 
 #include <fdbroker/result.hpp>
@@ -64,6 +64,15 @@ bool parse_fastcall_args(const char* fname, PyObject* const* args, Py_ssize_t na
 
 // Throws std::system_error for `err`, which the translator above turns into OSError.
 [[noreturn]] void throw_os_error(int err, const char* what);
+
+// `obj`, a new reference from the C API, owned; if it is nullptr (a Python error is
+// set, e.g. MemoryError) throws it. pybind11's own wrappers (py::int_, py::list(n),
+// ...) abort on a failed allocation in debug builds: code that must survive one, such
+// as code holding received descriptors, builds its objects with the C API and this.
+inline py::object steal_or_throw(PyObject* obj) {
+  if (obj == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(obj);
+}
 
 // The descriptor behind a Python object, borrowed for the call: an int is taken as is
 // (a negative or closed one reaches the kernel, which answers EBADF, so callers see one

@@ -184,11 +184,6 @@ void append_fds_of(py::handle items, fd_numbers& ret_fds) {
 // Payloads up to this size are received into a stack buffer (see receive_message).
 constexpr Py_ssize_t stack_buffer_size = 4096;
 
-py::object steal_or_throw(PyObject* obj) {
-  if (obj == nullptr) throw py::error_already_set();
-  return py::reinterpret_steal<py::object>(obj);
-}
-
 }  // namespace
 
 void add_recv_result_type(py::module_& m) {

@@ -45,6 +45,11 @@ using std::chrono::milliseconds;
 // 2^40 ms is about 35 years.
 constexpr milliseconds unbounded{std::int64_t{1} << 40};
 
+// How long the broker gives the new broker to get ready (docs/protocol.md,
+// `upgrade`; fdbrokerd's upgrade_timeout): waiting on purpose, like wait_ms, so it
+// is added to the client's timeout.
+constexpr milliseconds upgrade_ready_wait{10000};
+
 // now + timeout + extra, or none if that is beyond `unbounded`.
 std::optional<Clock::time_point> deadline_after(milliseconds timeout, milliseconds extra) {
   extra = std::max(extra, milliseconds(0));
@@ -340,6 +345,12 @@ std::vector<EntryInfo> Client::list(std::string_view prefix, unsigned page_size)
 Stats Client::stats() {
   std::int64_t id = next_id_++;
   return detail::parse_stats_reply(call(detail::simple_request("stats", id)).payload, id);
+}
+
+std::int64_t Client::upgrade(std::string_view binary) {
+  std::int64_t id = next_id_++;
+  return detail::parse_upgrade_reply(
+      call(detail::upgrade_request(id, binary), {}, upgrade_ready_wait).payload, id);
 }
 
 }  // namespace fdbroker

@@ -181,6 +181,12 @@ std::string list_request(std::int64_t id, std::string_view prefix, unsigned limi
   return request.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+std::string upgrade_request(std::int64_t id, std::string_view binary) {
+  json request{{"op", "upgrade"}, {"id", id}};
+  if (!binary.empty()) request["binary"] = binary;
+  return request.dump();
+}
+
 void parse_empty_reply(std::string_view text, std::int64_t id) { checked_reply(text, id); }
 
 Hello parse_hello_reply(std::string_view text, std::int64_t id) {
@@ -240,6 +246,10 @@ Stats parse_stats_reply(std::string_view text, std::int64_t id) {
   }
   out.json = body_text(std::move(reply));
   return out;
+}
+
+std::int64_t parse_upgrade_reply(std::string_view text, std::int64_t id) {
+  return field<std::int64_t>(checked_reply(text, id), "pid");
 }
 
 }  // namespace fdbroker::detail

@@ -25,6 +25,8 @@ std::string name_request(std::string_view op, std::int64_t id, std::string_view 
 std::string put_request(std::int64_t id, std::string_view name, const PutOptions& options);
 std::string list_request(std::int64_t id, std::string_view prefix, unsigned limit,
                          const std::optional<std::string>& cursor);
+// `binary`: the absolute path of the new fdbrokerd; empty for the broker's own.
+std::string upgrade_request(std::int64_t id, std::string_view binary);
 
 // Reply parsers. Each checks that `text` is a JSON object with "ok" and the id
 // `id`; throws BrokerError if "ok" is false (errno from the "error" name, EPROTO if
@@ -35,5 +37,6 @@ EntryInfo parse_entry_reply(std::string_view text, std::int64_t id);  // get, ta
 std::uint64_t parse_put_reply(std::string_view text, std::int64_t id);
 ListPage parse_list_reply(std::string_view text, std::int64_t id);
 Stats parse_stats_reply(std::string_view text, std::int64_t id);
+std::int64_t parse_upgrade_reply(std::string_view text, std::int64_t id);  // the new pid
 
 }  // namespace fdbroker::detail

@@ -13,12 +13,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <climits>
+#include <condition_variable>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -109,7 +113,51 @@ int poll_ms(steady_clock::time_point deadline) {
 
 }  // namespace
 
-Upgrader::Upgrader(std::string service, Options options)
+class Upgrader::Impl {
+ public:
+  Impl(std::string service, Options options);
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  ~Impl();
+
+  [[nodiscard]] bool has_broker() const noexcept { return client_.connected(); }
+  bool wait_for_predecessor_exit(milliseconds timeout);
+  std::uint64_t put_state(const std::vector<int>& fds, const std::string& meta_json);
+  std::optional<Entry> get_state(milliseconds wait);
+  std::optional<Entry> take_state(milliseconds wait);
+  void ready();
+  int exit_fd();
+  bool wait_for_exit(milliseconds timeout);
+  pid_t upgrade(std::vector<std::string> argv);
+
+  std::string service_;
+  Options options_;
+  std::string executable_;  // /proc/self/exe at construction
+  std::string broker_error_;
+  std::mutex mutex_;  // client_, generation_, exit_event_ and the watcher
+  Client client_;
+  std::uint64_t predecessor_generation_ = 0;
+  pid_t predecessor_pid_ = 0;
+  unique_fd predecessor_pidfd_;
+  std::uint64_t generation_ = 0;
+  unique_fd exit_event_;
+  std::atomic<bool> exit_requested_{false};
+  std::atomic<pid_t> successor_pid_{0};
+
+ private:
+  void watch();
+  void signal_exit(pid_t successor) noexcept;
+  [[nodiscard]] std::string name(std::string_view suffix) const;
+
+  // The watcher: blocks in take(S/retire/<generation>) on its own connection.
+  std::thread watcher_;
+  std::mutex watcher_mutex_;
+  std::condition_variable watcher_wakeup_;
+  bool stopping_ = false;
+  std::unique_ptr<Client> watcher_client_;
+};
+
+Upgrader::Impl::Impl(std::string service, Options options)
     : service_(std::move(service)), options_(std::move(options)) {
   if (service_.empty() || service_.back() == '/')
     throw std::system_error(errno_code(EINVAL), "handoff: bad service name '" + service_ + "'");
@@ -127,7 +175,7 @@ Upgrader::Upgrader(std::string service, Options options)
   }
 }
 
-Upgrader::~Upgrader() {
+Upgrader::Impl::~Impl() {
   {
     std::lock_guard lock(watcher_mutex_);
     stopping_ = true;
@@ -139,11 +187,11 @@ Upgrader::~Upgrader() {
   if (watcher_.joinable()) watcher_.join();
 }
 
-std::string Upgrader::name(std::string_view suffix) const {
+std::string Upgrader::Impl::name(std::string_view suffix) const {
   return service_ + "/" + std::string(suffix);
 }
 
-bool Upgrader::wait_for_predecessor_exit(milliseconds timeout) {
+bool Upgrader::Impl::wait_for_predecessor_exit(milliseconds timeout) {
   if (!predecessor_pidfd_.valid()) return true;
   pollfd pfd{predecessor_pidfd_.get(), POLLIN, 0};
   auto deadline = steady_clock::now() + timeout;
@@ -155,7 +203,7 @@ bool Upgrader::wait_for_predecessor_exit(milliseconds timeout) {
   }
 }
 
-std::uint64_t Upgrader::put_state(const std::vector<int>& fds, const std::string& meta_json) {
+std::uint64_t Upgrader::Impl::put_state(const std::vector<int>& fds, const std::string& meta_json) {
   std::lock_guard lock(mutex_);
   if (!has_broker())
     throw std::system_error(errno_code(ENOTCONN), "handoff: no broker: " + broker_error_);
@@ -165,7 +213,7 @@ std::uint64_t Upgrader::put_state(const std::vector<int>& fds, const std::string
   return client_.put(name("state"), fds, put);
 }
 
-std::optional<Entry> Upgrader::get_state(milliseconds wait) {
+std::optional<Entry> Upgrader::Impl::get_state(milliseconds wait) {
   std::lock_guard lock(mutex_);
   if (!has_broker()) return std::nullopt;
   try {
@@ -177,7 +225,7 @@ std::optional<Entry> Upgrader::get_state(milliseconds wait) {
   }
 }
 
-std::optional<Entry> Upgrader::take_state(milliseconds wait) {
+std::optional<Entry> Upgrader::Impl::take_state(milliseconds wait) {
   std::lock_guard lock(mutex_);
   if (!has_broker()) return std::nullopt;
   try {
@@ -189,7 +237,7 @@ std::optional<Entry> Upgrader::take_state(milliseconds wait) {
   }
 }
 
-void Upgrader::ready() {
+void Upgrader::Impl::ready() {
   std::lock_guard lock(mutex_);
   if (!has_broker() || generation_ != 0) return;
   auto self = pidfd_open(::getpid());
@@ -213,7 +261,7 @@ void Upgrader::ready() {
   generation_ = generation;
 }
 
-void Upgrader::signal_exit(pid_t successor) noexcept {
+void Upgrader::Impl::signal_exit(pid_t successor) noexcept {
   successor_pid_.store(successor);
   exit_requested_.store(true);
   std::uint64_t one = 1;
@@ -221,7 +269,7 @@ void Upgrader::signal_exit(pid_t successor) noexcept {
   (void)!::write(exit_event_.get(), &one, sizeof one);
 }
 
-void Upgrader::watch() {
+void Upgrader::Impl::watch() {
   const std::string retire = name("retire/" + std::to_string(generation_));
   std::unique_lock lock(watcher_mutex_);
   while (!stopping_) {
@@ -249,7 +297,7 @@ void Upgrader::watch() {
   }
 }
 
-int Upgrader::exit_fd() {
+int Upgrader::Impl::exit_fd() {
   std::lock_guard lock(mutex_);
   if (exit_event_.valid()) return exit_event_.get();
   unique_fd event(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -267,7 +315,7 @@ int Upgrader::exit_fd() {
   return exit_event_.get();
 }
 
-bool Upgrader::wait_for_exit(milliseconds timeout) {
+bool Upgrader::Impl::wait_for_exit(milliseconds timeout) {
   pollfd pfd{exit_fd(), POLLIN, 0};
   auto deadline = steady_clock::now() + timeout;
   for (;;) {
@@ -279,7 +327,7 @@ bool Upgrader::wait_for_exit(milliseconds timeout) {
   }
 }
 
-pid_t Upgrader::upgrade(std::vector<std::string> argv) {
+pid_t Upgrader::Impl::upgrade(std::vector<std::string> argv) {
   if (!has_broker())
     throw std::system_error(errno_code(ENOTCONN),
                             "handoff: upgrade without a broker: " + broker_error_);
@@ -351,5 +399,34 @@ pid_t Upgrader::upgrade(std::vector<std::string> argv) {
     }
   }
 }
+
+Upgrader::Upgrader(std::string service, Options options)
+    : impl_(std::make_unique<Impl>(std::move(service), std::move(options))) {}
+
+Upgrader::~Upgrader() = default;
+
+const std::string& Upgrader::service() const noexcept { return impl_->service_; }
+bool Upgrader::has_broker() const noexcept { return impl_->has_broker(); }
+const std::string& Upgrader::broker_error() const noexcept { return impl_->broker_error_; }
+std::uint64_t Upgrader::predecessor_generation() const noexcept {
+  return impl_->predecessor_generation_;
+}
+pid_t Upgrader::predecessor_pid() const noexcept { return impl_->predecessor_pid_; }
+bool Upgrader::wait_for_predecessor_exit(milliseconds timeout) {
+  return impl_->wait_for_predecessor_exit(timeout);
+}
+std::uint64_t Upgrader::put_state(const std::vector<int>& fds, const std::string& meta_json) {
+  return impl_->put_state(fds, meta_json);
+}
+std::optional<Entry> Upgrader::get_state(milliseconds wait) { return impl_->get_state(wait); }
+std::optional<Entry> Upgrader::take_state(milliseconds wait) { return impl_->take_state(wait); }
+void Upgrader::ready() { impl_->ready(); }
+bool Upgrader::is_ready() const noexcept { return impl_->generation_ != 0 || !has_broker(); }
+std::uint64_t Upgrader::generation() const noexcept { return impl_->generation_; }
+int Upgrader::exit_fd() { return impl_->exit_fd(); }
+bool Upgrader::wait_for_exit(milliseconds timeout) { return impl_->wait_for_exit(timeout); }
+bool Upgrader::exit_requested() const noexcept { return impl_->exit_requested_.load(); }
+pid_t Upgrader::successor_pid() const noexcept { return impl_->successor_pid_.load(); }
+pid_t Upgrader::upgrade(std::vector<std::string> argv) { return impl_->upgrade(std::move(argv)); }
 
 }  // namespace fdbroker::handoff

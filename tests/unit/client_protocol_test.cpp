@@ -170,3 +170,19 @@ TEST(ClientProtocol, StatsReplyParsesCountersByOpAndOutcome) {
                 [] { detail::parse_stats_reply(R"({"id":1,"ok":true,"requests":{"get":3}})", 1); }),
             EPROTO);
 }
+
+TEST(ClientProtocol, UpgradeRequestNamesTheBinaryOnlyIfGiven) {
+  EXPECT_EQ(json::parse(detail::upgrade_request(3, "")), (json{{"op", "upgrade"}, {"id", 3}}));
+  EXPECT_EQ(json::parse(detail::upgrade_request(4, "/usr/sbin/fdbrokerd")),
+            (json{{"op", "upgrade"}, {"id", 4}, {"binary", "/usr/sbin/fdbrokerd"}}));
+}
+
+TEST(ClientProtocol, UpgradeReplyReturnsTheNewPidOrEproto) {
+  EXPECT_EQ(detail::parse_upgrade_reply(R"({"id":5,"ok":true,"pid":4242})", 5), 4242);
+  EXPECT_EQ(thrown_errno([] { detail::parse_upgrade_reply(R"({"id":5,"ok":true})", 5); }), EPROTO);
+  EXPECT_EQ(thrown_errno([] { detail::parse_upgrade_reply(R"({"id":5,"ok":true,"pid":"1"})", 5); }),
+            EPROTO);
+  EXPECT_EQ(thrown_errno(
+                [] { detail::parse_upgrade_reply(R"({"id":5,"ok":false,"error":"EBUSY"})", 5); }),
+            EBUSY);
+}

@@ -19,16 +19,12 @@
 
 #include <sys/types.h>
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 namespace fdbroker {
@@ -120,17 +116,15 @@ class FDBROKER_API Upgrader {
   // Stops the watcher thread; closes this instance's descriptors.
   ~Upgrader();
 
-  [[nodiscard]] const std::string& service() const noexcept { return service_; }
-  [[nodiscard]] bool has_broker() const noexcept { return client_.connected(); }
+  [[nodiscard]] const std::string& service() const noexcept;
+  [[nodiscard]] bool has_broker() const noexcept;
   // Why there is no broker ("" if there is).
-  [[nodiscard]] const std::string& broker_error() const noexcept { return broker_error_; }
+  [[nodiscard]] const std::string& broker_error() const noexcept;
 
   // The leader found at construction: its generation (0: none, this is the first
   // instance) and pid.
-  [[nodiscard]] std::uint64_t predecessor_generation() const noexcept {
-    return predecessor_generation_;
-  }
-  [[nodiscard]] pid_t predecessor_pid() const noexcept { return predecessor_pid_; }
+  [[nodiscard]] std::uint64_t predecessor_generation() const noexcept;
+  [[nodiscard]] pid_t predecessor_pid() const noexcept;
   // Waits up to `timeout` for the predecessor process to exit (its pidfd polls
   // readable). True at once if there is none or it has exited.
   bool wait_for_predecessor_exit(std::chrono::milliseconds timeout);
@@ -149,9 +143,9 @@ class FDBROKER_API Upgrader {
   // retire. Errors: ESTALE (another instance became leader since construction: this
   // one lost the race and should exit), and those of Client::put().
   void ready();
-  [[nodiscard]] bool is_ready() const noexcept { return generation_ != 0 || !has_broker(); }
+  [[nodiscard]] bool is_ready() const noexcept;
   // This instance's S/leader generation (0 before ready()).
-  [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }
+  [[nodiscard]] std::uint64_t generation() const noexcept;
 
   // A descriptor (eventfd, owned by the Upgrader) that polls readable once a
   // successor is ready and this instance should stop accepting, drain and exit.
@@ -159,9 +153,9 @@ class FDBROKER_API Upgrader {
   int exit_fd();
   // Blocks until a successor is ready (true) or `timeout` passes (false).
   bool wait_for_exit(std::chrono::milliseconds timeout);
-  [[nodiscard]] bool exit_requested() const noexcept { return exit_requested_.load(); }
+  [[nodiscard]] bool exit_requested() const noexcept;
   // The successor's pid once exit_requested() (0 before).
-  [[nodiscard]] pid_t successor_pid() const noexcept { return successor_pid_.load(); }
+  [[nodiscard]] pid_t successor_pid() const noexcept;
 
   // Starts a successor (argv[0] is the program, searched in PATH if it has no '/';
   // empty argv: this program again, /proc/self/exe as of construction, with this
@@ -174,29 +168,10 @@ class FDBROKER_API Upgrader {
   pid_t upgrade(std::vector<std::string> argv = {});
 
  private:
-  void watch();
-  void signal_exit(pid_t successor) noexcept;
-  [[nodiscard]] std::string name(std::string_view suffix) const;
-
-  std::string service_;
-  Options options_;
-  std::string executable_;  // /proc/self/exe at construction
-  std::string broker_error_;
-  std::mutex mutex_;  // client_, generation_, exit_event_ and the watcher
-  Client client_;
-  std::uint64_t predecessor_generation_ = 0;
-  pid_t predecessor_pid_ = 0;
-  unique_fd predecessor_pidfd_;
-  std::uint64_t generation_ = 0;
-  unique_fd exit_event_;
-  std::atomic<bool> exit_requested_{false};
-  std::atomic<pid_t> successor_pid_{0};
-  // The watcher: blocks in take(S/retire/<generation>) on its own connection.
-  std::thread watcher_;
-  std::mutex watcher_mutex_;
-  std::condition_variable watcher_wakeup_;
-  bool stopping_ = false;
-  std::unique_ptr<Client> watcher_client_;
+  // The connections, the watcher thread and their locks (handoff_upgrader.cpp): out
+  // of this exported header, so that its layout is no part of the ABI.
+  class Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace handoff

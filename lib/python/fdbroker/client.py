@@ -58,8 +58,8 @@ class EntryInfo:
     fd_info: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def _from_json(cls, text: str) -> EntryInfo:
-        return cls(**_entry_fields(json.loads(text)))
+    def _from_info(cls, info: _fdbroker.EntryInfo) -> EntryInfo:
+        return cls(**_info_fields(info))
 
 
 @dataclass
@@ -89,17 +89,32 @@ class Entry(EntryInfo):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @classmethod
+    def _from_entry(cls, entry: _fdbroker.Entry) -> Entry:
+        # Until release_fds() the C++ Entry owns the fds (and closes them if anything
+        # here fails); release_fds() hands over all or none; from then on they are
+        # closed here unless the Entry is built.
+        fields = _info_fields(entry)
+        fds = entry.release_fds()
+        try:
+            return cls(**fields, fds=fds)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
 
-def _entry_fields(obj: dict[str, Any]) -> dict[str, Any]:
-    owner = obj.get("owner") or {}
+
+def _info_fields(info: _fdbroker.EntryInfo) -> dict[str, Any]:
+    # The fields as fdbroker::Client parsed them; meta and each description are the
+    # JSON objects the broker sent, as text.
     return {
-        "name": obj["name"],
-        "generation": obj["generation"],
-        "meta": obj.get("meta") or {},
-        "owner": owner.get("uid", 0),
-        "static": bool(obj.get("static", owner.get("static", False))),
-        "expires_ms": obj.get("expires_ms"),
-        "fd_info": obj.get("fds", []),
+        "name": info.name,
+        "generation": info.generation,
+        "meta": json.loads(info.meta_json),
+        "owner": info.owner_uid,
+        "static": info.is_static,
+        "expires_ms": info.expires_ms,
+        "fd_info": [json.loads(d.json) for d in info.fd_descriptions],
     }
 
 
@@ -166,7 +181,7 @@ class Client:
     def hello(self) -> dict[str, Any]:
         """{"server", "version", "protocol", "peer": {"uid", "gid", "pid"}}: the
         broker, and this process as the broker sees it."""
-        return json.loads(self._client.hello())
+        return json.loads(self._client.hello().json)
 
     def get(self, name: str, wait_ms: int | None = None) -> Entry:
         """The entry `name`, with new fds for its open files (yours to close).
@@ -176,7 +191,7 @@ class Client:
         PermissionError (EACCES), OSError(EINVAL), BrokenPipeError (ESHUTDOWN:
         the broker stopped while waiting; retry with a new Client).
         """
-        return self._entry(self._client.get(name, wait_ms))
+        return Entry._from_entry(self._client.get(name, wait_ms))
 
     def try_get(self, name: str) -> Entry | None:
         """get(), or None if there is no such entry."""
@@ -189,7 +204,7 @@ class Client:
         """get() and remove the entry atomically: of concurrent takers exactly one
         gets it, the others FileNotFoundError. PermissionError (EPERM) for an entry
         declared in the broker's configuration."""
-        return self._entry(self._client.take(name, wait_ms))
+        return Entry._from_entry(self._client.take(name, wait_ms))
 
     def try_take(self, name: str) -> Entry | None:
         """take(), or None if there is no such entry."""
@@ -236,15 +251,15 @@ class Client:
         """Every entry you may get whose name starts with prefix, sorted by name,
         over as many requests as it takes (page_size entries each; 0: the broker's
         default)."""
-        return [EntryInfo._from_json(t) for t in self._client.list(prefix, page_size)]
+        return [EntryInfo._from_info(e) for e in self._client.list(prefix, page_size)]
 
     def list_page(
         self, prefix: str = "", limit: int = 0, cursor: str | None = None
     ) -> tuple[list[EntryInfo], str | None]:
         """One list request: (entries, cursor); cursor is None once none remain,
         else pass it back for the next page."""
-        texts, next_cursor = self._client.list_page(prefix, limit, cursor)
-        return [EntryInfo._from_json(t) for t in texts], next_cursor
+        page = self._client.list_page(prefix, limit, cursor)
+        return [EntryInfo._from_info(e) for e in page.entries], page.cursor
 
     def iter_list(self, prefix: str = "", page_size: int = 0) -> Iterator[EntryInfo]:
         """Like list(), one page at a time."""
@@ -257,14 +272,4 @@ class Client:
 
     def stats(self) -> dict[str, Any]:
         """The broker's counters (docs/protocol.md, "stats")."""
-        return json.loads(self._client.stats())
-
-    @staticmethod
-    def _entry(reply: tuple[str, list[int]]) -> Entry:
-        text, fds = reply
-        try:
-            return Entry(**_entry_fields(json.loads(text)), fds=fds)
-        except BaseException:
-            for fd in fds:
-                os.close(fd)
-            raise
+        return json.loads(self._client.stats().json)

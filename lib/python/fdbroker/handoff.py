@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from . import _fdbroker
-from .client import Entry, _entry_fields
+from .client import Entry
 
 __all__ = ["Listener", "Upgrader", "listen", "open_listener"]
 
@@ -89,13 +89,6 @@ def listen(name: str, url: str, **options: Any) -> socket.socket:
     return open_listener(name, url, **options).sock
 
 
-def _entry(result: tuple[str, list[int]] | None) -> Entry | None:
-    if result is None:
-        return None
-    text, fds = result
-    return Entry(**_entry_fields(json.loads(text)), fds=fds)
-
-
 class Upgrader:
     """One instance of a restartable service named `service` (a broker name prefix:
     entries service/leader, service/retire/<generation>, service/state).
@@ -112,7 +105,9 @@ class Upgrader:
         ready_timeout: float = 30.0,
     ) -> None:
         self._up = _fdbroker.Upgrader(
-            service, os.fspath(broker_socket) if broker_socket is not None else "", int(ready_timeout * 1000)
+            service,
+            os.fspath(broker_socket) if broker_socket is not None else "",
+            int(ready_timeout * 1000),
         )
 
     service = property(lambda self: self._up.service)
@@ -136,11 +131,13 @@ class Upgrader:
     def get_state(self, wait: float = 0.0) -> Entry | None:
         """The state left for us (it stays for later instances), waiting up to
         `wait` seconds for it to appear; None if there is none. The Entry's fds are yours."""
-        return _entry(self._up.get_state(int(wait * 1000)))
+        state = self._up.get_state(int(wait * 1000))
+        return None if state is None else Entry._from_entry(state)
 
     def take_state(self, wait: float = 0.0) -> Entry | None:
         """Like get_state(), and removes it."""
-        return _entry(self._up.take_state(int(wait * 1000)))
+        state = self._up.take_state(int(wait * 1000))
+        return None if state is None else Entry._from_entry(state)
 
     def ready(self) -> None:
         """We serve: become the leader and ask the predecessor to retire.
