@@ -55,8 +55,7 @@ class FdLimit {
 
 TEST(BrokerMalformed, EveryKindGetsAnErrorAndTheFdsAreClosed) {
   BrokerProcess broker;
-  auto c = broker.connect();
-  ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());  // accepted: counted in the baseline
+  auto c = connect_answered(broker);
   std::size_t baseline = broker.fd_count();
   const std::pair<std::string, std::string> cases[] = {
       {"not json", "EPROTO"},
@@ -124,8 +123,7 @@ TEST(BrokerMalformed, ErrorsEchoTheIdWhenItCouldBeRead) {
 
 TEST(BrokerMalformed, TruncatedAncillaryDataIsEmsgsizeAndNothingLeaks) {
   BrokerProcess broker;
-  auto c = broker.connect();
-  ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+  auto c = connect_answered(broker);
   std::size_t baseline = broker.fd_count();
   auto p = pipe_pair();
   std::vector<int> fds(10, p.write.get());
@@ -148,8 +146,7 @@ TEST(BrokerMalformed, TruncatedAncillaryDataIsEmsgsizeAndNothingLeaks) {
 // record: EMSGSIZE, as for any truncated ancillary data.
 TEST(BrokerMalformed, AZeroByteMessageWithEveryFdTruncatedIsEmsgsize) {
   BrokerProcess broker;
-  auto c = broker.connect();
-  ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+  auto c = connect_answered(broker);
   std::size_t baseline = broker.fd_count();
   auto p = pipe_pair();
   Reply r;
@@ -222,8 +219,7 @@ TEST(BrokerMalformed, ShuttingDownTheSendingSideEndsTheRequests) {
 // becomes \u007f, six bytes, in a reply that echoes it.
 TEST(BrokerMalformed, RepliesFitTheMessageLimitWhateverTheRequestEchoes) {
   BrokerProcess broker;
-  auto c = broker.connect();
-  ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+  auto c = connect_answered(broker);
   std::size_t baseline = broker.fd_count();
   std::string id = "\"" + std::string(1022, 'i') + "\"";  // 1024 bytes: the longest allowed
   auto fill = [](const std::string& head, const std::string& tail, char with) {
