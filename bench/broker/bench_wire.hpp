@@ -10,6 +10,7 @@
 // cannot go on from (socket(), an over-long path) and return the others.
 #pragma once
 
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -39,6 +40,23 @@ inline std::uint64_t now_ns() {
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
          static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// Watches `sock` for input on `epoll`, the events carrying `tag`; die("epoll_ctl")
+// if it cannot.
+inline void watch_input(int epoll, int sock, std::uint64_t tag) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = tag;
+  if (::epoll_ctl(epoll, EPOLL_CTL_ADD, sock, &ev) < 0) die("epoll_ctl");
+}
+
+// epoll_wait(): the number of ready events, 0 if a signal interrupted the wait;
+// die("epoll_wait") on any other failure.
+inline int wait_events(int epoll, epoll_event* events, int max_events, int timeout_ms) {
+  int n = ::epoll_wait(epoll, events, max_events, timeout_ms);
+  if (n < 0 && errno != EINTR) die("epoll_wait");
+  return n < 0 ? 0 : n;
 }
 
 // The address of a socket path; die("socket path") with ENAMETOOLONG if it does not fit.
