@@ -22,14 +22,13 @@ TEST(BrokerAccess, ByDefaultOnlyRootAndTheBrokersUidMayDoAnything) {
   ASSERT_TRUE(call(root.get(), {{"op", "put"}, {"name", "secret"}}, {p.write.get()}).ok());
   std::size_t baseline = broker.fd_count();
   std::string result = as_user_expect(broker, nobody, nogroup, {}, [&](Expectations& c) {
-    auto pp = pipe_pair();
     auto hello = c.expect({{"op", "hello"}}, "", "hello");
     if (hello.body["peer"]["uid"] != nobody)
       c.fail("hello reports uid " + hello.body["peer"]["uid"].dump());
     c.expect({{"op", "get"}, {"name", "secret"}}, "EACCES", "get");
     c.expect({{"op", "take"}, {"name", "secret"}}, "EACCES", "take");
     c.expect({{"op", "delete"}, {"name", "secret"}}, "EACCES", "delete");
-    c.expect({{"op", "put"}, {"name", "mine"}}, "EACCES", "put", {pp.write.get()});
+    c.put("mine", "EACCES", "put");
     c.expect({{"op", "stats"}}, "EACCES", "stats");
     auto list = c.expect({{"op", "list"}}, "", "list");
     if (!list.body["entries"].empty()) c.fail("list shows " + list.body["entries"].dump());
@@ -50,12 +49,11 @@ TEST(BrokerAccess, RulesGrantOperationsOnPrefixes) {
   ASSERT_TRUE(call(root.get(), {{"op", "put"}, {"name", "shared/root"}}, {p.write.get()}).ok());
   ASSERT_TRUE(call(root.get(), {{"op", "put"}, {"name", "private/root"}}, {p.write.get()}).ok());
   std::string result = as_user_expect(broker, nobody, nogroup, {}, [&](Expectations& c) {
-    auto pp = pipe_pair();
     c.expect({{"op", "get"}, {"name", "shared/root"}}, "", "get shared");
     c.expect({{"op", "take"}, {"name", "shared/root"}}, "EACCES", "take shared");
     c.expect({{"op", "get"}, {"name", "private/root"}}, "EACCES", "get private");
-    c.expect({{"op", "put"}, {"name", "shared/mine"}}, "", "put shared", {pp.write.get()});
-    c.expect({{"op", "put"}, {"name", "other/mine"}}, "EACCES", "put other", {pp.write.get()});
+    c.put("shared/mine", "", "put shared");
+    c.put("other/mine", "EACCES", "put other");
     c.expect({{"op", "stats"}}, "", "stats");
     auto list = call(c.sock(), {{"op", "list"}});
     std::vector<std::string> names;
@@ -72,16 +70,14 @@ TEST(BrokerAccess, RulesGrantOperationsOnPrefixes) {
 TEST(BrokerAccess, OwnersMayGetTakeDeleteWhatTheyPutOthersMayNot) {
   json config = {{"rules", {{{"prefix", "u/"}, {"users", {nobody, other}}, {"allow", {"put"}}}}}};
   BrokerProcess broker(config);
-  EXPECT_EQ(
-      as_user_expect(broker, nobody, nogroup, {},
-                     [&](Expectations& c) {
-                       auto pp = pipe_pair();
-                       c.expect({{"op", "put"}, {"name", "u/a"}}, "", "put a", {pp.write.get()});
-                       c.expect({{"op", "put"}, {"name", "u/b"}}, "", "put b", {pp.write.get()});
-                       c.expect({{"op", "get"}, {"name", "u/a"}}, "", "get own");
-                       c.expect({{"op", "delete"}, {"name", "u/a"}}, "", "delete own");
-                     }),
-      "");
+  EXPECT_EQ(as_user_expect(broker, nobody, nogroup, {},
+                           [&](Expectations& c) {
+                             c.put("u/a", "", "put a");
+                             c.put("u/b", "", "put b");
+                             c.expect({{"op", "get"}, {"name", "u/a"}}, "", "get own");
+                             c.expect({{"op", "delete"}, {"name", "u/a"}}, "", "delete own");
+                           }),
+            "");
   EXPECT_EQ(
       as_user_expect(broker, other, other, {},
                      [&](Expectations& c) {
@@ -102,16 +98,14 @@ TEST(BrokerAccess, DenyRulesOverrideOwnership) {
                   {{{"prefix", "u/"}, {"users", {"*"}}, {"allow", {"put"}}},
                    {{"name", "u/pinned"}, {"users", {"*"}}, {"deny", {"take", "delete"}}}}}};
   BrokerProcess broker(config);
-  EXPECT_EQ(
-      as_user_expect(broker, nobody, nogroup, {},
-                     [&](Expectations& c) {
-                       auto pp = pipe_pair();
-                       c.expect({{"op", "put"}, {"name", "u/pinned"}}, "", "put", {pp.write.get()});
-                       c.expect({{"op", "get"}, {"name", "u/pinned"}}, "", "get");
-                       c.expect({{"op", "take"}, {"name", "u/pinned"}}, "EACCES", "take");
-                       c.expect({{"op", "delete"}, {"name", "u/pinned"}}, "EACCES", "delete");
-                     }),
-      "");
+  EXPECT_EQ(as_user_expect(broker, nobody, nogroup, {},
+                           [&](Expectations& c) {
+                             c.put("u/pinned", "", "put");
+                             c.expect({{"op", "get"}, {"name", "u/pinned"}}, "", "get");
+                             c.expect({{"op", "take"}, {"name", "u/pinned"}}, "EACCES", "take");
+                             c.expect({{"op", "delete"}, {"name", "u/pinned"}}, "EACCES", "delete");
+                           }),
+            "");
 }
 
 TEST(BrokerAccess, SupplementaryGroupsFromSoPeergroupsCount) {
@@ -171,9 +165,7 @@ TEST(BrokerAccess, AForbiddenNameIsRefusedWhetherOrNotItExists) {
               for (const char* op : {"get", "take", "delete"}) {
                 c.expect({{"op", op}, {"name", name}}, "EACCES", std::string(op) + " " + name);
               }
-              auto p = pipe_pair();
-              c.expect({{"op", "put"}, {"name", name}}, "EACCES", std::string("put ") + name,
-                       {p.write.get()});
+              c.put(name, "EACCES", std::string("put ") + name);
             }
             // Refused at once, not after the wait.
             c.expect({{"op", "get"}, {"name", "secret/missing"}, {"wait_ms", 60000}}, "EACCES",
@@ -194,12 +186,10 @@ TEST(BrokerAccess, QuotasArePerUid) {
   auto p = pipe_pair();
   ASSERT_TRUE(call(root.get(), {{"op", "put"}, {"name", "r1"}}, {p.write.get()}).ok());
   EXPECT_EQ(call(root.get(), {{"op", "put"}, {"name", "r2"}}, {p.write.get()}).error(), "EDQUOT");
-  EXPECT_EQ(as_user_expect(
-                broker, nobody, nogroup, {},
-                [&](Expectations& c) {
-                  auto pp = pipe_pair();
-                  c.expect({{"op", "put"}, {"name", "n1"}}, "", "first", {pp.write.get()});
-                  c.expect({{"op", "put"}, {"name", "n2"}}, "EDQUOT", "second", {pp.write.get()});
-                }),
+  EXPECT_EQ(as_user_expect(broker, nobody, nogroup, {},
+                           [&](Expectations& c) {
+                             c.put("n1", "", "first");
+                             c.put("n2", "EDQUOT", "second");
+                           }),
             "");
 }

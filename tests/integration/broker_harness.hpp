@@ -342,11 +342,16 @@ class Expectations {
     failures_ += expect_outcome(r, error, what);
     return r;
   }
+  // A put of a pipe's write end (this connection's own pipe) as `name`.
+  Reply put(const std::string& name, const std::string& error, const std::string& what) {
+    return expect({{"op", "put"}, {"name", name}}, error, what, {pipe_.write.get()});
+  }
   void fail(const std::string& what) { failures_ += what + "; "; }
   [[nodiscard]] const std::string& failures() const { return failures_; }
 
  private:
   unique_fd sock_;
+  Pipe pipe_ = pipe_pair();
   std::string failures_;
 };
 
