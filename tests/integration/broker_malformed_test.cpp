@@ -29,6 +29,14 @@ void expect_rejected(BrokerProcess& broker, int sock, const std::string& payload
   (void)broker;
 }
 
+// The broker ends the stream on `c` (end of file: nothing else comes) and, once we
+// close our end, is back to the `baseline` count of descriptors.
+void expect_stream_ends(const BrokerProcess& broker, unique_fd& c, std::size_t baseline) {
+  EXPECT_TRUE(reaches_eof(c.get()));
+  c.reset();
+  EXPECT_TRUE(broker.settles_at(baseline));
+}
+
 // Lowers the broker's soft RLIMIT_NOFILE to `soft` for the scope: the kernel
 // installs only the descriptors of a message that fit under it and truncates the
 // rest (MSG_CTRUNC). Restored at the end of the scope.
@@ -197,9 +205,7 @@ TEST(BrokerMalformed, AnEmptyMessageBeforeRequestsAndAShutdownIsEproto) {
   EXPECT_EQ(empty.error(), "EPROTO") << empty.raw;
   auto hello = receive(c.get());
   EXPECT_EQ(hello.body["id"], 3) << hello.raw;
-  EXPECT_TRUE(reaches_eof(c.get()));  // the end of the stream, nothing else
-  c.reset();
-  EXPECT_TRUE(broker.settles_at(baseline));
+  expect_stream_ends(broker, c, baseline);
 }
 
 TEST(BrokerMalformed, ShuttingDownTheSendingSideEndsTheRequests) {
@@ -209,9 +215,7 @@ TEST(BrokerMalformed, ShuttingDownTheSendingSideEndsTheRequests) {
   send_raw(c.get(), R"({"op":"hello","id":1})");
   ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
   EXPECT_EQ(receive(c.get()).body["id"], 1);
-  EXPECT_TRUE(reaches_eof(c.get()));  // the end of the stream, nothing else
-  c.reset();
-  EXPECT_TRUE(broker.settles_at(baseline));
+  expect_stream_ends(broker, c, baseline);
 }
 
 // Whatever a request within 65536 bytes holds, its reply fits 65536 bytes: text
