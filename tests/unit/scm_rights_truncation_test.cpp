@@ -21,8 +21,7 @@
 
 namespace {
 
-using fdbroker::io_flags;
-using fdbroker::unique_fd;
+using namespace fdbroker;
 using namespace fdbroker::test;
 
 class TruncationAllTypes : public ::testing::TestWithParam<int> {};
