@@ -467,10 +467,6 @@ def test_upgrade_completes_while_a_close_hangs(tmp_path) -> None:
     """`upgrade` (without systemd): the new broker is started, gets the socket and
     answers, while a closer thread of the old one hangs in FLUSH; the old process
     ends once the mount is aborted."""
-    import subprocess
-
-    from broker_fixture import binary
-
     first, broker = start_standalone(tmp_path)
     successor = 0
     try:
