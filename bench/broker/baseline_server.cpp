@@ -65,16 +65,11 @@ bool send_reply(int conn, int stored_fd) { return send_message(conn, fixed_reply
 // tells a reply from EAGAIN.
 bool serve_request(int conn, int stored_fd, bool& answered) {
   char request[request_buffer_size];
-  iovec iov{request, sizeof(request)};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
   // No control buffer: if a client attaches fds, the kernel closes them for us
   // (MSG_CTRUNC), so nothing leaks.
-  ssize_t got;
-  do {
-    got = ::recvmsg(conn, &msg, 0);
-  } while (got < 0 && errno == EINTR);
+  int flags = 0;
+  ssize_t got = fdbroker_bench::raw_recv_each(conn, request, sizeof(request), 0, &flags,
+                                              [](const unsigned char*, std::size_t) {});
   if (got < 0) return errno == EAGAIN;
   if (got == 0) return false;  // peer closed
   answered = true;

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // What the bench programs (loadgen, scale, durability_load, baseline_server) share:
 // the clock, AF_UNIX addresses, SOCK_SEQPACKET connects, one message out with fds
-// attached, one reply in with every fd it carried closed, and percentiles. Raw
-// syscalls, no libfdbroker: the broker and the baseline face the very same code.
+// attached, one reply in with every fd it carried closed (both through
+// ../raw_wire.hpp), and percentiles. Raw syscalls, no libfdbroker: the broker and
+// the baseline face the very same code.
 //
 // Each program defines bench::die(what): print "<program>: what: strerror(errno)"
 // and exit with its own status. The helpers here call it on the failures a bench
 // cannot go on from (socket(), an over-long path) and return the others.
 #pragma once
 
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -23,10 +25,12 @@
 #include <string_view>
 #include <vector>
 
+#include "../raw_wire.hpp"
+
 namespace bench {
 
 constexpr std::size_t max_message = 65536;  // the protocol's message limit
-constexpr std::size_t max_fds = 253;        // SCM_MAX_FD
+constexpr std::size_t max_fds = fdbroker_bench::raw_max_fds;
 
 // Defined by each program (see above). Never returns.
 [[noreturn]] void die(const char* what);
@@ -36,6 +40,23 @@ inline std::uint64_t now_ns() {
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
          static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// Watches `sock` for input on `epoll`, the events carrying `tag`; die("epoll_ctl")
+// if it cannot.
+inline void watch_input(int epoll, int sock, std::uint64_t tag) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = tag;
+  if (::epoll_ctl(epoll, EPOLL_CTL_ADD, sock, &ev) < 0) die("epoll_ctl");
+}
+
+// epoll_wait(): the number of ready events, 0 if a signal interrupted the wait;
+// die("epoll_wait") on any other failure.
+inline int wait_events(int epoll, epoll_event* events, int max_events, int timeout_ms) {
+  int n = ::epoll_wait(epoll, events, max_events, timeout_ms);
+  if (n < 0 && errno != EINTR) die("epoll_wait");
+  return n < 0 ? 0 : n;
 }
 
 // The address of a socket path; die("socket path") with ENAMETOOLONG if it does not fit.
@@ -68,30 +89,8 @@ inline int try_connect(const sockaddr_un& addr, bool nonblocking) {
 // Sends one message with `nfds` fds attached (borrowed: the kernel duplicates them
 // into the peer). Returns false with errno set.
 inline bool send_message(int sock, std::string_view data, const int* fds, std::size_t nfds) {
-  iovec iov{const_cast<char*>(data.data()), data.size()};
-  // Not zeroed: only the first CMSG_SPACE(nfds) bytes are sent, and they are all
-  // written below; zeroing 1 KiB per request would be measured too.
-  union {
-    char bytes[CMSG_SPACE(sizeof(int) * max_fds)];
-    cmsghdr align;
-  } control;
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (nfds > 0) {
-    msg.msg_control = control.bytes;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-    std::memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
-  }
-  ssize_t sent;
-  do {
-    sent = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (sent < 0 && errno == EINTR);
-  return sent == static_cast<ssize_t>(data.size());
+  return fdbroker_bench::raw_send(sock, data.data(), data.size(), fds, nfds) ==
+         static_cast<ssize_t>(data.size());
 }
 
 // The same with one fd attached, or none if `fd` is -1.
@@ -108,33 +107,18 @@ struct Reply {
 };
 
 inline Reply receive_reply(int sock, char* buffer, std::size_t capacity) {
-  union {
-    char bytes[CMSG_SPACE(sizeof(int) * max_fds)];
-    cmsghdr align;
-  } control;
-  iovec iov{buffer, capacity};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.bytes;
-  msg.msg_controllen = sizeof(control.bytes);
   Reply reply;
-  do {
-    reply.size = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  } while (reply.size < 0 && errno == EINTR);
-  if (reply.size < 0) return reply;
-  // Walk every header, even after a truncation, so that nothing stays open.
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < n; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      ::close(fd);
-    }
-    reply.fds += n;
-  }
-  reply.truncated = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+  int flags = 0;
+  reply.size = fdbroker_bench::raw_recv_each(
+      sock, buffer, capacity, max_fds, &flags, [&](const unsigned char* fds, std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) {
+          int fd;
+          std::memcpy(&fd, fds + i * sizeof(int), sizeof(int));
+          ::close(fd);
+        }
+        reply.fds += n;
+      });
+  reply.truncated = reply.size >= 0 && (flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
   return reply;
 }
 

@@ -19,28 +19,16 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-build=$root/build/release
-repeats=3 duration=3 clients="1 8 64" log_level=warning also=()
-if [[ $# -gt 0 && $1 != --* ]]; then build=$(cd "$1" && pwd); shift; fi
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --repeats) repeats=$2; shift 2 ;;
-    --duration) duration=$2; shift 2 ;;
-    --clients) clients=$2; shift 2 ;;
-    --log-level) log_level=$2; shift 2 ;;
-    --also) also+=("$2"); shift 2 ;;
-    *) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 100 ;;
-  esac
-done
-load=$build/bench/broker/durability_load
-fdbrokerd=$build/daemon/fdbrokerd
-for f in "$load" "$fdbrokerd"; do
-  [[ -x $f ]] || { echo "durability.sh: $f missing: build with FDBROKER_BUILD_BENCH=ON" >&2; exit 111; }
-done
-
 # shellcheck source=bench/broker/common.sh
 source "$here/common.sh"
+build=$(cd "$here/../.." && pwd)/build/release
+repeats=3 duration=3 clients="1 8 64" log_level=warning also=()
+bench_options "repeats duration clients log_level also" "" "$@"
+
+load=$build/bench/broker/durability_load
+fdbrokerd=$build/daemon/fdbrokerd
+bench_need "build with FDBROKER_BUILD_BENCH=ON" "$load" "$fdbrokerd"
+
 bench_tmp fdbroker-durability.XXXXXX
 bench_start "$tmp/notify.sock" "" "$load" --sink "$tmp/notify.sock"
 
@@ -62,13 +50,11 @@ for spec in "${also[@]}"; do start_broker "${spec%%=*}" "${spec#*=}" 1; done
 
 echo "# $(date -u '+%F %T UTC') on $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# build: $build; $repeats runs x ${duration}s (+1s warm-up) per point and server; log_level $log_level"
-fd_count() { ls "/proc/$1/fd" | wc -l; }
 declare -A fds_before
-for label in "${labels[@]}"; do fds_before[$label]=$(fd_count "${pid[$label]}"); done
+for label in "${labels[@]}"; do fds_before[$label]=$(bench_fd_count "${pid[$label]}"); done
 results=$tmp/results.jsonl
 for ((r = 1; r <= repeats; r++)); do
-  shift_by=$(((r - 1) % ${#labels[@]}))
-  order=("${labels[@]:shift_by}" "${labels[@]:0:shift_by}")
+  bench_rotate "$r" "${labels[@]}"
   for n in $clients; do
     for label in "${order[@]}"; do
       "$load" --socket "${socket[$label]}" --label "$label" --clients "$n" --warmup 1 \
@@ -99,7 +85,6 @@ for n in sorted({n for n, _ in runs}):
 PY
 sleep 0.3
 for label in "${labels[@]}"; do
-  echo "$label fds: ${fds_before[$label]} at the start, $(fd_count "${pid[$label]}") at the end"
-  grep -E " (warning|error|critical): " "$tmp/$label.log" | tail -5 || true
+  bench_server_end "$label" "${pid[$label]}" "${fds_before[$label]} at the start" "$tmp/$label.log"
 done
 echo "# end $(date -u '+%T UTC'); load: $(cut -d' ' -f1-3 /proc/loadavg)"

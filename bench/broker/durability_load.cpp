@@ -81,10 +81,7 @@ int load(const std::string& path, int nclients, double warmup_s, double duration
     c.name = "durability/" + std::to_string(::getpid()) + "/" + std::to_string(i);
     c.sock = try_connect(addr, false);
     if (c.sock < 0) die("connect");
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = i;
-    if (::epoll_ctl(ep, EPOLL_CTL_ADD, c.sock, &ev) < 0) die("epoll_ctl");
+    watch_input(ep, c.sock, i);
   }
   for (auto& c : clients) send_next(c);
   const std::uint64_t start = now_ns() + static_cast<std::uint64_t>(warmup_s * 1e9);
@@ -98,11 +95,7 @@ int load(const std::string& path, int nclients, double warmup_s, double duration
   for (;;) {
     std::uint64_t t = now_ns();
     if (t >= end) break;
-    int n = ::epoll_wait(ep, events, 256, static_cast<int>((end - t) / 1000000 + 1));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      die("epoll_wait");
-    }
+    int n = wait_events(ep, events, 256, static_cast<int>((end - t) / 1000000 + 1));
     for (int i = 0; i < n; ++i) {
       Client& c = clients[events[i].data.u64];
       ssize_t size = receive_and_close(c.sock, buffer.data(), buffer.size());

@@ -151,11 +151,7 @@ class Worker {
       if (now >= end) break;
       retry_pending_connects();
       int timeout_ms = pending_.empty() ? static_cast<int>((end - now) / 1'000'000 + 1) : 1;
-      int n = ::epoll_wait(epoll_, events, max_events, timeout_ms);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        die("epoll_wait");
-      }
+      int n = wait_events(epoll_, events, max_events, timeout_ms);
       for (int e = 0; e < n; ++e) on_readable(events[e].data.u64);
     }
   }
@@ -171,10 +167,7 @@ class Worker {
 
   void adopt(std::size_t i, int sock) {
     clients_[i].sock = sock;
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = i;
-    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, sock, &ev) < 0) die("epoll_ctl");
+    watch_input(epoll_, sock, i);
   }
 
   void drop(std::size_t i) {

@@ -28,35 +28,17 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-build=$root/build/release
+# shellcheck source=bench/broker/common.sh
+source "$here/common.sh"
+build=$(cd "$here/../.." && pwd)/build/release
 repeats=3 duration=3 warmup=1 clients="1 8 64" connect_clients=8 threads=1
 pin=0 baseline_only=0 keep= log_level=info also=() syscalls=0
-if [[ $# -gt 0 && $1 != --* ]]; then build=$(cd "$1" && pwd); shift; fi
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --repeats) repeats=$2; shift 2 ;;
-    --duration) duration=$2; shift 2 ;;
-    --warmup) warmup=$2; shift 2 ;;
-    --clients) clients=$2; shift 2 ;;
-    --connect-clients) connect_clients=$2; shift 2 ;;
-    --threads) threads=$2; shift 2 ;;
-    --pin) pin=1; shift ;;
-    --log-level) log_level=$2; shift 2 ;;
-    --baseline-only) baseline_only=1; shift ;;
-    --also) also+=("$2"); shift 2 ;;
-    --syscalls) syscalls=1; shift ;;
-    --keep) keep=$2; shift 2 ;;
-    *) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 100 ;;
-  esac
-done
+bench_options "repeats duration warmup clients connect_clients threads log_level also keep" "pin baseline_only syscalls" "$@"
 
 loadgen=$build/bench/broker/loadgen
 baseline_server=$build/bench/broker/baseline_server
 fdbrokerd=$build/daemon/fdbrokerd
-for f in "$loadgen" "$baseline_server"; do
-  [[ -x $f ]] || { echo "run.sh: $f missing: build with FDBROKER_BUILD_BENCH=ON" >&2; exit 111; }
-done
+bench_need "build with FDBROKER_BUILD_BENCH=ON" "$loadgen" "$baseline_server"
 if [[ $baseline_only == 0 && ! -x $fdbrokerd ]]; then
   echo "run.sh: $fdbrokerd missing (use --baseline-only to measure the baseline alone)" >&2
   exit 111
@@ -65,8 +47,6 @@ fi
 server_cpu= loadgen_cpu=
 if [[ $pin == 1 ]]; then server_cpu="taskset -c 0" loadgen_cpu="taskset -c 1"; fi
 
-# shellcheck source=bench/broker/common.sh
-source "$here/common.sh"
 bench_tmp fdbroker-bench.XXXXXX
 
 declare -A socket pid
@@ -98,9 +78,8 @@ echo "# build: $build; $repeats runs x ${duration}s (+${warmup}s warm-up) per po
 for label in "${labels[@]}"; do
   echo "# $label reply: $("$loadgen" --socket "${socket[$label]}" --show)"
 done
-fd_count() { ls "/proc/$1/fd" | wc -l; }
 declare -A fds_before
-for label in "${brokers[@]}"; do fds_before[$label]=$(fd_count "${pid[$label]}"); done
+for label in "${brokers[@]}"; do fds_before[$label]=$(bench_fd_count "${pid[$label]}"); done
 
 results=$tmp/results.jsonl
 points=()
@@ -108,8 +87,7 @@ for c in $clients; do points+=("keepalive $c"); done
 points+=("connect $connect_clients")
 for ((r = 1; r <= repeats; r++)); do
   # Rotate who goes first, so that a slow drift of the machine favours no server.
-  shift_by=$(((r - 1) % ${#labels[@]}))
-  order=("${labels[@]:shift_by}" "${labels[@]:0:shift_by}")
+  bench_rotate "$r" "${labels[@]}"
   for point in "${points[@]}"; do
     read -r mode n <<<"$point"
     for label in "${order[@]}"; do
@@ -158,8 +136,7 @@ if [[ $syscalls == 1 ]]; then
 fi
 sleep 0.5  # let the brokers see the last connections close
 for label in "${brokers[@]}"; do
-  echo "$label fds: ${fds_before[$label]} after the put, $(fd_count "${pid[$label]}") at the end"
-  grep -E " (warning|error|critical): " "$tmp/$label.log" | tail -5 || true
+  bench_server_end "$label" "${pid[$label]}" "${fds_before[$label]} after the put" "$tmp/$label.log"
 done
 echo "# end $(date -u '+%T UTC'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 [[ -n $keep ]] && cp "$results" "$keep"

@@ -206,10 +206,7 @@ class Pipeline {
     if (epoll_ < 0) die("epoll_create1");
     for (int i = 0; i < nclients; ++i) {
       int sock = connect_retrying(addr_, true);
-      epoll_event ev{};
-      ev.events = EPOLLIN;
-      ev.data.u64 = static_cast<std::uint64_t>(i);
-      if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, sock, &ev) < 0) die("epoll_ctl");
+      watch_input(epoll_, sock, static_cast<std::uint64_t>(i));
       socks_.push_back(sock);
     }
     started_.assign(socks_.size(), 0);
@@ -241,11 +238,7 @@ class Pipeline {
     epoll_event events[256];
     while (in_flight > 0) {
       if (now_ns() - progress > reply_timeout_ns) fail("no reply for 60 s");
-      int n = ::epoll_wait(epoll_, events, 256, 1000);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        die("epoll_wait");
-      }
+      int n = wait_events(epoll_, events, 256, 1000);
       for (int e = 0; e < n; ++e) {
         auto i = static_cast<std::size_t>(events[e].data.u64);
         Reply reply = receive_reply(socks_[i], buffer_.data(), buffer_.size());
@@ -454,10 +447,7 @@ int step_idle(const Options& o) {
   std::string first_error;
   std::uint64_t t1 = now_ns();
   for (std::size_t i = 0; i < n; ++i) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = i;
-    if (::epoll_ctl(epoll, EPOLL_CTL_ADD, socks[i], &ev) < 0) die("epoll_ctl");
+    watch_input(epoll, socks[i], i);
     sent[i] = now_ns();
     if (!send_message(socks[i], R"({"op":"hello","id":1})", -1)) die("sendmsg hello");
   }
@@ -465,11 +455,7 @@ int step_idle(const Options& o) {
   std::size_t waiting = n;
   epoll_event events[256];
   while (waiting > 0 && now_ns() - t1 < reply_timeout_ns) {
-    int got = ::epoll_wait(epoll, events, 256, 1000);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      die("epoll_wait");
-    }
+    int got = wait_events(epoll, events, 256, 1000);
     for (int e = 0; e < got; ++e) {
       auto i = static_cast<std::size_t>(events[e].data.u64);
       Reply reply = receive_reply(socks[i], buffer.data(), buffer.size());

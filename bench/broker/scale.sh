@@ -29,33 +29,17 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-build=$root/build/release
+# shellcheck source=bench/broker/common.sh
+source "$here/common.sh"
+build=$(cd "$here/../.." && pwd)/build/release
 repeats=3 sizes="1000 10000 100000" connections=10000 put_clients=8 get_clients=1
 duration=2 log_level=info keep= chunk=250 lists=9
-if [[ $# -gt 0 && $1 != --* ]]; then build=$(cd "$1" && pwd); shift; fi
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --repeats) repeats=$2; shift 2 ;;
-    --sizes) sizes=$2; shift 2 ;;
-    --connections) connections=$2; shift 2 ;;
-    --put-clients) put_clients=$2; shift 2 ;;
-    --chunk) chunk=$2; shift 2 ;;
-    --lists) lists=$2; shift 2 ;;
-    --get-clients) get_clients=$2; shift 2 ;;
-    --duration) duration=$2; shift 2 ;;
-    --log-level) log_level=$2; shift 2 ;;
-    --keep) keep=$2; shift 2 ;;
-    *) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 100 ;;
-  esac
-done
+bench_options "repeats sizes connections put_clients chunk lists get_clients duration log_level keep" "" "$@"
 
 scale=$build/bench/broker/scale
 baseline_server=$build/bench/broker/baseline_server
 fdbrokerd=$build/daemon/fdbrokerd
-for f in "$scale" "$baseline_server" "$fdbrokerd"; do
-  [[ -x $f ]] || { echo "scale.sh: $f missing: build with the release preset" >&2; exit 111; }
-done
+bench_need "build with the release preset" "$scale" "$baseline_server" "$fdbrokerd"
 
 # Raise the descriptor limit as far as it goes. Children (both servers and the
 # clients) inherit it; fdbrokerd raises its soft limit to the hard one itself.
@@ -66,8 +50,6 @@ nofile=$(ulimit -Hn)
 cap_sys_resource=no
 (( ($(awk '/^CapEff/ { print "0x" $2 }' /proc/self/status) >> 24) & 1 )) && cap_sys_resource=yes
 
-# shellcheck source=bench/broker/common.sh
-source "$here/common.sh"
 bench_wait_tries=200  # 10 s for a server to appear, as scale.sh always waited
 bench_tmp fdbroker-scale.XXXXXX
 bench_start "$tmp/baseline.sock" "" "$baseline_server" --socket "$tmp/baseline.sock"

@@ -23,8 +23,7 @@
 #include "json_text.hpp"
 #include "request.hpp"
 
-using fdbroker::daemon::Op;
-using fdbroker::daemon::Request;
+using namespace fdbroker::daemon;
 using nlohmann::json;
 
 namespace {

@@ -51,6 +51,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 
+from list_pages import names_to_delete  # noqa: E402
 from notify_start import read_log, settled_count, start_until_ready  # noqa: E402
 from protocol_client import Fuzzer, Violation  # noqa: E402
 
@@ -280,20 +281,7 @@ class Harness:
     def clear(self) -> str | None:
         """As root: list and delete every entry that is not static."""
         try:
-            cursor = None
-            names = []
-            while True:
-                m: dict[str, Any] = {"op": "list", "limit": 1000}
-                if cursor:
-                    m["cursor"] = cursor
-                reply = exchange(self.socket, m)
-                if not reply.get("ok"):
-                    return f"list as root failed: {reply}"
-                names += [e["name"] for e in reply["entries"] if not e.get("static")]
-                cursor = reply.get("cursor")
-                if not cursor:
-                    break
-            for name in names:
+            for name in names_to_delete(lambda m: exchange(self.socket, m)):
                 reply = exchange(self.socket, {"op": "delete", "name": name})
                 if not reply.get("ok") and reply.get("error") != "ENOENT":  # ENOENT: expired meanwhile
                     return f"delete of {name!r} as root failed: {reply}"

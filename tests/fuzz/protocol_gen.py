@@ -584,6 +584,17 @@ def _check(fd: int) -> int:
     return fd
 
 
+def new_socket(family: int, type_: int, address: Any = None, backlog: int | None = None) -> int:
+    """A socket's fd (ours to close): bound to `address` if one is given, listening
+    with `backlog` if one is given."""
+    s = socket.socket(family, type_)
+    if address is not None:
+        s.bind(address)
+    if backlog is not None:
+        s.listen(backlog)
+    return s.detach()
+
+
 class FdPool:
     """Descriptors of every kind, made by the fuzzing uid, to attach to requests.
     Never anything on a FUSE file system (another test covers those)."""
@@ -662,35 +673,23 @@ class FdPool:
             a, b = socket.socketpair(socket.AF_UNIX, t)
             return [(kind, a.detach()), (kind, b.detach())]
         if kind == "unix_bound":
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            s.bind(self.path(".sock"))
-            return [(kind, s.detach())]
+            return [(kind, new_socket(socket.AF_UNIX, socket.SOCK_DGRAM, self.path(".sock")))]
         if kind == "unix_abstract":
-            s = socket.socket(socket.AF_UNIX, r.choice([socket.SOCK_STREAM, socket.SOCK_DGRAM]))
-            s.bind(b"\0fdbroker-fuzz-%d-%d" % (os.getpid(), self.serial))
+            address = b"\0fdbroker-fuzz-%d-%d" % (os.getpid(), self.serial)
             self.serial += 1
-            return [(kind, s.detach())]
+            type_ = r.choice([socket.SOCK_STREAM, socket.SOCK_DGRAM])
+            return [(kind, new_socket(socket.AF_UNIX, type_, address))]
         if kind == "unix_listen":
-            s = socket.socket(socket.AF_UNIX, r.choice([socket.SOCK_STREAM, socket.SOCK_SEQPACKET]))
-            s.bind(self.path(".sock"))
-            s.listen(4)
-            return [(kind, s.detach())]
+            type_ = r.choice([socket.SOCK_STREAM, socket.SOCK_SEQPACKET])
+            return [(kind, new_socket(socket.AF_UNIX, type_, self.path(".sock"), backlog=4))]
         if kind == "tcp_listen":
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            s.listen(8)
-            return [(kind, s.detach())]
+            return [(kind, new_socket(socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", 0), backlog=8))]
         if kind == "tcp_unbound":
-            return [(kind, socket.socket(socket.AF_INET, socket.SOCK_STREAM).detach())]
+            return [(kind, new_socket(socket.AF_INET, socket.SOCK_STREAM))]
         if kind == "udp_bound":
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind(("127.0.0.1", 0))
-            return [(kind, s.detach())]
+            return [(kind, new_socket(socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", 0)))]
         if kind == "tcp6_listen":
-            s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-            s.bind(("::1", 0))
-            s.listen(1)
-            return [(kind, s.detach())]
+            return [(kind, new_socket(socket.AF_INET6, socket.SOCK_STREAM, ("::1", 0), backlog=1))]
         if kind == "memfd":
             return [(kind, os.memfd_create(f"fuzz{self.serial}", os.MFD_CLOEXEC))]
         if kind == "memfd_weird":

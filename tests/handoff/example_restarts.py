@@ -24,7 +24,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from restart_under_load import free_port, start_broker  # noqa: E402
+from restart_under_load import free_port, start_broker, verdict  # noqa: E402
 
 READY = re.compile(r" (\d+): ready \(generation (\d+)\)")
 DONE = re.compile(r" (\d+): done")
@@ -166,9 +166,7 @@ def main() -> int:
         problems.append("the shared counter did not number every request exactly once")
     if len(load.ok) < 50:
         problems.append(f"only {len(load.ok)} requests served")
-    for p in problems:
-        print("FAIL:", p)
-    return 1 if problems else 0
+    return verdict(problems)
 
 
 if __name__ == "__main__":

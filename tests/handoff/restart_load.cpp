@@ -30,12 +30,15 @@
 namespace {
 
 std::atomic<bool> stop{false};
-std::atomic<long> connections{0}, ok_count{0}, refused_count{0}, reset_count{0}, failed_count{0};
+std::atomic<long> connections{0};
 std::mutex report_mutex;
 std::set<std::string> pids;
 std::vector<std::string> errors;  // the first few, for the log
 
 enum class Outcome { ok, refused, reset, failed };
+std::atomic<long> outcome_counts[4];  // indexed by Outcome
+
+long count_of(Outcome outcome) { return outcome_counts[static_cast<int>(outcome)].load(); }
 
 void note_error(const std::string& what) {
   std::lock_guard lock(report_mutex);
@@ -102,20 +105,8 @@ void worker(sockaddr_in address, int id, long max_connections, int pause_us) {
       connections.fetch_sub(1);
       break;
     }
-    switch (one_request(address, id * 100000000L + sequence++)) {
-      case Outcome::ok:
-        ok_count.fetch_add(1);
-        break;
-      case Outcome::refused:
-        refused_count.fetch_add(1);
-        break;
-      case Outcome::reset:
-        reset_count.fetch_add(1);
-        break;
-      case Outcome::failed:
-        failed_count.fetch_add(1);
-        break;
-    }
+    Outcome outcome = one_request(address, id * 100000000L + sequence++);
+    outcome_counts[static_cast<int>(outcome)].fetch_add(1);
     if (pause_us > 0) ::usleep(static_cast<useconds_t>(pause_us));
   }
 }
@@ -200,8 +191,8 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"connections\":%ld,\"ok\":%ld,\"refused\":%ld,\"reset\":%ld,\"failed\":%ld,"
       "\"pids\":%zu,\"errors\":[",
-      connections.load(), ok_count.load(), refused_count.load(), reset_count.load(),
-      failed_count.load(), pids.size());
+      connections.load(), count_of(Outcome::ok), count_of(Outcome::refused),
+      count_of(Outcome::reset), count_of(Outcome::failed), pids.size());
   for (std::size_t i = 0; i < errors.size(); ++i)
     std::printf("%s%s", i ? "," : "", json_string(errors[i]).c_str());
   std::printf("]}\n");

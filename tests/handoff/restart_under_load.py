@@ -133,6 +133,13 @@ def settle(pid: int, expected: int, timeout: float = 3.0) -> int:
     return broker_fds(pid) - expected
 
 
+def verdict(problems: list[str]) -> int:
+    """Prints each problem as a FAIL line; the exit status: 1 if there was one."""
+    for p in problems:
+        print("FAIL:", p)
+    return 1 if problems else 0
+
+
 def run_phase(mode: str, args: argparse.Namespace, env: dict[str, str]) -> dict:
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
@@ -228,9 +235,7 @@ def main() -> int:
         problems.append("rebind restarts lost nothing: the comparison shows nothing")
     if rebind["ok"] < 1000:
         problems.append(f"rebind phase served only {rebind['ok']} requests: the load did not run")
-    for p in problems:
-        print("FAIL:", p)
-    return 1 if problems else 0
+    return verdict(problems)
 
 
 if __name__ == "__main__":

@@ -21,25 +21,17 @@ TEST(BrokerAccess, ByDefaultOnlyRootAndTheBrokersUidMayDoAnything) {
   auto p = pipe_pair();
   ASSERT_TRUE(call(root.get(), {{"op", "put"}, {"name", "secret"}}, {p.write.get()}).ok());
   std::size_t baseline = broker.fd_count();
-  std::string result = as_user(nobody, nogroup, {}, [&] {
-    auto c = broker.connect();
-    auto pp = pipe_pair();
-    std::string out;
-    auto hello = call(c.get(), {{"op", "hello"}});
-    out += expect_outcome(hello, "", "hello");
+  std::string result = as_user_expect(broker, nobody, nogroup, {}, [&](Expectations& c) {
+    auto hello = c.expect({{"op", "hello"}}, "", "hello");
     if (hello.body["peer"]["uid"] != nobody)
-      out += "hello reports uid " + hello.body["peer"]["uid"].dump();
-    out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "secret"}}), "EACCES", "get");
-    out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "secret"}}), "EACCES", "take");
-    out +=
-        expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "secret"}}), "EACCES", "delete");
-    out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "mine"}}, {pp.write.get()}),
-                          "EACCES", "put");
-    out += expect_outcome(call(c.get(), {{"op", "stats"}}), "EACCES", "stats");
-    auto list = call(c.get(), {{"op", "list"}});
-    out += expect_outcome(list, "", "list");
-    if (!list.body["entries"].empty()) out += "list shows " + list.body["entries"].dump();
-    return out;
+      c.fail("hello reports uid " + hello.body["peer"]["uid"].dump());
+    c.expect({{"op", "get"}, {"name", "secret"}}, "EACCES", "get");
+    c.expect({{"op", "take"}, {"name", "secret"}}, "EACCES", "take");
+    c.expect({{"op", "delete"}, {"name", "secret"}}, "EACCES", "delete");
+    c.put("mine", "EACCES", "put");
+    c.expect({{"op", "stats"}}, "EACCES", "stats");
+    auto list = c.expect({{"op", "list"}}, "", "list");
+    if (!list.body["entries"].empty()) c.fail("list shows " + list.body["entries"].dump());
   });
   EXPECT_EQ(result, "");
   // The refused put's fd was closed; the entry is intact.
@@ -56,27 +48,18 @@ TEST(BrokerAccess, RulesGrantOperationsOnPrefixes) {
   auto p = pipe_pair();
   ASSERT_TRUE(call(root.get(), {{"op", "put"}, {"name", "shared/root"}}, {p.write.get()}).ok());
   ASSERT_TRUE(call(root.get(), {{"op", "put"}, {"name", "private/root"}}, {p.write.get()}).ok());
-  std::string result = as_user(nobody, nogroup, {}, [&] {
-    auto c = broker.connect();
-    auto pp = pipe_pair();
-    std::string out;
-    out +=
-        expect_outcome(call(c.get(), {{"op", "get"}, {"name", "shared/root"}}), "", "get shared");
-    out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "shared/root"}}), "EACCES",
-                          "take shared");
-    out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "private/root"}}), "EACCES",
-                          "get private");
-    out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "shared/mine"}}, {pp.write.get()}),
-                          "", "put shared");
-    out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "other/mine"}}, {pp.write.get()}),
-                          "EACCES", "put other");
-    out += expect_outcome(call(c.get(), {{"op", "stats"}}), "", "stats");
-    auto list = call(c.get(), {{"op", "list"}});
+  std::string result = as_user_expect(broker, nobody, nogroup, {}, [&](Expectations& c) {
+    c.expect({{"op", "get"}, {"name", "shared/root"}}, "", "get shared");
+    c.expect({{"op", "take"}, {"name", "shared/root"}}, "EACCES", "take shared");
+    c.expect({{"op", "get"}, {"name", "private/root"}}, "EACCES", "get private");
+    c.put("shared/mine", "", "put shared");
+    c.put("other/mine", "EACCES", "put other");
+    c.expect({{"op", "stats"}}, "", "stats");
+    auto list = call(c.sock(), {{"op", "list"}});
     std::vector<std::string> names;
     for (auto& e : list.body["entries"]) names.push_back(e["name"]);
     if (names != std::vector<std::string>{"shared/mine", "shared/root"})
-      out += "list shows " + list.body.dump();
-    return out;
+      c.fail("list shows " + list.body.dump());
   });
   EXPECT_EQ(result, "");
   auto mine = call(root.get(), {{"op", "get"}, {"name", "shared/mine"}});
@@ -87,44 +70,27 @@ TEST(BrokerAccess, RulesGrantOperationsOnPrefixes) {
 TEST(BrokerAccess, OwnersMayGetTakeDeleteWhatTheyPutOthersMayNot) {
   json config = {{"rules", {{{"prefix", "u/"}, {"users", {nobody, other}}, {"allow", {"put"}}}}}};
   BrokerProcess broker(config);
-  EXPECT_EQ(
-      as_user(
-          nobody, nogroup, {},
-          [&] {
-            auto c = broker.connect();
-            auto pp = pipe_pair();
-            std::string out;
-            out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "u/a"}}, {pp.write.get()}),
-                                  "", "put a");
-            out += expect_outcome(call(c.get(), {{"op", "put"}, {"name", "u/b"}}, {pp.write.get()}),
-                                  "", "put b");
-            out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "u/a"}}), "", "get own");
-            out += expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "u/a"}}), "",
-                                  "delete own");
-            return out;
-          }),
-      "");
-  EXPECT_EQ(as_user(other, other, {},
-                    [&] {
-                      auto c = broker.connect();
-                      std::string out;
-                      out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "u/b"}}),
-                                            "EACCES", "get other's");
-                      out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "u/b"}}),
-                                            "EACCES", "take other's");
-                      out += expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "u/b"}}),
-                                            "EACCES", "delete other's");
-                      return out;
-                    }),
+  EXPECT_EQ(as_user_expect(broker, nobody, nogroup, {},
+                           [&](Expectations& c) {
+                             c.put("u/a", "", "put a");
+                             c.put("u/b", "", "put b");
+                             c.expect({{"op", "get"}, {"name", "u/a"}}, "", "get own");
+                             c.expect({{"op", "delete"}, {"name", "u/a"}}, "", "delete own");
+                           }),
             "");
   EXPECT_EQ(
-      as_user(
-          nobody, nogroup, {},
-          [&] {
-            auto c = broker.connect();
-            return expect_outcome(call(c.get(), {{"op", "take"}, {"name", "u/b"}}), "", "take own");
-          }),
+      as_user_expect(broker, other, other, {},
+                     [&](Expectations& c) {
+                       c.expect({{"op", "get"}, {"name", "u/b"}}, "EACCES", "get other's");
+                       c.expect({{"op", "take"}, {"name", "u/b"}}, "EACCES", "take other's");
+                       c.expect({{"op", "delete"}, {"name", "u/b"}}, "EACCES", "delete other's");
+                     }),
       "");
+  EXPECT_EQ(as_user_expect(broker, nobody, nogroup, {},
+                           [&](Expectations& c) {
+                             c.expect({{"op", "take"}, {"name", "u/b"}}, "", "take own");
+                           }),
+            "");
 }
 
 TEST(BrokerAccess, DenyRulesOverrideOwnership) {
@@ -132,23 +98,14 @@ TEST(BrokerAccess, DenyRulesOverrideOwnership) {
                   {{{"prefix", "u/"}, {"users", {"*"}}, {"allow", {"put"}}},
                    {{"name", "u/pinned"}, {"users", {"*"}}, {"deny", {"take", "delete"}}}}}};
   BrokerProcess broker(config);
-  EXPECT_EQ(
-      as_user(
-          nobody, nogroup, {},
-          [&] {
-            auto c = broker.connect();
-            auto pp = pipe_pair();
-            std::string out;
-            out += expect_outcome(
-                call(c.get(), {{"op", "put"}, {"name", "u/pinned"}}, {pp.write.get()}), "", "put");
-            out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "u/pinned"}}), "", "get");
-            out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "u/pinned"}}), "EACCES",
-                                  "take");
-            out += expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "u/pinned"}}), "EACCES",
-                                  "delete");
-            return out;
-          }),
-      "");
+  EXPECT_EQ(as_user_expect(broker, nobody, nogroup, {},
+                           [&](Expectations& c) {
+                             c.put("u/pinned", "", "put");
+                             c.expect({{"op", "get"}, {"name", "u/pinned"}}, "", "get");
+                             c.expect({{"op", "take"}, {"name", "u/pinned"}}, "EACCES", "take");
+                             c.expect({{"op", "delete"}, {"name", "u/pinned"}}, "EACCES", "delete");
+                           }),
+            "");
 }
 
 TEST(BrokerAccess, SupplementaryGroupsFromSoPeergroupsCount) {
@@ -157,19 +114,15 @@ TEST(BrokerAccess, SupplementaryGroupsFromSoPeergroupsCount) {
   auto root = broker.connect();
   auto p = pipe_pair();
   ASSERT_TRUE(call(root.get(), {{"op", "put"}, {"name", "g/x"}}, {p.write.get()}).ok());
-  EXPECT_EQ(as_user(nobody, nogroup, {4242},
-                    [&] {
-                      auto c = broker.connect();
-                      return expect_outcome(call(c.get(), {{"op", "get"}, {"name", "g/x"}}), "",
-                                            "with group");
-                    }),
+  EXPECT_EQ(as_user_expect(broker, nobody, nogroup, {4242},
+                           [&](Expectations& c) {
+                             c.expect({{"op", "get"}, {"name", "g/x"}}, "", "with group");
+                           }),
             "");
-  EXPECT_EQ(as_user(nobody, nogroup, {4243},
-                    [&] {
-                      auto c = broker.connect();
-                      return expect_outcome(call(c.get(), {{"op", "get"}, {"name", "g/x"}}),
-                                            "EACCES", "without group");
-                    }),
+  EXPECT_EQ(as_user_expect(broker, nobody, nogroup, {4243},
+                           [&](Expectations& c) {
+                             c.expect({{"op", "get"}, {"name", "g/x"}}, "EACCES", "without group");
+                           }),
             "");
 }
 
@@ -181,22 +134,19 @@ TEST(BrokerAccess, StaticEntryAccessListsApply) {
                     {"access", {{{"users", {"nobody"}}, {"allow", {"get"}}}}}},
                    {{"name", "hidden"}, {"type", "file"}, {"path", "/etc/hostname"}}}}};
   BrokerProcess broker(config);
-  EXPECT_EQ(as_user(nobody, nogroup, {},
-                    [&] {
-                      auto c = broker.connect();
-                      std::string out;
-                      auto r = call(c.get(), {{"op", "get"}, {"name", "hostname"}});
-                      out += expect_outcome(r, "", "get granted static");
-                      if (r.fds.size() != 1) out += "no fd; ";
-                      out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "hidden"}}),
-                                            "EACCES", "get other static");
-                      // Not allowed to take at all: refused as such (root gets EPERM,
-                      // broker_ops_test), the same answer as for any name it may not take.
-                      out += expect_outcome(call(c.get(), {{"op", "take"}, {"name", "hostname"}}),
-                                            "EACCES", "take static");
-                      return out;
-                    }),
-            "");
+  EXPECT_EQ(
+      as_user_expect(
+          broker, nobody, nogroup, {},
+          [&](Expectations& c) {
+            auto r = c.expect({{"op", "get"}, {"name", "hostname"}}, "", "get granted static");
+            if (r.fds.size() != 1) c.fail("no fd");
+            c.expect({{"op", "get"}, {"name", "hidden"}}, "EACCES", "get other static");
+            // Not allowed to take at all: refused as such (root gets EPERM,
+            // broker_ops_test), the same answer as for any name it may not
+            // take.
+            c.expect({{"op", "take"}, {"name", "hostname"}}, "EACCES", "take static");
+          }),
+      "");
 }
 
 TEST(BrokerAccess, AForbiddenNameIsRefusedWhetherOrNotItExists) {
@@ -208,31 +158,22 @@ TEST(BrokerAccess, AForbiddenNameIsRefusedWhetherOrNotItExists) {
   BrokerProcess broker(config);
   std::size_t baseline = broker.fd_count();
   EXPECT_EQ(
-      as_user(nobody, nogroup, {},
-              [&] {
-                auto c = broker.connect();
-                std::string out;
-                for (const char* name : {"secret/exists", "secret/missing"}) {
-                  for (const char* op : {"get", "take", "delete"}) {
-                    out += expect_outcome(call(c.get(), {{"op", op}, {"name", name}}), "EACCES",
-                                          std::string(op) + " " + name);
-                  }
-                  auto p = pipe_pair();
-                  out += expect_outcome(
-                      call(c.get(), {{"op", "put"}, {"name", name}}, {p.write.get()}), "EACCES",
-                      std::string("put ") + name);
-                }
-                // Refused at once, not after the wait.
-                out += expect_outcome(
-                    call(c.get(), {{"op", "get"}, {"name", "secret/missing"}, {"wait_ms", 60000}}),
-                    "EACCES", "get with wait_ms");
-                // Where it may look, existence is its business.
-                out += expect_outcome(call(c.get(), {{"op", "get"}, {"name", "public/missing"}}),
-                                      "ENOENT", "get public");
-                out += expect_outcome(call(c.get(), {{"op", "delete"}, {"name", "public/missing"}}),
-                                      "ENOENT", "delete public");
-                return out;
-              }),
+      as_user_expect(
+          broker, nobody, nogroup, {},
+          [&](Expectations& c) {
+            for (const char* name : {"secret/exists", "secret/missing"}) {
+              for (const char* op : {"get", "take", "delete"}) {
+                c.expect({{"op", op}, {"name", name}}, "EACCES", std::string(op) + " " + name);
+              }
+              c.put(name, "EACCES", std::string("put ") + name);
+            }
+            // Refused at once, not after the wait.
+            c.expect({{"op", "get"}, {"name", "secret/missing"}, {"wait_ms", 60000}}, "EACCES",
+                     "get with wait_ms");
+            // Where it may look, existence is its business.
+            c.expect({{"op", "get"}, {"name", "public/missing"}}, "ENOENT", "get public");
+            c.expect({{"op", "delete"}, {"name", "public/missing"}}, "ENOENT", "delete public");
+          }),
       "");
   EXPECT_TRUE(broker.settles_at(baseline));  // the refused puts' descriptors were closed
 }
@@ -245,18 +186,10 @@ TEST(BrokerAccess, QuotasArePerUid) {
   auto p = pipe_pair();
   ASSERT_TRUE(call(root.get(), {{"op", "put"}, {"name", "r1"}}, {p.write.get()}).ok());
   EXPECT_EQ(call(root.get(), {{"op", "put"}, {"name", "r2"}}, {p.write.get()}).error(), "EDQUOT");
-  EXPECT_EQ(
-      as_user(nobody, nogroup, {},
-              [&] {
-                auto c = broker.connect();
-                auto pp = pipe_pair();
-                std::string out;
-                out += expect_outcome(
-                    call(c.get(), {{"op", "put"}, {"name", "n1"}}, {pp.write.get()}), "", "first");
-                out +=
-                    expect_outcome(call(c.get(), {{"op", "put"}, {"name", "n2"}}, {pp.write.get()}),
-                                   "EDQUOT", "second");
-                return out;
-              }),
-      "");
+  EXPECT_EQ(as_user_expect(broker, nobody, nogroup, {},
+                           [&](Expectations& c) {
+                             c.put("n1", "", "first");
+                             c.put("n2", "EDQUOT", "second");
+                           }),
+            "");
 }

@@ -28,8 +28,7 @@ std::string nested_meta(std::size_t depth) {
 // it counts as 100 years.
 TEST(BrokerFuzzFindings, HugeTtlCountsAsOneHundredYears) {
   BrokerProcess broker;
-  auto c = broker.connect();
-  ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+  auto c = connect_answered(broker);
   std::size_t baseline = broker.fd_count();
   const std::int64_t ttls[] = {std::numeric_limits<std::int64_t>::max(),
                                9223372036855,  // * 10^6 overflows
@@ -65,8 +64,7 @@ TEST(BrokerFuzzFindings, HugeTtlCountsAsOneHundredYears) {
 // may nest 128 levels; deeper is EINVAL, and the descriptors are closed.
 TEST(BrokerFuzzFindings, MetaNestedTooDeepIsRefused) {
   BrokerProcess broker;
-  auto c = broker.connect();
-  ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+  auto c = connect_answered(broker);
   std::size_t baseline = broker.fd_count();
 
   auto p = pipe_pair();

@@ -32,6 +32,8 @@
 #include <thread>
 #include <vector>
 
+#include "test_util.hpp"
+
 namespace fdbroker::test {
 
 using nlohmann::json;
@@ -255,6 +257,34 @@ class BrokerProcess {
   pid_t pid_ = -1;
 };
 
+// A connection the broker has accepted and answered (a hello), so that a baseline of
+// its descriptors taken afterwards counts it. Throws if the hello is not answered.
+inline unique_fd connect_answered(const BrokerProcess& broker) {
+  auto c = broker.connect();
+  auto hello = call(c.get(), {{"op", "hello"}});
+  if (!hello.ok()) throw std::runtime_error("hello not answered: " + hello.raw);
+  return c;
+}
+
+// Expects each field of `expected` in the object `got`, with the same value (other
+// fields of `got` are not looked at).
+inline void expect_fields(const json& got, const json& expected) {
+  for (const auto& [key, value] : expected.items()) {
+    EXPECT_EQ(got.value(key, json()), value) << key << " in " << got.dump();
+  }
+}
+
+// Puts a new pipe's write end as `name`, expecting the broker to refuse it with
+// `error` and to close the descriptor it refused: the pipe reaches EOF once our own
+// write end is closed.
+inline void expect_put_refused(int sock, const std::string& name, const std::string& error) {
+  auto p = pipe_pair();
+  auto refused = call(sock, {{"op", "put"}, {"name", name}}, {p.write.get()});
+  EXPECT_EQ(refused.error(), error) << refused.raw;
+  p.write.reset();
+  EXPECT_TRUE(reaches_eof(p.read.get())) << "the refused descriptor of '" << name << "'";
+}
+
 // Runs `body` in a child process with the given identity (the test runs as
 // root) and returns what it returned: "" for success, else a description of the
 // first failure. The child connects to the broker itself, after dropping privileges,
@@ -297,6 +327,44 @@ inline std::string expect_outcome(const Reply& r, const std::string& expected,
   std::string got = r.ok() ? "" : r.error();
   if (got == expected) return "";
   return what + ": expected " + (expected.empty() ? "ok" : expected) + ", got " + r.raw + "; ";
+}
+
+// One connection of a child that as_user_expect() runs: each expect() sends a request
+// and notes, in failures(), a reply that did not come out as expected.
+class Expectations {
+ public:
+  explicit Expectations(const BrokerProcess& broker) : sock_(broker.connect()) {}
+  [[nodiscard]] int sock() const { return sock_.get(); }
+  // Sends `request` with `fds` attached; the reply must carry `error` ("" = ok).
+  Reply expect(const json& request, const std::string& error, const std::string& what,
+               const std::vector<int>& fds = {}) {
+    Reply r = call(sock_.get(), request, fds);
+    failures_ += expect_outcome(r, error, what);
+    return r;
+  }
+  // A put of a pipe's write end (this connection's own pipe) as `name`.
+  Reply put(const std::string& name, const std::string& error, const std::string& what) {
+    return expect({{"op", "put"}, {"name", name}}, error, what, {pipe_.write.get()});
+  }
+  void fail(const std::string& what) { failures_ += what + "; "; }
+  [[nodiscard]] const std::string& failures() const { return failures_; }
+
+ private:
+  unique_fd sock_;
+  Pipe pipe_ = pipe_pair();
+  std::string failures_;
+};
+
+// as_user() with a connection made after dropping privileges: `steps` makes its
+// requests through it. Returns "" if every reply came as expected, else what did not.
+inline std::string as_user_expect(const BrokerProcess& broker, uid_t uid, gid_t gid,
+                                  const std::vector<gid_t>& groups,
+                                  const std::function<void(Expectations&)>& steps) {
+  return as_user(uid, gid, groups, [&] {
+    Expectations e(broker);
+    steps(e);
+    return e.failures();
+  });
 }
 
 }  // namespace fdbroker::test

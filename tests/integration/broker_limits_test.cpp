@@ -376,11 +376,7 @@ TEST(BrokerLimits, TheDerivedLimitsStopClientsBeforeTheTableIsFull) {
                    std::vector<int>(max_fds, held.write.get()))
                   .ok());
   held.write.reset();
-  auto p = pipe_pair();
-  auto refused = call(admin.get(), {{"op", "put"}, {"name", "one-more"}}, {p.write.get()});
-  EXPECT_EQ(refused.error(), "ENOSPC") << refused.raw;
-  p.write.reset();
-  EXPECT_TRUE(reaches_eof(p.read.get()));
+  expect_put_refused(admin.get(), "one-more", "ENOSPC");
   EXPECT_TRUE(broker.settles_at(baseline + 1 + max_fds));
 
   // Every connection slot taken (root is not limited per uid).

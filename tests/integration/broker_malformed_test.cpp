@@ -29,6 +29,14 @@ void expect_rejected(BrokerProcess& broker, int sock, const std::string& payload
   (void)broker;
 }
 
+// The broker ends the stream on `c` (end of file: nothing else comes) and, once we
+// close our end, is back to the `baseline` count of descriptors.
+void expect_stream_ends(const BrokerProcess& broker, unique_fd& c, std::size_t baseline) {
+  EXPECT_TRUE(reaches_eof(c.get()));
+  c.reset();
+  EXPECT_TRUE(broker.settles_at(baseline));
+}
+
 // Lowers the broker's soft RLIMIT_NOFILE to `soft` for the scope: the kernel
 // installs only the descriptors of a message that fit under it and truncates the
 // rest (MSG_CTRUNC). Restored at the end of the scope.
@@ -55,8 +63,7 @@ class FdLimit {
 
 TEST(BrokerMalformed, EveryKindGetsAnErrorAndTheFdsAreClosed) {
   BrokerProcess broker;
-  auto c = broker.connect();
-  ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());  // accepted: counted in the baseline
+  auto c = connect_answered(broker);
   std::size_t baseline = broker.fd_count();
   const std::pair<std::string, std::string> cases[] = {
       {"not json", "EPROTO"},
@@ -124,8 +131,7 @@ TEST(BrokerMalformed, ErrorsEchoTheIdWhenItCouldBeRead) {
 
 TEST(BrokerMalformed, TruncatedAncillaryDataIsEmsgsizeAndNothingLeaks) {
   BrokerProcess broker;
-  auto c = broker.connect();
-  ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+  auto c = connect_answered(broker);
   std::size_t baseline = broker.fd_count();
   auto p = pipe_pair();
   std::vector<int> fds(10, p.write.get());
@@ -148,8 +154,7 @@ TEST(BrokerMalformed, TruncatedAncillaryDataIsEmsgsizeAndNothingLeaks) {
 // record: EMSGSIZE, as for any truncated ancillary data.
 TEST(BrokerMalformed, AZeroByteMessageWithEveryFdTruncatedIsEmsgsize) {
   BrokerProcess broker;
-  auto c = broker.connect();
-  ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+  auto c = connect_answered(broker);
   std::size_t baseline = broker.fd_count();
   auto p = pipe_pair();
   Reply r;
@@ -200,9 +205,7 @@ TEST(BrokerMalformed, AnEmptyMessageBeforeRequestsAndAShutdownIsEproto) {
   EXPECT_EQ(empty.error(), "EPROTO") << empty.raw;
   auto hello = receive(c.get());
   EXPECT_EQ(hello.body["id"], 3) << hello.raw;
-  EXPECT_TRUE(reaches_eof(c.get()));  // the end of the stream, nothing else
-  c.reset();
-  EXPECT_TRUE(broker.settles_at(baseline));
+  expect_stream_ends(broker, c, baseline);
 }
 
 TEST(BrokerMalformed, ShuttingDownTheSendingSideEndsTheRequests) {
@@ -212,9 +215,7 @@ TEST(BrokerMalformed, ShuttingDownTheSendingSideEndsTheRequests) {
   send_raw(c.get(), R"({"op":"hello","id":1})");
   ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
   EXPECT_EQ(receive(c.get()).body["id"], 1);
-  EXPECT_TRUE(reaches_eof(c.get()));  // the end of the stream, nothing else
-  c.reset();
-  EXPECT_TRUE(broker.settles_at(baseline));
+  expect_stream_ends(broker, c, baseline);
 }
 
 // Whatever a request within 65536 bytes holds, its reply fits 65536 bytes: text
@@ -222,8 +223,7 @@ TEST(BrokerMalformed, ShuttingDownTheSendingSideEndsTheRequests) {
 // becomes \u007f, six bytes, in a reply that echoes it.
 TEST(BrokerMalformed, RepliesFitTheMessageLimitWhateverTheRequestEchoes) {
   BrokerProcess broker;
-  auto c = broker.connect();
-  ASSERT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+  auto c = connect_answered(broker);
   std::size_t baseline = broker.fd_count();
   std::string id = "\"" + std::string(1022, 'i') + "\"";  // 1024 bytes: the longest allowed
   auto fill = [](const std::string& head, const std::string& tail, char with) {

@@ -96,24 +96,18 @@ TEST(BrokerOps, GetDescribesEachKindOfDescriptor) {
   ASSERT_TRUE(get.ok()) << get.raw;
   ASSERT_EQ(get.fds.size(), 6u);
   const json& fds = get.body["fds"];
-  EXPECT_EQ(fds[0]["kind"], "socket");
-  EXPECT_EQ(fds[0]["family"], "inet");
-  EXPECT_EQ(fds[0]["type"], "stream");
-  EXPECT_EQ(fds[0]["listening"], true);
-  EXPECT_EQ(fds[0]["local"], "127.0.0.1:" + std::to_string(port_of(listener.get())));
-  EXPECT_EQ(fds[1]["kind"], "file");
-  EXPECT_EQ(fds[1]["path"], "/etc/hostname");
-  EXPECT_EQ(fds[1]["access"], "r");
-  EXPECT_EQ(fds[2]["kind"], "memfd");
-  EXPECT_EQ(fds[2]["name"], "state");
-  EXPECT_EQ(fds[3]["kind"], "directory");
-  EXPECT_EQ(fds[3]["path"], "/tmp");
-  EXPECT_EQ(fds[4]["kind"], "pipe");
-  EXPECT_EQ(fds[4]["access"], "r");
-  EXPECT_EQ(fds[5]["kind"], "socket");
-  EXPECT_EQ(fds[5]["family"], "unix");
-  EXPECT_EQ(fds[5]["type"], "seqpacket");
-  EXPECT_EQ(fds[5]["listening"], false);
+  expect_fields(fds[0], {{"kind", "socket"},
+                         {"family", "inet"},
+                         {"type", "stream"},
+                         {"listening", true},
+                         {"local", "127.0.0.1:" + std::to_string(port_of(listener.get()))}});
+  expect_fields(fds[1], {{"kind", "file"}, {"path", "/etc/hostname"}, {"access", "r"}});
+  expect_fields(fds[2], {{"kind", "memfd"}, {"name", "state"}});
+  expect_fields(fds[3], {{"kind", "directory"}, {"path", "/tmp"}});
+  expect_fields(fds[4], {{"kind", "pipe"}, {"access", "r"}});
+  expect_fields(
+      fds[5],
+      {{"kind", "socket"}, {"family", "unix"}, {"type", "seqpacket"}, {"listening", false}});
   EXPECT_TRUE(same_file(get.fds[0].get(), listener.get()));
   EXPECT_TRUE(same_file(get.fds[2].get(), memfd.get()));
 }

@@ -24,11 +24,7 @@ namespace {
 using fdbroker::BrokerError;
 using fdbroker::Client;
 using fdbroker::PutOptions;
-using fdbroker::test::BrokerProcess;
-using fdbroker::test::open_fd_count;
-using fdbroker::test::pipe_pair;
-using fdbroker::test::reaches_eof;
-using fdbroker::test::same_file;
+using namespace fdbroker::test;
 
 // The errno of the BrokerError `f` throws; -1 for any other outcome.
 template <class F>

@@ -33,11 +33,7 @@ namespace {
 using fdbroker::BrokerError;
 using fdbroker::Client;
 using fdbroker::unique_fd;
-using fdbroker::test::BrokerProcess;
-using fdbroker::test::open_fd_count;
-using fdbroker::test::pipe_pair;
-using fdbroker::test::same_file;
-using fdbroker::test::TempDir;
+using namespace fdbroker::test;
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from list_pages import names_to_delete  # noqa: E402
 from notify_start import read_log, settled_count, start_until_ready  # noqa: E402
 
 # A uid/gid with no rights by default: the broker only trusts root and its own uid.
@@ -140,24 +141,15 @@ class Broker:
 
     def clear(self) -> None:
         """Deletes every entry clients may delete (static ones stay)."""
-        cursor = None
-        names = []
-        while True:
-            message: dict[str, Any] = {"op": "list", "limit": 1000}
-            if cursor:
-                message["cursor"] = cursor
-            reply, fds = self.request(message)
-            for fd in fds:
-                os.close(fd)
-            assert reply["ok"], reply
-            names += [e["name"] for e in reply["entries"] if not e.get("static")]
-            cursor = reply.get("cursor")
-            if not cursor:
-                break
-        for name in names:
-            reply, fds = self.request({"op": "delete", "name": name})
-            for fd in fds:
-                os.close(fd)
+        for name in names_to_delete(self.request_closing_fds):
+            self.request_closing_fds({"op": "delete", "name": name})
+
+    def request_closing_fds(self, message: dict[str, Any]) -> dict[str, Any]:
+        """request() for a reply whose descriptors are not wanted: they are closed."""
+        reply, fds = self.request(message)
+        for fd in fds:
+            os.close(fd)
+        return reply
 
     def wait_fd_count(self, expected: int, timeout: float = 5.0) -> int:
         """The broker's fd count once it reaches `expected` (closing a connection's

@@ -6,6 +6,7 @@ the broker holds, twice in a row."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 from broker_fixture import Broker, binary
 
@@ -47,16 +49,22 @@ def run_probe(broker: Broker, *exec_args: str, launcher_fds: bool = False) -> di
     return json.loads(result.stdout)
 
 
-def put_pipe_and_file(broker: Broker, name: str) -> tuple[int, int]:
+@contextlib.contextmanager
+def put_pipe_and_file(broker: Broker, name: str) -> Iterator[tuple[int, int]]:
+    """Puts a pipe's write end and /etc/hostname as `name`; yields the pipe (r, w),
+    closed on exit."""
     r, w = os.pipe()
-    with fdbroker.Client(broker.socket) as c, open("/etc/hostname") as f:
-        c.put(name, [w, f])
-    return r, w
+    try:
+        with fdbroker.Client(broker.socket) as c, open("/etc/hostname") as f:
+            c.put(name, [w, f])
+        yield r, w
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def test_exec_passes_fds_from_3_with_listen_env(broker: Broker) -> None:
-    r, w = put_pipe_and_file(broker, "app")
-    try:
+    with put_pipe_and_file(broker, "app") as (_, w):
         subprocess.run(ctl_cmd(broker, "put", "svc:main", "--listen", "tcp://127.0.0.1:0"), check=True)
         report = run_probe(broker, "--get", "app", "--get", "svc:main")
         assert report["argv"] == ["arg1", "arg two"]
@@ -75,34 +83,23 @@ def test_exec_passes_fds_from_3_with_listen_env(broker: Broker) -> None:
         # The pipe is the broker's copy of our write end.
         st = os.fstat(w)
         assert fds[0]["target"] == f"pipe:[{st.st_ino}]"
-    finally:
-        os.close(r)
-        os.close(w)
 
 
 def test_exec_leaks_no_other_fd_even_at_3(broker: Broker) -> None:
-    r, w = put_pipe_and_file(broker, "app")
-    try:
+    with put_pipe_and_file(broker, "app"):
         report = run_probe(broker, "--get", "app", launcher_fds=True)
         assert report["open_fds"] == [0, 1, 2, 3, 4]
         assert report["env"]["LISTEN_FDS"] == "2"
         assert [d["kind"] for d in report["fds"]] == ["pipe", "file"]
         assert all(d["target"] != "/dev/null" for d in report["fds"])
-    finally:
-        os.close(r)
-        os.close(w)
 
 
 def test_exec_take_removes_the_entry(broker: Broker) -> None:
-    r, w = put_pipe_and_file(broker, "one-shot")
-    try:
+    with put_pipe_and_file(broker, "one-shot"):
         report = run_probe(broker, "--take", "one-shot")
         assert report["env"]["LISTEN_FDNAMES"] == "one-shot:one-shot"
         with fdbroker.Client(broker.socket) as c:
             assert c.try_get("one-shot") is None
-    finally:
-        os.close(r)
-        os.close(w)
 
 
 def test_exec_waits_for_an_entry_put_later(broker: Broker) -> None:
@@ -138,8 +135,7 @@ def test_exec_of_missing_entry_exits_1_without_running_the_program(broker: Broke
 
 
 def test_exec_of_missing_program_exits_111(broker: Broker) -> None:
-    r, w = put_pipe_and_file(broker, "app")
-    try:
+    with put_pipe_and_file(broker, "app"):
         result = subprocess.run(
             ctl_cmd(broker, "exec", "--get", "app", "--", "/nonexistent/program"),
             capture_output=True,
@@ -147,9 +143,6 @@ def test_exec_of_missing_program_exits_111(broker: Broker) -> None:
         )
         assert result.returncode == 111
         assert "ENOENT" in result.stderr
-    finally:
-        os.close(r)
-        os.close(w)
 
 
 class _Backend(socketserver.ThreadingTCPServer):

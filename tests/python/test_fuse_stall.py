@@ -131,6 +131,14 @@ def drop_own(fd: int, later: list[int]) -> None:
     os.close(fd)
 
 
+def put_fuse_file(broker: Broker, fs: StallFuse, i: int, name: str, later: list[int],
+                  **fields: Any) -> None:
+    """Puts file `i` of the mount under `name`; the test's own copy is closed at once."""
+    fd = open_file(fs, i, later)
+    assert put(broker, name, [fd], **fields)["ok"]
+    drop_own(fd, later)
+
+
 @contextlib.contextmanager
 def stalled_with_child(
     body: Callable[[Broker, int, Callable[[dict[str, Any]], None]], None],
@@ -172,9 +180,7 @@ def closes_hanging(broker: Broker, names: list[str]) -> Iterator[StallFuse]:
         later: list[int] = []
         try:
             for i, name in enumerate(names):
-                fd = open_file(fs, i, later)
-                assert put(broker, name, [fd])["ok"]
-                drop_own(fd, later)
+                put_fuse_file(broker, fs, i, name, later)
             fs.stall()
             for name in names:
                 reply, _ = exchange(broker, {"op": "delete", "name": name})
@@ -264,9 +270,7 @@ def test_delete_while_the_daemon_hangs_leaves_other_closes_running() -> None:
 
 def test_replace_while_the_daemon_hangs() -> None:
     with stalled_setup(accept=True) as (broker, fs, later):
-        fd = open_file(fs, 0, later)
-        assert put(broker, "shared/x", [fd])["ok"]
-        drop_own(fd, later)
+        put_fuse_file(broker, fs, 0, "shared/x", later)
         fs.stall()
         r, w = os.pipe()
         later += [r, w]
@@ -281,9 +285,7 @@ def test_replace_while_the_daemon_hangs() -> None:
 
 def test_ttl_expiry_while_the_daemon_hangs() -> None:
     with stalled_setup(accept=True) as (broker, fs, later):
-        fd = open_file(fs, 0, later)
-        assert put(broker, "shared/t", [fd], ttl_ms=300)["ok"]
-        drop_own(fd, later)
+        put_fuse_file(broker, fs, 0, "shared/t", later, ttl_ms=300)
         fs.stall()
         wait_stalled(fs, FUSE_FLUSH)  # the expiry closed it
         assert_responsive(broker)
@@ -293,9 +295,7 @@ def test_ttl_expiry_while_the_daemon_hangs() -> None:
 
 def test_take_while_the_daemon_hangs() -> None:
     with stalled_setup(accept=True) as (broker, fs, later):
-        fd = open_file(fs, 0, later)
-        assert put(broker, "shared/t", [fd])["ok"]
-        drop_own(fd, later)
+        put_fuse_file(broker, fs, 0, "shared/t", later)
         fs.stall()
         reply, fds = exchange(broker, {"op": "take", "name": "shared/t"})
         later += fds  # ours to close, after the abort
@@ -433,14 +433,40 @@ def start_standalone(tmp_path):
     return first, broker
 
 
+def wait_logged(broker: Broker, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in broker.log():
+        assert time.monotonic() < deadline, broker.log()
+        time.sleep(0.02)
+
+
+def assert_the_successor_took_over(broker: Broker) -> None:
+    """After an `upgrade`: the new broker answers on the same socket and the old one
+    logs that it stopped."""
+    assert_responsive(broker)
+    hello, _ = exchange(broker, {"op": "hello"})
+    assert hello["ok"], hello
+    wait_logged(broker, "stopped", timeout=10)
+
+
+def stop_upgraded(first, successor: int) -> None:
+    """Stops what an upgrade test started, by PID: the first broker if it still runs,
+    and its successor (not our child: waited for through /proc)."""
+    if first.poll() is None:
+        first.kill()
+        first.wait()
+    if successor > 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(successor, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{successor}") and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
 def test_upgrade_completes_while_a_close_hangs(tmp_path) -> None:
     """`upgrade` (without systemd): the new broker is started, gets the socket and
     answers, while a closer thread of the old one hangs in FLUSH; the old process
     ends once the mount is aborted."""
-    import subprocess
-
-    from broker_fixture import binary
-
     first, broker = start_standalone(tmp_path)
     successor = 0
     try:
@@ -449,24 +475,10 @@ def test_upgrade_completes_while_a_close_hangs(tmp_path) -> None:
             assert reply["ok"] is True, (reply, broker.log())
             successor = reply["pid"]
             assert successor != first.pid
-            assert_responsive(broker)  # the new broker, on the same socket
-            hello, _ = exchange(broker, {"op": "hello"})
-            assert hello["ok"]
-            deadline = time.monotonic() + 10
-            while "stopped" not in broker.log():
-                assert time.monotonic() < deadline, broker.log()
-                time.sleep(0.02)
+            assert_the_successor_took_over(broker)
         assert first.wait(timeout=10) == 0, broker.log()
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-        if successor > 0:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(successor, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while os.path.exists(f"/proc/{successor}") and time.monotonic() < deadline:
-                time.sleep(0.02)
+        stop_upgraded(first, successor)
 
 
 def test_a_uid_whose_closes_pile_up_is_paused_and_the_others_are_served() -> None:
@@ -515,10 +527,7 @@ def test_upgrade_completes_with_descriptors_queued_behind_a_hanging_close(tmp_pa
         with closes_hanging(broker, ["u/a", "u/b"]) as fs:
             # The closer calls the close slow: one descriptor is queued behind it
             # (what used to make an upgrade refuse with EBUSY).
-            deadline = time.monotonic() + 15
-            while "has not returned" not in broker.log():
-                assert time.monotonic() < deadline, broker.log()
-                time.sleep(0.05)
+            wait_logged(broker, "has not returned", timeout=15)
             start = time.monotonic()
             reply, _ = exchange(broker, {"op": "upgrade", "id": 1}, timeout=30)
             assert reply["ok"] is True, (reply, broker.log())
@@ -529,22 +538,8 @@ def test_upgrade_completes_with_descriptors_queued_behind_a_hanging_close(tmp_pa
                 with contextlib.suppress(FileNotFoundError):
                     target = os.readlink(f"/proc/{successor}/fd/{link}")
                     assert not target.startswith(fs.mountpoint), (link, target)
-            assert_responsive(broker)  # the new broker, on the same socket
-            hello, _ = exchange(broker, {"op": "hello"})
-            assert hello["ok"], hello
-            deadline = time.monotonic() + 10
-            while "stopped" not in broker.log():
-                assert time.monotonic() < deadline, broker.log()
-                time.sleep(0.02)
+            assert_the_successor_took_over(broker)
         assert first.wait(timeout=10) == 0, broker.log()
         assert_responsive(broker)  # the successor outlives the old broker and its spawner
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-        if successor > 0:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(successor, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while os.path.exists(f"/proc/{successor}") and time.monotonic() < deadline:
-                time.sleep(0.02)
+        stop_upgraded(first, successor)

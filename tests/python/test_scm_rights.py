@@ -28,6 +28,26 @@ def recv_nothing_waiting(sock: socket.socket) -> None:
         fdbroker.recvfds(sock, 64, dontwait=True)
 
 
+def assert_passes(a: socket.socket, b: socket.socket, payload: bytes, sent: list[int],
+                  maxfds: int) -> None:
+    """Sends `payload` and `sent` from a; b receives the same payload and descriptors
+    for the same open files, and once they are closed no descriptor is left over."""
+    before = open_fd_count()
+    fdbroker.sendfds(a, payload, sent)
+    msg, fds = fdbroker.recvfds(b, maxfds)
+    assert msg == payload
+    assert [file_identity(fd) for fd in fds] == [file_identity(fd) for fd in sent]
+    close_all(fds)
+    assert open_fd_count() == before
+
+
+def assert_errno(code: int, call, *args) -> None:
+    """Asserts that call(*args) raises OSError with errno `code`."""
+    with pytest.raises(OSError) as raised:
+        call(*args)
+    assert raised.value.errno == code
+
+
 # --- payload and descriptors -------------------------------------------------
 
 
@@ -153,12 +173,18 @@ def test_received_fds_are_close_on_exec(seqpacket, pipe):
     close_all(fds)
 
 
-def test_received_fd_works_in_a_child_given_pass_fds(seqpacket, pipe):
+def pass_write_end(seqpacket, pipe) -> tuple[int, int]:
+    """Sends the pipe's write end across and closes ours: (read end, received copy)."""
     a, b = seqpacket
     r, w = pipe
     fdbroker.sendfds(a, b"x", [w])
     _, (received,) = fdbroker.recvfds(b, 1)
     os.close(w)
+    return r, received
+
+
+def test_received_fd_works_in_a_child_given_pass_fds(seqpacket, pipe):
+    r, received = pass_write_end(seqpacket, pipe)
     child = subprocess.run(
         [sys.executable, "-c", "import os, sys; os.write(int(sys.argv[1]), b'from the child')",
          str(received)],
@@ -172,11 +198,7 @@ def test_received_fd_works_in_a_child_given_pass_fds(seqpacket, pipe):
 
 
 def test_received_fd_is_not_inherited_without_pass_fds(seqpacket, pipe):
-    a, b = seqpacket
-    r, w = pipe
-    fdbroker.sendfds(a, b"x", [w])
-    _, (received,) = fdbroker.recvfds(b, 1)
-    os.close(w)
+    _, received = pass_write_end(seqpacket, pipe)
     child = subprocess.run(
         [sys.executable, "-c",
          "import os, sys\n"
@@ -204,13 +226,7 @@ def test_several_scm_rights_headers_give_all_fds_in_order(seqpacket, pipe, tmp_p
 def test_fds_arrive_beside_credentials_when_so_passcred_is_on(seqpacket, pipe):
     a, b = seqpacket
     b.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-    before = open_fd_count()
-    fdbroker.sendfds(a, b"creds too", pipe)
-    msg, fds = fdbroker.recvfds(b, 64)
-    assert msg == b"creds too"
-    assert [file_identity(fd) for fd in fds] == [file_identity(fd) for fd in pipe]
-    close_all(fds)
-    assert open_fd_count() == before
+    assert_passes(a, b, b"creds too", list(pipe), 64)
 
 
 # --- limits ------------------------------------------------------------------
@@ -230,29 +246,18 @@ def many_fds():
 
 def test_253_fds_in_one_message(pair, many_fds):
     a, b = pair
-    sent = many_fds[:253]
     assert fdbroker.MAX_FDS == 253
-    before = open_fd_count()
-    fdbroker.sendfds(a, b"253", sent)
-    msg, fds = fdbroker.recvfds(b, 16)
-    assert msg == b"253"
-    assert [file_identity(fd) for fd in fds] == [file_identity(fd) for fd in sent]
-    close_all(fds)
-    assert open_fd_count() == before
+    assert_passes(a, b, b"253", many_fds[:253], 16)
 
 
 def test_254_fds_are_rejected_before_sending(pair, many_fds):
     a, b = pair
-    with pytest.raises(OSError) as raised:
-        fdbroker.sendfds(a, b"254", many_fds)
-    assert raised.value.errno == errno.E2BIG
+    assert_errno(errno.E2BIG, fdbroker.sendfds, a, b"254", many_fds)
     recv_nothing_waiting(b)
 
 
 def test_numfds_above_253_is_einval(seqpacket):
-    with pytest.raises(OSError) as raised:
-        fdbroker.recvfds(seqpacket[1], 16, 254)
-    assert raised.value.errno == errno.EINVAL
+    assert_errno(errno.EINVAL, fdbroker.recvfds, seqpacket[1], 16, 254)
 
 
 def test_negative_sizes_are_value_errors(seqpacket):
@@ -272,9 +277,7 @@ def test_fd_truncation_raises_emsgsize_and_closes_what_arrived(pair, pipe):
     fdbroker.sendfds(a, b"five", [w] * 5)
     os.close(w)
     before = open_fd_count()
-    with pytest.raises(OSError) as raised:
-        fdbroker.recvfds(b, 16, 2)
-    assert raised.value.errno == errno.EMSGSIZE
+    assert_errno(errno.EMSGSIZE, fdbroker.recvfds, b, 16, 2)
     assert open_fd_count() == before
     # Proof of closure: every write end is gone, so the reader sees end of file.
     assert os.read(r, 1) == b""
@@ -298,9 +301,7 @@ def test_no_fds_expected_but_some_sent_is_emsgsize_without_leak(seqpacket, pipe)
     a, b = seqpacket
     fdbroker.sendfds(a, b"surprise", [pipe[1]])
     before = open_fd_count()
-    with pytest.raises(OSError) as raised:
-        fdbroker.recvfds(b, 16, 0)
-    assert raised.value.errno == errno.EMSGSIZE
+    assert_errno(errno.EMSGSIZE, fdbroker.recvfds, b, 16, 0)
     assert open_fd_count() == before
 
 
@@ -350,41 +351,27 @@ def test_closed_fd_is_ebadf(seqpacket, pipe):
     a, b = seqpacket
     r, w = pipe
     os.close(w)
-    with pytest.raises(OSError) as raised:
-        fdbroker.sendfds(a, b"x", [r, w])
-    assert raised.value.errno == errno.EBADF
+    assert_errno(errno.EBADF, fdbroker.sendfds, a, b"x", [r, w])
     recv_nothing_waiting(b)
-    with pytest.raises(OSError) as raised:
-        fdbroker.sendfds(w, b"x")
-    assert raised.value.errno == errno.EBADF
-    with pytest.raises(OSError) as raised:
-        fdbroker.recvfds(w, 1)
-    assert raised.value.errno == errno.EBADF
+    assert_errno(errno.EBADF, fdbroker.sendfds, w, b"x")
+    assert_errno(errno.EBADF, fdbroker.recvfds, w, 1)
 
 
 def test_closed_socket_object_is_ebadf():
     a, b = fdbroker.socketpair()
     a.close()
     b.close()
-    with pytest.raises(OSError) as raised:
-        fdbroker.recvfds(a, 1)  # a closed socket's fileno() is -1
-    assert raised.value.errno == errno.EBADF
+    assert_errno(errno.EBADF, fdbroker.recvfds, a, 1)  # a closed socket's fileno() is -1
 
 
 def test_negative_fd_is_ebadf(seqpacket):
-    with pytest.raises(OSError) as raised:
-        fdbroker.sendfds(seqpacket[0], b"x", [-1])
-    assert raised.value.errno == errno.EBADF
+    assert_errno(errno.EBADF, fdbroker.sendfds, seqpacket[0], b"x", [-1])
 
 
 def test_regular_file_is_enotsock(tmp_path):
     with open(tmp_path / "plain", "w+b") as f:
-        with pytest.raises(OSError) as raised:
-            fdbroker.sendfds(f, b"x")
-        assert raised.value.errno == errno.ENOTSOCK
-        with pytest.raises(OSError) as raised:
-            fdbroker.recvfds(f, 1)
-        assert raised.value.errno == errno.ENOTSOCK
+        assert_errno(errno.ENOTSOCK, fdbroker.sendfds, f, b"x")
+        assert_errno(errno.ENOTSOCK, fdbroker.recvfds, f, 1)
 
 
 def test_errors_arrive_as_oserror_subclasses(connected_pair):
@@ -797,9 +784,7 @@ def test_peer_credentials_name_the_connecting_process(tmp_path):
 
 def test_peer_credentials_without_a_peer_is_enotconn(tmp_path):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as lonely:
-        with pytest.raises(OSError) as raised:
-            fdbroker.peer_credentials(lonely)
-        assert raised.value.errno == errno.ENOTCONN
+        assert_errno(errno.ENOTCONN, fdbroker.peer_credentials, lonely)
 
 
 def test_peer_groups_are_our_supplementary_groups(seqpacket):

@@ -104,7 +104,8 @@ TEST(ClientProtocol, MalformedRepliesAreEproto) {
 TEST(ClientProtocol, EntryReplyParsesDescriptionsOwnerAndExpiry) {
   auto entry = detail::parse_entry_reply(R"({"id":9,"ok":true,"name":"web","generation":12,
       "meta":{"role":"http"},"owner":{"uid":1000},"expires_ms":900,
-      "fds":[{"kind":"socket","family":"inet","type":"stream","listening":true,"local":"127.0.0.1:80"},
+      "fds":[{"kind":"socket","family":"inet","type":"stream","listening":true,
+              "local":"127.0.0.1:80"},
              {"kind":"file","path":"/etc/hostname","access":"r"},
              {"kind":"socket","family":38,"type":"raw","listening":false,"local":""}]})",
                                          9);
@@ -140,7 +141,8 @@ TEST(ClientProtocol, StaticFlagIsReadAtTopLevelOrInOwner) {
 
 TEST(ClientProtocol, ListReplyKeepsCursorOnlyWhileMoreRemain) {
   auto more = detail::parse_list_reply(
-      R"({"id":2,"ok":true,"entries":[{"name":"a","generation":1,"meta":{},"owner":{"uid":0},"fds":[]}],"cursor":"a"})",
+      R"({"id":2,"ok":true,"entries":[)"
+      R"({"name":"a","generation":1,"meta":{},"owner":{"uid":0},"fds":[]}],"cursor":"a"})",
       2);
   ASSERT_EQ(more.entries.size(), 1u);
   EXPECT_EQ(more.cursor, "a");

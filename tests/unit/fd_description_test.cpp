@@ -117,12 +117,9 @@ TEST(FdDescription, MountIdFromStatxAndFromFdinfoAgree) {
 }
 
 TEST(FdDescription, FuseTypes) {
-  EXPECT_TRUE(is_fuse_type("fuse"));
-  EXPECT_TRUE(is_fuse_type("fuseblk"));
-  EXPECT_TRUE(is_fuse_type("fuse.sshfs"));
-  EXPECT_FALSE(is_fuse_type("fusectl"));
-  EXPECT_FALSE(is_fuse_type("ext4"));
-  EXPECT_FALSE(is_fuse_type("tmpfs"));
+  for (const char* fuse : {"fuse", "fuseblk", "fuse.sshfs"})
+    EXPECT_TRUE(is_fuse_type(fuse)) << fuse;
+  for (const char* other : {"fusectl", "ext4", "tmpfs"}) EXPECT_FALSE(is_fuse_type(other)) << other;
 }
 
 TEST(FdDescription, MountTableByIdThenByDevice) {

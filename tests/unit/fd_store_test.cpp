@@ -124,10 +124,10 @@ TEST(FdStore, RenderPrecomputesReplyAndListFragments) {
   e.meta = R"({"k":"v"})";
   e.fds_json = R"([{"kind":"pipe"}])";
   e.render();
-  EXPECT_EQ(
-      e.reply_body,
-      R"("ok":true,"name":"n/a","generation":42,"meta":{"k":"v"},"owner":{"uid":7},"fds":[{"kind":"pipe"}]})");
-  EXPECT_EQ(
-      e.list_head + "}",
-      R"({"name":"n/a","generation":42,"meta":{"k":"v"},"owner":{"uid":7},"fds":[{"kind":"pipe"}],"static":false})");
+  EXPECT_EQ(e.reply_body,
+            R"("ok":true,"name":"n/a","generation":42,"meta":{"k":"v"},"owner":{"uid":7},)"
+            R"("fds":[{"kind":"pipe"}]})");
+  EXPECT_EQ(e.list_head + "}",
+            R"({"name":"n/a","generation":42,"meta":{"k":"v"},"owner":{"uid":7},)"
+            R"("fds":[{"kind":"pipe"}],"static":false})");
 }

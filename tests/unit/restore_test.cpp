@@ -49,9 +49,11 @@ std::string two_entries_state() {
   return R"({"format":"fdbrokerd-state","version":1,"next_generation":500,"next_serial":9,
     "socket_unlink":"/tmp/x.sock","static_openings":{"s/file":"file 0 420 /etc/hostname"},
     "entries":[
-      {"name":"a/pair","serial":3,"nfds":2,"meta":{"k": [1, 2]},"fds":[{"kind":"pipe"},{"kind":"pipe"}],
-       "owner":1000,"static":false,"generation":42,"expiry_monotonic_ns":123456789},
-      {"name":"b/lost","serial":4,"nfds":1,"meta":{},"fds":[{"kind":"pipe"}],"owner":0,"generation":43}]})";
+      {"name":"a/pair","serial":3,"nfds":2,"meta":{"k": [1, 2]},
+       "fds":[{"kind":"pipe"},{"kind":"pipe"}],"owner":1000,"static":false,"generation":42,
+       "expiry_monotonic_ns":123456789},
+      {"name":"b/lost","serial":4,"nfds":1,"meta":{},"fds":[{"kind":"pipe"}],"owner":0,
+       "generation":43}]})";
 }
 
 TEST(StateMemfd, IsSealedAgainstEveryChange) {

@@ -87,20 +87,33 @@ struct Interrupter {
   }
 };
 
+// One blocking try_recvfds(sock, 64, 4, flags) on this thread, interrupted once by
+// SIGUSR1 while blocked in recvmsg; then `sender` sends one message with `fd`. Expects
+// the interruption to have happened (blocked first, one signal caught).
+struct InterruptedReceive {
+  fdbroker::result<fdbroker::received_message> got;
+  bool blocked_again;  // recvmsg was entered again after the signal
+};
+InterruptedReceive receive_interrupted(int sock, int sender, int fd, bool expect_retry,
+                                       io_flags flags) {
+  InterruptingHandler handler;
+  Interrupter interrupter{::pthread_self(), static_cast<pid_t>(::gettid()), sender, fd,
+                          expect_retry};
+  std::thread helper(std::ref(interrupter));
+  auto got = fdbroker::try_recvfds(sock, 64, 4, flags);
+  helper.join();
+  EXPECT_TRUE(interrupter.blocked_first);
+  EXPECT_EQ(signals_caught.load(), 1);
+  return {std::move(got), interrupter.blocked_again};
+}
+
 TEST(ScmRightsEintr, SignalDuringABlockingRecvIsRetriedAndTheMessageArrives) {
   auto [a, b] = fdbroker::socketpair();
   auto pipe = pipe_pair();
-  InterruptingHandler handler;
-  Interrupter interrupter{::pthread_self(), static_cast<pid_t>(::gettid()), a.get(),
-                          pipe.write.get(), true};
-  std::thread helper(std::ref(interrupter));
+  auto [got, blocked_again] =
+      receive_interrupted(b.get(), a.get(), pipe.write.get(), true, io_flags::none);
 
-  auto got = fdbroker::try_recvfds(b.get(), 64, 4);
-  helper.join();
-
-  EXPECT_TRUE(interrupter.blocked_first);
-  EXPECT_EQ(signals_caught.load(), 1);
-  EXPECT_TRUE(interrupter.blocked_again) << "recvmsg was not called again after EINTR";
+  EXPECT_TRUE(blocked_again) << "recvmsg was not called again after EINTR";
   ASSERT_TRUE(got.ok()) << got.error().message();
   EXPECT_EQ(got->payload, "after the signal");
   ASSERT_EQ(got->fds.size(), 1u);
@@ -110,16 +123,9 @@ TEST(ScmRightsEintr, SignalDuringABlockingRecvIsRetriedAndTheMessageArrives) {
 TEST(ScmRightsEintr, NoRetryEintrReportsTheSignal) {
   auto [a, b] = fdbroker::socketpair();
   auto pipe = pipe_pair();
-  InterruptingHandler handler;
-  Interrupter interrupter{::pthread_self(), static_cast<pid_t>(::gettid()), a.get(),
-                          pipe.write.get(), false};
-  std::thread helper(std::ref(interrupter));
+  auto [got, blocked_again] =
+      receive_interrupted(b.get(), a.get(), pipe.write.get(), false, io_flags::no_retry_eintr);
 
-  auto got = fdbroker::try_recvfds(b.get(), 64, 4, io_flags::no_retry_eintr);
-  helper.join();
-
-  EXPECT_TRUE(interrupter.blocked_first);
-  EXPECT_EQ(signals_caught.load(), 1);
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.error(), std::error_code(EINTR, std::system_category()));
   // Nothing was consumed: the message sent afterwards is whole.
@@ -137,6 +143,15 @@ ssize_t sendmsg_eintr_once(int sock, const msghdr* msg, int flags) {
   return ::sendmsg(sock, msg, flags);
 }
 
+// The sendmsg seam fails its first call with EINTR while this object lives.
+struct SendmsgEintrOnce {
+  SysOverride restore;
+  SendmsgEintrOnce() {
+    fdbroker::detail::sys::calls.sendmsg = sendmsg_eintr_once;
+    sendmsg_calls = 0;
+  }
+};
+
 int recvmsg_calls = 0;
 ssize_t recvmsg_eintr_once(int sock, msghdr* msg, int flags) {
   if (recvmsg_calls++ == 0) {
@@ -149,9 +164,7 @@ ssize_t recvmsg_eintr_once(int sock, msghdr* msg, int flags) {
 TEST(ScmRightsEintr, InterruptedSendmsgIsRetriedAndSendsOnce) {
   auto [a, b] = fdbroker::socketpair();
   auto pipe = pipe_pair();
-  SysOverride restore;
-  fdbroker::detail::sys::calls.sendmsg = sendmsg_eintr_once;
-  sendmsg_calls = 0;
+  SendmsgEintrOnce seam;
   EXPECT_EQ(fdbroker::sendfds(a.get(), "once", {pipe.write.get()}), 4u);
   EXPECT_EQ(sendmsg_calls, 2);
   auto message = fdbroker::recvfds(b.get(), 16, 4);
@@ -163,9 +176,7 @@ TEST(ScmRightsEintr, InterruptedSendmsgIsRetriedAndSendsOnce) {
 TEST(ScmRightsEintr, InterruptedSendmsgWithNoRetryIsEintrAndSendsNothing) {
   auto [a, b] = fdbroker::socketpair();
   auto pipe = pipe_pair();
-  SysOverride restore;
-  fdbroker::detail::sys::calls.sendmsg = sendmsg_eintr_once;
-  sendmsg_calls = 0;
+  SendmsgEintrOnce seam;
   auto sent = fdbroker::try_sendfds(a.get(), "x", 1, std::vector<int>{pipe.write.get()}.data(), 1,
                                     io_flags::no_retry_eintr);
   ASSERT_FALSE(sent.ok());

@@ -21,8 +21,7 @@
 
 namespace {
 
-using fdbroker::io_flags;
-using fdbroker::unique_fd;
+using namespace fdbroker;
 using namespace fdbroker::test;
 
 class TruncationAllTypes : public ::testing::TestWithParam<int> {};
@@ -41,6 +40,39 @@ std::vector<Pipe> send_pipes_and_close(int sock, std::size_t n, const std::strin
   EXPECT_EQ(fdbroker::sendfds(sock, payload, write_ends(sent)), payload.size());
   for (auto& p : sent) p.write.reset();
   return sent;
+}
+
+// A receive refused with EMSGSIZE: nothing is left open here (`before` was counted
+// before the call) and every pipe of `sent` reaches EOF: its write end, in flight,
+// was closed by the library or by the kernel.
+void expect_emsgsize_closing_all(fdbroker::result<fdbroker::received_message>& got,
+                                 std::size_t before, const std::vector<Pipe>& sent) {
+  ASSERT_FALSE(got.ok()) << "accepted " << got->fds.size() << " fds";
+  EXPECT_EQ(got.error().value(), EMSGSIZE);
+  EXPECT_EQ(open_fd_count(), before);
+  for (const auto& p : sent) EXPECT_TRUE(reaches_eof(p.read.get()));
+}
+
+// A caller's vector already holding one descriptor (a pipe's write end): a failed
+// receive into it must leave it as it was.
+struct KeptVector {
+  Pipe mine = pipe_pair();
+  std::vector<unique_fd> fds;
+  KeptVector() { fds.push_back(std::move(mine.write)); }
+  void expect_as_it_was() const {
+    ASSERT_EQ(fds.size(), 1u);
+    EXPECT_TRUE(write_end_open(mine.read.get()));
+  }
+};
+
+// Sends `count` pipes' write ends over a fresh pair of `type` and receives them with
+// room for only `maxfds`, expecting the refusal above.
+void expect_too_many_refused(int type, std::size_t count, std::size_t maxfds) {
+  auto [a, b] = fdbroker::socketpair(type);
+  auto sent = send_pipes_and_close(a.get(), count, "too many");
+  auto before = open_fd_count();
+  auto got = fdbroker::try_recvfds(b.get(), 16, maxfds);
+  expect_emsgsize_closing_all(got, before, sent);
 }
 
 TEST_P(MessageTypes, PayloadTruncationIsReportedAndTheFdsStillArrive) {
@@ -77,32 +109,17 @@ TEST(TruncationStream, AShortBufferIsNotTruncationTheRestStaysQueued) {
 }
 
 TEST_P(TruncationAllTypes, MoreFdsThanMaxfdsFailWithEmsgsizeAndNoneLeaks) {
-  auto [a, b] = fdbroker::socketpair(GetParam());
-  auto sent = send_pipes_and_close(a.get(), 4, "four");
-  auto before = open_fd_count();
-
-  auto got = fdbroker::try_recvfds(b.get(), 16, 2);
-
-  ASSERT_FALSE(got.ok());
-  EXPECT_EQ(got.error().value(), EMSGSIZE);
-  EXPECT_EQ(open_fd_count(), before);
-  // The two that arrived were closed by the library, the two that did not fit by
-  // the kernel.
-  for (auto& p : sent) EXPECT_TRUE(reaches_eof(p.read.get()));
+  // The two that arrive are closed by the library, the two that do not fit by the
+  // kernel.
+  expect_too_many_refused(GetParam(), 4, 2);
 }
 
 TEST_P(TruncationAllTypes, OddMaxfdsIsAnExactLimit) {
   // CMSG_SPACE rounds up to 8 bytes, so a control buffer for an odd number of
   // ints has room for one more; the limit must still be maxfds.
-  auto [a, b] = fdbroker::socketpair(GetParam());
   for (std::size_t maxfds : {std::size_t{1}, std::size_t{3}, std::size_t{5}}) {
-    auto sent = send_pipes_and_close(a.get(), maxfds + 1, "odd");
-    auto before = open_fd_count();
-    auto got = fdbroker::try_recvfds(b.get(), 16, maxfds);
-    ASSERT_FALSE(got.ok()) << "maxfds " << maxfds << " accepted " << got->fds.size() << " fds";
-    EXPECT_EQ(got.error().value(), EMSGSIZE);
-    EXPECT_EQ(open_fd_count(), before);
-    for (auto& p : sent) EXPECT_TRUE(reaches_eof(p.read.get()));
+    ASSERT_NO_FATAL_FAILURE(expect_too_many_refused(GetParam(), maxfds + 1, maxfds))
+        << "maxfds " << maxfds;
   }
 }
 
@@ -132,14 +149,7 @@ TEST_P(TruncationAllTypes, AcceptTruncatedFdsReturnsTheOnesThatArrived) {
 }
 
 TEST_P(TruncationAllTypes, MaxfdsZeroWithFdsSentFailsAndClosesThem) {
-  auto [a, b] = fdbroker::socketpair(GetParam());
-  auto sent = send_pipes_and_close(a.get(), 3, "zero");
-  auto before = open_fd_count();
-  auto got = fdbroker::try_recvfds(b.get(), 16, 0);
-  ASSERT_FALSE(got.ok());
-  EXPECT_EQ(got.error().value(), EMSGSIZE);
-  EXPECT_EQ(open_fd_count(), before);
-  for (auto& p : sent) EXPECT_TRUE(reaches_eof(p.read.get()));
+  expect_too_many_refused(GetParam(), 3, 0);
 }
 
 TEST_P(TruncationAllTypes, MaxfdsZeroAcceptingTruncationGivesThePayloadOnly) {
@@ -164,35 +174,29 @@ TEST_P(TruncationAllTypes, MaxfdsZeroWithoutFdsIsFine) {
 
 TEST_P(TruncationAllTypes, FailureLeavesTheCallersVectorAsItWas) {
   auto [a, b] = fdbroker::socketpair(GetParam());
-  auto mine = pipe_pair();
-  std::vector<unique_fd> kept;
-  kept.push_back(std::move(mine.write));
+  KeptVector kept;
   auto sent = send_pipes_and_close(a.get(), 3, "three");
   char buf[16];
-  auto got = fdbroker::try_recvfds_into(b.get(), buf, sizeof buf, kept, 1);
+  auto got = fdbroker::try_recvfds_into(b.get(), buf, sizeof buf, kept.fds, 1);
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.error().value(), EMSGSIZE);
-  ASSERT_EQ(kept.size(), 1u);
-  EXPECT_TRUE(write_end_open(mine.read.get()));
+  kept.expect_as_it_was();
   for (auto& p : sent) EXPECT_TRUE(reaches_eof(p.read.get()));
 }
 
 TEST_P(TruncationAllTypes, RecvfdsIntoThrowsEmsgsizeAndLeavesTheCallersVectorAsItWas) {
   auto [a, b] = fdbroker::socketpair(GetParam());
-  auto mine = pipe_pair();
-  std::vector<unique_fd> kept;
-  kept.push_back(std::move(mine.write));
+  KeptVector kept;
   auto sent = send_pipes_and_close(a.get(), 3, "three");
   const auto before = open_fd_count();
   char buf[16];
   try {
-    fdbroker::recvfds_into(b.get(), buf, sizeof buf, kept, 1);
+    fdbroker::recvfds_into(b.get(), buf, sizeof buf, kept.fds, 1);
     ADD_FAILURE() << "no exception";
   } catch (const std::system_error& e) {
     EXPECT_EQ(e.code().value(), EMSGSIZE) << e.what();
   }
-  ASSERT_EQ(kept.size(), 1u);
-  EXPECT_TRUE(write_end_open(mine.read.get()));
+  kept.expect_as_it_was();
   EXPECT_EQ(open_fd_count(), before);
   for (auto& p : sent) EXPECT_TRUE(reaches_eof(p.read.get()));
 }
@@ -232,10 +236,7 @@ TEST(Truncation, FullFdTableIsReportedAsEmsgsizeWithNoLeak) {
   auto got = fdbroker::try_recvfds(b.get(), 16, 8);
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
 
-  ASSERT_FALSE(got.ok());
-  EXPECT_EQ(got.error().value(), EMSGSIZE);
-  EXPECT_EQ(open_fd_count(), before);
-  for (auto& p : sent) EXPECT_TRUE(reaches_eof(p.read.get()));
+  expect_emsgsize_closing_all(got, before, sent);
 }
 
 }  // namespace
