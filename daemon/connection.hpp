@@ -86,9 +86,8 @@ class Connection {
   // Hands the unsent replies over (to give taken entries back), emptying the queue.
   std::deque<QueuedReply> take_queue() noexcept { return std::move(queue_); }
 
-  // State the broker keeps per connection.
-  std::unique_ptr<Request> parked;  // a get/take waiting (wait_ms) for its entry
-  EventLoop::TimerId park_timer = 0;
+  // State the broker keeps per connection (a waiting request: waiters.hpp).
+  bool waiting = false;                // a get/take waits (wait_ms) for its entry: read no further
   EventLoop::TimerId stuck_timer = 0;  // armed while replies are queued
   std::uint32_t events = 0;            // what epoll watches now
   bool eof = false;                    // the peer will send no more requests
