@@ -124,7 +124,7 @@ int run(const Options& opts) {
   // handed over (restore.hpp).
   auto passed = take_passed_fds();
   if (!passed) {
-    fail_status(std::string("socket activation: ") + fdbroker::errno_name(passed.error().value()));
+    fail_status(os_failure("socket activation", passed.error().value()).why);
     return EXIT_FAILURE;
   }
   Restored restored = std::move(*passed);

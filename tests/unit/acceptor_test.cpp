@@ -17,33 +17,16 @@
 #include <functional>
 #include <vector>
 
+#include "run_loop.hpp"
 #include "test_util.hpp"
 
 using namespace fdbroker;
 using namespace fdbroker::daemon;
 using namespace std::chrono_literals;
 using fdbroker::test::open_fd_count;
+using fdbroker::test::run_until;
 
 namespace {
-
-bool run_until(EventLoop& loop, const std::function<bool()>& done,
-               std::chrono::milliseconds limit = 5000ms) {
-  auto deadline = Clock::now() + limit;
-  bool met = false;
-  std::function<void()> tick = [&] {
-    if (done()) {
-      met = true;
-      loop.stop();
-    } else if (Clock::now() >= deadline) {
-      loop.stop();
-    } else {
-      loop.add_timer(Clock::now() + 1ms, tick);
-    }
-  };
-  loop.add_timer(Clock::now(), tick);
-  loop.run();
-  return met;
-}
 
 sockaddr_un address_of(const std::string& path) {
   sockaddr_un addr{};

@@ -9,30 +9,13 @@
 #include <functional>
 #include <vector>
 
+#include "run_loop.hpp"
+
 using namespace fdbroker::daemon;
 using namespace std::chrono_literals;
+using fdbroker::test::run_until;
 
 namespace {
-
-// Runs `loop` until `done()` or `limit` passed; whether `done()` was reached.
-bool run_until(EventLoop& loop, const std::function<bool()>& done,
-               std::chrono::milliseconds limit = 5000ms) {
-  auto deadline = Clock::now() + limit;
-  bool met = false;
-  std::function<void()> tick = [&] {
-    if (done()) {
-      met = true;
-      loop.stop();
-    } else if (Clock::now() >= deadline) {
-      loop.stop();
-    } else {
-      loop.add_timer(Clock::now() + 1ms, tick);
-    }
-  };
-  loop.add_timer(Clock::now(), tick);
-  loop.run();
-  return met;
-}
 
 Request get_request(const std::string& name, const std::string& id) {
   Request req;
