@@ -170,7 +170,7 @@ int run(const Options& opts) {
   // Upgrade without systemd (upgrade.hpp): the `upgrade` op, or SIGUSR2.
   UpgradeRunner upgrader(loop, broker, opts.argv, own_binary(), fdstore.pushing(),
                          std::move(spawner));
-  upgrader.on_handed_over(stop);
+  upgrader.on_successor_ready(stop);
   loop.on_signal(SIGUSR2, [&] { upgrader.start(0, "", ""); });  // 0: no connection asked
   loop.on_signal(SIGHUP, [&] {
     auto now = std::chrono::duration_cast<std::chrono::microseconds>(

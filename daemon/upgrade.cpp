@@ -284,7 +284,7 @@ void UpgradeRunner::on_ready_pipe() {
     spdlog::info("upgrade: pid {} is ready; leaving everything to it and exiting", pid);
     broker_.release_socket_file();
     if (requester_ != 0) broker_.reply_to(requester_, id_, "\"pid\":" + std::to_string(pid));
-    if (handed_over_) handed_over_();
+    if (successor_ready_) successor_ready_();
     return;
   }
   if (got == static_cast<ssize_t>(sizeof buf) && buf[0] == exec_failed_byte) {

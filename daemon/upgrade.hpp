@@ -60,7 +60,7 @@ class UpgradeRunner {
   UpgradeRunner& operator=(const UpgradeRunner&) = delete;
 
   // Called once a successor is ready: the broker should now shut down.
-  void on_handed_over(std::function<void()> fn) { handed_over_ = std::move(fn); }
+  void on_successor_ready(std::function<void()> fn) { successor_ready_ = std::move(fn); }
 
   // Starts an upgrade to `binary` (empty: default). `requester` is the connection
   // that asked (0: SIGUSR2), answered with {"ok":true,"pid":N} or an error: EBUSY (one is
@@ -85,7 +85,7 @@ class UpgradeRunner {
   std::string default_binary_;
   bool under_systemd_;
   unique_fd spawner_;
-  std::function<void()> handed_over_;
+  std::function<void()> successor_ready_;
 
   bool running_ = false;
   ConnectionId requester_ = 0;
