@@ -3,7 +3,8 @@
 // in with their identity, pauses at the connection limit and resumes when one
 // leaves, refuses a uid over its limit, refuses (closes) the waiting clients when
 // the fd table is full instead of spinning and takes clients in again once
-// descriptors are free, and leaves the backlog alone while stopped.
+// descriptors are free, rests when not even that is possible, and leaves the
+// backlog alone while stopped.
 #include "acceptor.hpp"
 
 #include <gtest/gtest.h>
@@ -15,6 +16,8 @@
 
 #include <cstring>
 #include <functional>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "run_loop.hpp"
@@ -79,6 +82,20 @@ struct Server {
  private:
   std::string dir_;
 };
+
+// The descriptors open on /dev/null.
+std::set<int> dev_null_fds() {
+  std::set<int> out;
+  for (int fd = 0; fd < 4096; ++fd) {
+    char target[64] = {};
+    std::string link = "/proc/self/fd/" + std::to_string(fd);
+    if (::readlink(link.c_str(), target, sizeof target - 1) > 0 &&
+        std::string(target) == "/dev/null") {
+      out.insert(fd);
+    }
+  }
+  return out;
+}
 
 // Whether the server closed `client` unanswered (end of stream, or a reset).
 bool closed_by_server(int client) {
@@ -191,6 +208,53 @@ TEST(Acceptor, AFullFdTableRefusesTheWaitingClientsAndAcceptsAgainOnceFdsAreFree
     unique_fd next = server.connect_client();
     ASSERT_TRUE(run_until(server.loop, [&] { return server.taken.size() == 1; }));
     EXPECT_EQ(server.counters.total, 1u);
+  }
+  EXPECT_EQ(open_fd_count(), before);
+}
+
+// When not even a reserve descriptor can take a client in (ENFILE, or another
+// thread took the slot), the acceptor rests instead of spinning on the readable
+// listener, and resumes by itself: here the limit is lowered below the reserve
+// descriptors' numbers, so that a freed reserve slot is of no use either.
+TEST(Acceptor, WithNoDescriptorAtAllItPausesAndResumesByItself) {
+  std::size_t before = open_fd_count();
+  {
+    std::set<int> inherited = dev_null_fds();
+    Server server({100, 0});
+    // The acceptor's reserve: the /dev/null descriptors it opened.
+    int lowest_reserve = -1;
+    for (int fd : dev_null_fds()) {
+      if (inherited.count(fd) == 0) {
+        lowest_reserve = fd;
+        break;
+      }
+    }
+    ASSERT_GT(lowest_reserve, 2);
+    std::vector<unique_fd> clients;
+    for (int i = 0; i < 2; ++i) clients.push_back(server.connect_client());
+    rlimit saved{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+    rlimit lowered = saved;
+    lowered.rlim_cur = static_cast<rlim_t>(lowest_reserve);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+    std::vector<unique_fd> fillers;  // every number below the limit in use
+    for (;;) {
+      unique_fd f(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+      if (!f.valid()) break;
+      fillers.push_back(std::move(f));
+    }
+    bool paused = run_until(server.loop, [&] { return server.acceptor->paused(); });
+    std::size_t taken_meanwhile = server.taken.size();
+    std::uint64_t refused_meanwhile = server.counters.refused_no_fds;
+    fillers.clear();
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+    ASSERT_TRUE(paused);
+    EXPECT_EQ(taken_meanwhile, 0u);
+    EXPECT_EQ(refused_meanwhile, 0u);  // nobody could even be refused: they wait
+    // Descriptors are back: after its rest it takes both waiting clients in.
+    ASSERT_TRUE(run_until(server.loop, [&] { return server.taken.size() == 2; }));
+    EXPECT_FALSE(server.acceptor->paused());
+    for (auto& c : clients) EXPECT_TRUE(test::nothing_queued(c.get()));
   }
   EXPECT_EQ(open_fd_count(), before);
 }
