@@ -1,26 +1,36 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The broker: accepts clients on the listening socket, reads their requests,
-// decides (Policy), keeps the books (FdStore) and answers, on one EventLoop.
+// The broker: reads clients' requests, decides (Policy), keeps the books
+// (FdStore) and answers, on one EventLoop. Its parts, each in its own file:
+// Acceptor (taking clients in), Waiters (requests waiting for an entry),
+// ReplyWriter (every reply), RequestCounters (stats). The Broker itself keeps the
+// connections, dispatch and the operations (broker.cpp, broker_ops.cpp), the
+// drain shared by shutdown and upgrade (broker_drain.cpp) and persistence
+// (broker_persist.cpp).
 #pragma once
 
-#include <array>
 #include <chrono>
 #include <cstdint>
 #include <fdbroker/unique_fd.hpp>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "acceptor.hpp"
 #include "config.hpp"
 #include "connection.hpp"
 #include "event_loop.hpp"
+#include "failure.hpp"
 #include "fd_description.hpp"
 #include "fd_store.hpp"
 #include "policy.hpp"
+#include "reply_writer.hpp"
 #include "request.hpp"
+#include "request_counters.hpp"
+#include "waiters.hpp"
 
 namespace fdbroker::daemon {
 
@@ -40,8 +50,13 @@ struct EffectiveLimits {
 // as configured, else the larger of 64 and a quarter of max_connections.
 EffectiveLimits derive_limits(const Limits& configured);
 
-// Protocol limit on one message.
-inline constexpr std::size_t max_message_bytes = 65536;
+// Room left in a message for what is spliced around an entry's precomputed body
+// (an id of up to max_id_bytes, expires_ms, and list framing with a cursor).
+inline constexpr std::size_t max_entry_body = max_message_bytes - 2048;
+
+// The JSON array describing `fds` (fd_description.hpp). `facts`: probe_fd() of
+// each descriptor, if already done (else probed here).
+std::string describe_fds(const FdSet& fds, const std::vector<FdFacts>& facts = {});
 
 class Broker {
  public:
@@ -53,21 +68,19 @@ class Broker {
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
 
-  // Opens the static entries and starts accepting. False (with one message per
-  // problem) if a static entry cannot be opened.
-  bool start(std::vector<std::string>& ret_errors);
+  // Opens the static entries and starts accepting. Returns the problems (one per
+  // static entry that cannot be opened, or the socket that cannot be watched);
+  // empty: started.
+  [[nodiscard]] std::vector<Failure> start();
 
   // Applies `config` atomically: static entries are all opened (unchanged ones
-  // keep their fds) before anything changes. False (and nothing changed) on error.
-  bool reload(const Config& config, EffectiveLimits limits, std::vector<std::string>& ret_errors);
+  // keep their fds) before anything changes. Returns the problems, and then
+  // nothing changed; empty: applied.
+  [[nodiscard]] std::vector<Failure> reload(const Config& config, EffectiveLimits limits);
 
-  // Lame duck: accepts what is already in the listener's backlog (when the broker
-  // owns the socket), stops accepting, shuts the receiving side of every
-  // connection (a client's next send fails with EPIPE), answers the requests
-  // clients have already sent, flushes queued replies for at most limits.shutdown_timeout_ms,
-  // closes every connection, then calls `done`. A waiting request (wait_ms), and every request
-  // behind it on its connection, is answered ESHUTDOWN ("broker shutting down"): the client retries
-  // against the next broker.
+  // Lame duck (SIGTERM): accepts what is already in the listener's backlog (when
+  // the broker owns the socket), stops accepting and drains every connection
+  // (drain()), for at most limits.shutdown_timeout_ms, then calls `done`.
   void shutdown(std::function<void()> done);
 
   // Persistence (broker_persist.cpp). attach(): `sync` (borrowed, outlives the
@@ -79,29 +92,27 @@ class Broker {
   void adopt(Restored&& restored);
   [[nodiscard]] std::string state_json() const;
 
-  // Upgrade without systemd (broker_handover.cpp, upgrade.hpp). The `upgrade` op
-  // calls `handler` with the requester's fd, its request id and the binary asked
-  // for ("" = the running one); the handler answers through reply_to().
+  // Upgrade without systemd (upgrade.hpp). The `upgrade` op calls `handler` with
+  // the requester's connection id, its request id and the binary asked for ("" =
+  // the running one); the handler answers through reply_to().
   using UpgradeHandler =
-      std::function<void(int conn_fd, const std::string& id, const std::string& binary)>;
+      std::function<void(ConnectionId requester, const std::string& id, const std::string& binary)>;
   void set_upgrade_handler(UpgradeHandler handler) { upgrade_handler_ = std::move(handler); }
-  // Stops accepting (the listening socket stays open and its backlog waits),
-  // shuts the receiving side of every connection but `keep_fd` (a client's next
-  // send fails with EPIPE: nothing it sent is ever lost unanswered), answers
-  // what they had sent (a waiting get/take and what follows it: ESHUTDOWN, as at
-  // shutdown) and closes them; calls `quiet` once none but `keep_fd`
-  // is left (or limits.shutdown_timeout_ms passed and the rest were dropped).
-  // False (and nothing done) if the broker is shutting down.
-  bool begin_handover(int keep_fd, std::function<void()> quiet);
-  // The handover failed: accept again.
-  void end_handover();
+  // Stops accepting (the listening socket stays open and its backlog waits for
+  // the successor), drains every connection but `requester` (drain()), and calls
+  // `quiet` once none but it is left (or limits.shutdown_timeout_ms passed and
+  // the rest were dropped). False (and nothing done) if the broker is shutting down.
+  bool begin_drain_for_successor(ConnectionId requester, std::function<void()> quiet);
+  // The successor never became ready: accept again.
+  void end_drain_for_successor();
   // What a successor needs, borrowed, with fdnames: "listen", "e<serial>.<i>".
-  [[nodiscard]] std::vector<std::pair<std::string, int>> handover_fds() const;
+  [[nodiscard]] std::vector<std::pair<std::string, int>> successor_fds() const;
   // The socket file is the successor's now: never remove it at exit.
   void release_socket_file() { unlink_path_.clear(); }
-  // Answers the connection on `conn_fd` if it is still open: `err` 0 sends
-  // {"ok":true,<fields>} (`text` = fields), else an error with `text` as message.
-  void reply_to(int conn_fd, const std::string& id, int err, const std::string& text);
+  // Answers connection `requester`, if it is still open, to its request `id`:
+  // {"ok":true,<fields>} for a value (the fields' JSON text, may be empty), else
+  // the Failure as an error reply.
+  void reply_to(ConnectionId requester, const std::string& id, Outcome<std::string> answer);
 
   // "3 entries, 7 fds, 2 clients" for STATUS= lines.
   [[nodiscard]] std::string status() const;
@@ -109,66 +120,76 @@ class Broker {
  private:
   using ConnPtr = std::unique_ptr<Connection>;
 
-  // Events.
-  void on_listener(std::uint32_t events);
+  // Connections (broker.cpp).
+  bool take_in(unique_fd sock, ClientIdentity peer);
+  [[nodiscard]] Connection* find(ConnectionId id) const;
   void on_connection(Connection& c, std::uint32_t events);
   // Reads and answers up to requests_per_wakeup requests (requests_per_drain_round
-  // when `draining`: shutdown, upgrade). Returns true if it stopped at that bound
-  // (more may be waiting).
+  // when `draining`). Returns true if it stopped at that bound (more may be waiting).
   bool read_requests(Connection& c, bool draining = false);
   void write_replies(Connection& c);
+  void update_interest(Connection& c);
+  void note_queued(Connection& c);
+  void close_connection(Connection& c, const char* why);
+  // Connections closed during a handler are freed at its end, when nothing on
+  // the stack refers to them any more; this is also when their sockets close.
+  void reap() { dying_.clear(); }
 
-  // One message → one reply (or a parked request).
+  // One message → one reply (or a waiting request).
   void handle_message(Connection& c, std::size_t size, bool truncated_payload, bool truncated_fds);
   void dispatch(Connection& c, Request& req);
+
+  // Replies: through replies_; these count the request and settle the delivery
+  // (a queued reply arms the client's deadline, a broken socket closes it).
+  void send_reply(Connection& c, const std::shared_ptr<const FdSet>& fds = nullptr);
+  void send_error(Connection& c, const Request& req, int err, std::string_view message);
+  void settle(Connection& c, ReplyWriter::Delivery d);
+  // Durability (fd store in use): the reply to a put, take or delete that changed
+  // the store is held until the state reflecting the change has been handed to
+  // systemd: the end of the loop's turn writes the state once for every change
+  // of the turn (SystemdFdStore), then release_held() lets the turn's replies go.
+  [[nodiscard]] bool durable_acks() const noexcept;
+  void acknowledge(Connection& c);  // the reply built, held if durable_acks()
+  void release_held();
+
+  // Operations (broker_ops.cpp).
+  bool allowed(Connection& c, unsigned perm, const Request& req, const StoredEntry* entry);
   void do_hello(Connection& c, const Request& req);
-  void do_get(Connection& c, Request& req, bool may_park);
+  void do_get(Connection& c, Request& req, bool may_wait);
   void do_put(Connection& c, const Request& req);
   void do_delete(Connection& c, const Request& req);
   void do_list(Connection& c, const Request& req);
   void do_stats(Connection& c, const Request& req);
   void do_upgrade(Connection& c, const Request& req);
 
-  // Replies.
-  // Starts reply_ with the id; reply_head_ marks where the fields begin.
-  void begin_reply(const std::string& id);
-  // Replaces the reply being built by a short EMSGSIZE error with the same id.
-  void reply_too_large();
-  void send_error(Connection& c, const Request& req, int err, std::string_view message);
-  void send_reply(Connection& c, const std::shared_ptr<const FdSet>& fds = nullptr);
-  // Durability (fd store in use): the reply to a put, take or delete that changed
-  // the store is held until the state reflecting the change has been handed to
-  // systemd: the end of the loop's turn writes the state once for every change
-  // of the turn (SystemdFdStore), then release_held() lets the turn's replies go.
-  [[nodiscard]] bool durable_acks() const noexcept;
-  void acknowledge(Connection& c);  // reply_, held if durable_acks()
-  void release_held();
-  void count(const Request& req, int err);
-  bool allowed(Connection& c, unsigned perm, const Request& req, const StoredEntry* entry);
-
-  // Waiting (get/take with wait_ms).
+  // Waiting (get/take with wait_ms; broker_ops.cpp).
   void park(Connection& c, const Request& req, std::chrono::milliseconds wait);
-  // Stops `c` waiting and hands back its waiting request (null: none).
   std::unique_ptr<Request> unpark(Connection& c);
   void wake_waiters(const std::string& name);
-  // Shutdown and upgrade: answers what `c` already sent, refusing a waiting
-  // request and those behind it with ESHUTDOWN and farewell_ (refuse_waiting).
+  void on_wait_expired(ConnectionId id, std::unique_ptr<Request> req);
+  // After a waiting request was answered: closes `c` if the peer is done, else
+  // reads on.
+  void after_wait(Connection& c);
+
+  // The drain (broker_drain.cpp): stop reading every connection but `keep`
+  // (SHUT_RD: a client's next send fails with EPIPE, so nothing it sent is lost
+  // unanswered), answer what they had sent (a waiting get/take, and every request
+  // behind it, gets ESHUTDOWN and `farewell`: the client retries against the next
+  // broker), close each once its replies are out, and call `quiet` (from the
+  // loop) once none but `keep` is left, or at limits.shutdown_timeout_ms after
+  // dropping the rest.
+  void drain(ConnectionId keep, std::string farewell, std::function<void()> quiet);
+  [[nodiscard]] bool drained(const Connection& c) const noexcept {
+    return drain_.active && c.id() != drain_.keep;
+  }
+  void check_drained();
+  void end_drain();
+  // Answers what `c` already sent, refusing a waiting request and those behind it.
   void wind_down(Connection& c);
   void refuse_waiting(Connection& c, const Request& req);
 
-  // Connection lifecycle.
-  void update_interest(Connection& c);
-  void note_queued(Connection& c);
-  void close_connection(Connection& c, const char* why);
-  void reap();
-  void pause_listener(std::chrono::milliseconds for_how_long);
-  void resume_listener();
-  // The fd table is full at accept (EMFILE/ENFILE): refuse what waits in the backlog.
-  void shed_backlog(int err);
-
   // Entries.
-  bool prepare_static(const Config& config, std::vector<StoredEntry>& ret_entries,
-                      std::vector<std::string>& ret_errors);
+  std::vector<Failure> prepare_static(const Config& config, std::vector<StoredEntry>& ret_entries);
   void install_static(std::vector<StoredEntry> entries);
   void schedule_expiry();
   void expire_entries();
@@ -177,21 +198,8 @@ class Broker {
   EventLoop& loop_;
   SystemdFdStore* sync_ = nullptr;
   EventLoop::HookId release_hook_ = 0;
-  std::vector<int> held_;  // connections (by fd) with held replies
   EventLoop::TimerId held_retry_timer_ = 0;
   UpgradeHandler upgrade_handler_;
-  bool handing_over_ = false;
-  EventLoop::TimerId handover_timer_ = 0;
-  int handover_keep_fd_ = -1;
-  Clock::time_point handover_deadline_;
-  std::function<void()> handover_quiet_;
-  void handover_check();
-  unique_fd listener_;
-  // Two fds kept in reserve, released for the moment the broker must do something
-  // when its table is full (EMFILE at accept): the first takes in a waiting client
-  // to close it at once (shed_backlog); logging, and sanitizer runtimes, may need
-  // descriptors of their own (UBSan probes memory through a pipe: two).
-  unique_fd reserve_[2];
   std::string unlink_path_;
   Config config_;
   EffectiveLimits limits_;
@@ -199,37 +207,32 @@ class Broker {
   FdStore store_;
   std::map<std::string, std::string, std::less<>> static_openings_;  // name → StaticEntry::opening
 
-  std::unordered_map<int, ConnPtr> connections_;
-  UidConnections uid_connections_;  // limits_.max_connections_per_uid
-  ReportLimiter no_fds_warnings_{UidConnections::warning_interval};
+  RequestCounters counters_;  // before acceptor_, which counts into it
+  Acceptor acceptor_;
+  std::unordered_map<ConnectionId, ConnPtr> connections_;
+  ConnectionId next_connection_id_ = 1;
   std::vector<ConnPtr> dying_;  // closed during this handler; freed at the next one
-  std::unordered_map<std::string, std::vector<Connection*>> waiters_;
-  bool listener_paused_ = false;
-  EventLoop::TimerId listener_timer_ = 0;
+  Waiters waiters_;
+  ReplyWriter replies_;
   EventLoop::TimerId expiry_timer_ = 0;
   Clock::time_point expiry_at_ = Clock::time_point::max();
-  bool shutting_down_ = false;
-  std::string farewell_;  // the message of ESHUTDOWN replies (shutdown, upgrade)
-  std::function<void()> shutdown_done_;
-  EventLoop::TimerId shutdown_timer_ = 0;
   EventLoop::TimerId closer_timer_ = 0;  // rechecks connections paused by closes_over_quota()
+
+  bool shutting_down_ = false;  // shutdown() was called: the broker is on its way out
+  struct DrainState {
+    bool active = false;
+    ConnectionId keep = 0;  // the upgrade's requester, served on (0: none)
+    std::string farewell;   // the message of ESHUTDOWN replies
+    std::function<void()> quiet;
+    EventLoop::TimerId deadline_timer = 0;
+    EventLoop::TimerId quiet_timer = 0;
+  } drain_;
 
   // Scratch space reused for every message: no allocation per request.
   std::vector<char> buffer_;
   std::vector<unique_fd> fds_;
   std::vector<FdFacts> facts_;  // a put's descriptors, probed once (fd_description.hpp)
   Request request_;
-  std::string reply_;
-  std::size_t reply_head_ = 0;
-
-  // Counters for `stats`.
-  Clock::time_point started_ = Clock::now();
-  std::uint64_t connections_total_ = 0;
-  std::uint64_t connections_dropped_ = 0;
-  std::uint64_t connections_refused_per_uid_ = 0;  // over limits.max_connections_per_uid
-  std::uint64_t connections_refused_no_fds_ = 0;   // accepted and closed at once: EMFILE/ENFILE
-  // [op][0] = ok, [op][errno] = that error; the last row counts requests with no valid op.
-  std::array<std::array<std::uint64_t, 256>, op_count + 1> requests_{};
 };
 
 }  // namespace fdbroker::daemon

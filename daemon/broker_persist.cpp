@@ -60,8 +60,7 @@ void Broker::acknowledge(Connection& c) {
     send_reply(c);
     return;
   }
-  c.hold(reply_, nullptr);
-  held_.push_back(c.fd());
+  replies_.hold(c);
 }
 
 // The turn hook (fd store in use): the state of this turn's changes first, then
@@ -69,7 +68,7 @@ void Broker::acknowledge(Connection& c) {
 void Broker::release_held() {
   // Dirty with nothing held: a take whose reply could not be delivered gave its
   // entry back while releasing; write that too before the loop sleeps.
-  while (!held_.empty() || sync_->dirty()) {
+  while (replies_.has_held() || sync_->dirty()) {
     if (!sync_->flush()) {
       // Logged by the sync. The replies wait: retry shortly (the timer's turn
       // ends with this hook again).
@@ -79,12 +78,10 @@ void Broker::release_held() {
       }
       return;
     }
-    std::vector<int> conns = std::move(held_);
-    held_.clear();
-    for (int fd : conns) {
-      auto it = connections_.find(fd);
-      if (it == connections_.end()) continue;  // closed: its takes were given back
-      Connection& c = *it->second;
+    for (ConnectionId id : replies_.take_held()) {
+      Connection* held = find(id);
+      if (held == nullptr) continue;  // closed: its takes were given back
+      Connection& c = *held;
       c.release();
       write_replies(c);
       if (!c.closed && c.has_queued() && c.stuck_timer == 0) note_queued(c);

@@ -25,6 +25,12 @@
 
 namespace fdbroker::daemon {
 
+// Names a connection for as long as the broker runs: a counter, never reused, so
+// that whatever refers to a connection later (a waiting request, a held reply, an
+// upgrade's requester) finds it, or finds it gone; never another client that got
+// the same fd number meanwhile. 0 names no connection.
+using ConnectionId = std::uint64_t;
+
 // A reply the socket could not take yet. It keeps its fds alive through the
 // shared FdSet, so deleting or replacing the entry meanwhile changes nothing.
 struct QueuedReply {
@@ -40,9 +46,11 @@ struct QueuedReply {
 
 class Connection {
  public:
-  Connection(unique_fd sock, ClientIdentity peer) noexcept
-      : sock_(std::move(sock)), peer_(std::move(peer)) {}
+  // `id`: the broker's name for it (0 outside a broker, as in tests of the send path).
+  Connection(unique_fd sock, ClientIdentity peer, ConnectionId id = 0) noexcept
+      : sock_(std::move(sock)), peer_(std::move(peer)), id_(id) {}
 
+  [[nodiscard]] ConnectionId id() const noexcept { return id_; }
   [[nodiscard]] int fd() const noexcept { return sock_.get(); }
   [[nodiscard]] const ClientIdentity& peer() const noexcept { return peer_; }
 
@@ -78,9 +86,8 @@ class Connection {
   // Hands the unsent replies over (to give taken entries back), emptying the queue.
   std::deque<QueuedReply> take_queue() noexcept { return std::move(queue_); }
 
-  // State the broker keeps per connection.
-  std::unique_ptr<Request> parked;  // a get/take waiting (wait_ms) for its entry
-  EventLoop::TimerId park_timer = 0;
+  // State the broker keeps per connection (a waiting request: waiters.hpp).
+  bool waiting = false;                // a get/take waits (wait_ms) for its entry: read no further
   EventLoop::TimerId stuck_timer = 0;  // armed while replies are queued
   std::uint32_t events = 0;            // what epoll watches now
   bool eof = false;                    // the peer will send no more requests
@@ -93,6 +100,7 @@ class Connection {
  private:
   unique_fd sock_;
   ClientIdentity peer_;
+  ConnectionId id_;
   std::deque<QueuedReply> queue_;
 };
 

@@ -40,12 +40,12 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
   return n;
 }
 
+}  // namespace
+
 const char* errno_name_or_eio(int err) {
   const char* name = errno_name(err);
   return name != nullptr ? name : "EIO";
 }
-
-}  // namespace
 
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";

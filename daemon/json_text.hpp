@@ -25,6 +25,10 @@ inline constexpr std::size_t max_error_text = 512;
 // with `message` cut to max_error_text bytes (and "..." added) if longer.
 void append_error(std::string& out, int err, std::string_view message);
 
+// The errno's name ("ENOENT"), or "EIO" for a value without one: what the wire
+// protocol, the stats and the log say for `err`.
+const char* errno_name_or_eio(int err);
+
 // Appends the decimal form of `v`.
 void append_int(std::string& out, std::int64_t v);
 void append_uint(std::string& out, std::uint64_t v);

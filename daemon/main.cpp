@@ -124,7 +124,7 @@ int run(const Options& opts) {
   // handed over (restore.hpp).
   auto passed = take_passed_fds();
   if (!passed) {
-    fail_status(std::string("socket activation: ") + fdbroker::errno_name(passed.error().value()));
+    fail_status(os_failure("socket activation", passed.error().value()).why);
     return EXIT_FAILURE;
   }
   Restored restored = std::move(*passed);
@@ -152,9 +152,8 @@ int run(const Options& opts) {
   Broker broker(loop, std::move(listener), unlink_path, config, limits);
   broker.attach(fdstore);
   broker.adopt(std::move(restored));
-  std::vector<std::string> errors;
-  if (!broker.start(errors)) {
-    for (const auto& e : errors) spdlog::critical("{}", e);
+  if (auto problems = broker.start(); !problems.empty()) {
+    for (const auto& problem : problems) spdlog::critical("{}", problem.why);
     if (!unlink_path.empty()) ::unlink(unlink_path.c_str());
     fail_status("cannot open the configured entries");
     return EXIT_FAILURE;
@@ -171,20 +170,21 @@ int run(const Options& opts) {
   // Upgrade without systemd (upgrade.hpp): the `upgrade` op, or SIGUSR2.
   UpgradeRunner upgrader(loop, broker, opts.argv, own_binary(), fdstore.pushing(),
                          std::move(spawner));
-  upgrader.on_handed_over(stop);
-  loop.on_signal(SIGUSR2, [&] { upgrader.start(-1, "", ""); });
+  upgrader.on_successor_ready(stop);
+  loop.on_signal(SIGUSR2, [&] { upgrader.start(0, "", ""); });  // 0: no connection asked
   loop.on_signal(SIGHUP, [&] {
     auto now = std::chrono::duration_cast<std::chrono::microseconds>(
                    std::chrono::steady_clock::now().time_since_epoch())
                    .count();
     systemd::notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(now));
     ConfigResult next = load(opts);
-    std::vector<std::string> reload_errors;
+    std::vector<Failure> problems;
     if (!next.config) {
       for (const auto& e : next.errors) spdlog::error("reload: config: {}", e);
       spdlog::error("reload failed: keeping the running configuration");
-    } else if (!broker.reload(*next.config, derive_limits(next.config->limits), reload_errors)) {
-      for (const auto& e : reload_errors) spdlog::error("reload: {}", e);
+    } else if (problems = broker.reload(*next.config, derive_limits(next.config->limits));
+               !problems.empty()) {
+      for (const auto& problem : problems) spdlog::error("reload: {}", problem.why);
       spdlog::error("reload failed: keeping the running configuration");
     } else {
       apply_log_level(*next.config);

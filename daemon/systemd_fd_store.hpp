@@ -51,7 +51,7 @@ result<unique_fd> make_state_memfd(std::string_view text);
 class SystemdFdStore final : public StoreObserver {
  public:
   // `push`: talk to systemd (fdstore_wanted()). Without it the sync still
-  // assigns serials, which a handover to a new binary uses as fdnames.
+  // assigns serials, which an upgrade uses as fdnames for the successor.
   SystemdFdStore(EventLoop& loop, bool push);
   ~SystemdFdStore() override;
   SystemdFdStore(const SystemdFdStore&) = delete;

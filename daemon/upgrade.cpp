@@ -76,8 +76,8 @@ UpgradeRunner::UpgradeRunner(EventLoop& loop, Broker& broker, std::vector<std::s
       spawner_.reset();
     }
   }
-  broker_.set_upgrade_handler([this](int conn_fd, const std::string& id,
-                                     const std::string& binary) { start(conn_fd, id, binary); });
+  broker_.set_upgrade_handler([this](ConnectionId requester, const std::string& id,
+                                     const std::string& binary) { start(requester, id, binary); });
 }
 
 UpgradeRunner::~UpgradeRunner() {
@@ -111,52 +111,53 @@ void UpgradeRunner::spawner_lost() {
   spawner_.reset();
 }
 
-void UpgradeRunner::start(int conn_fd, const std::string& id, const std::string& binary) {
+void UpgradeRunner::start(ConnectionId requester, const std::string& id,
+                          const std::string& binary) {
+  // Refused at once: the requester (if any) gets `refusal`.
+  auto refuse = [&](Failure refusal) {
+    if (requester != 0) broker_.reply_to(requester, id, std::move(refusal));
+  };
   if (running_) {
-    if (conn_fd >= 0) broker_.reply_to(conn_fd, id, EBUSY, "an upgrade is already under way");
+    refuse({EBUSY, "an upgrade is already under way"});
     return;
   }
   if (under_systemd_) {
-    if (conn_fd >= 0) {
-      broker_.reply_to(conn_fd, id, EOPNOTSUPP,
-                       "run by systemd: use systemctl restart (the fd store keeps every entry)");
-    }
+    refuse({EOPNOTSUPP, "run by systemd: use systemctl restart (the fd store keeps every entry)"});
     spdlog::warn("upgrade refused: run by systemd, use systemctl restart");
     return;
   }
   if (!spawner_.valid()) {
-    if (conn_fd >= 0)
-      broker_.reply_to(conn_fd, id, ESRCH, "no spawner process (see the log at start)");
+    refuse({ESRCH, "no spawner process (see the log at start)"});
     return;
   }
   std::string target = binary.empty() ? default_binary_ : binary;
   if (target.empty()) {
-    if (conn_fd >= 0)
-      broker_.reply_to(conn_fd, id, ENOENT, "cannot tell which binary runs (/proc/self/exe)");
+    refuse({ENOENT, "cannot tell which binary runs (/proc/self/exe)"});
     return;
   }
   running_ = true;
-  conn_fd_ = conn_fd;
+  requester_ = requester;
   id_ = id;
   binary_ = target;
-  spdlog::info("upgrade to '{}': going quiet", binary_);
-  if (!broker_.begin_handover(conn_fd, [this] { launch(); })) {
+  spdlog::info("upgrade to '{}': draining", binary_);
+  if (!broker_.begin_drain_for_successor(requester, [this] { launch(); })) {
     running_ = false;
-    if (conn_fd >= 0) broker_.reply_to(conn_fd, id, ESHUTDOWN, "the broker is shutting down");
+    requester_ = 0;
+    refuse({ESHUTDOWN, "the broker is shutting down"});
   }
 }
 
 void UpgradeRunner::launch() {
   auto state = make_state_memfd(broker_.state_json());
   if (!state) {
-    fail(state.error().value(), "cannot write the state memfd: " + state.error().message());
+    fail({state.error().value(), "cannot write the state memfd: " + state.error().message()});
     return;
   }
-  std::vector<std::pair<std::string, int>> fds = broker_.handover_fds();
+  std::vector<std::pair<std::string, int>> fds = broker_.successor_fds();
   fds.emplace_back("state.1", state->get());
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) < 0) {
-    fail(errno, std::string("pipe: ") + std::strerror(errno));
+    fail(os_failure("pipe", errno));
     return;
   }
   unique_fd ready_read(pipe_fds[0]);
@@ -193,14 +194,14 @@ void UpgradeRunner::launch() {
 
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
-    fail(errno, std::string("socketpair: ") + std::strerror(errno));
+    fail(os_failure("socketpair", errno));
     return;
   }
   unique_fd channel(pair[0]);
   unique_fd channel_peer(pair[1]);
   if (int err =
           send_spawn_request(spawner_.get(), channel_peer.get(), binary_, args, env_strings, m)) {
-    fail(err, std::string("cannot reach the spawner: ") + std::strerror(err));
+    fail({err, std::string("cannot reach the spawner: ") + std::strerror(err)});
     return;
   }
   channel_peer.reset();
@@ -215,14 +216,14 @@ void UpgradeRunner::launch() {
     int r = left > 0 ? ::poll(&pfd, 1, static_cast<int>(left)) : 0;
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) {
-      fail(ETIMEDOUT, "the spawner did not answer");
+      fail({ETIMEDOUT, "the spawner did not answer"});
       return;
     }
     SpawnerReport report;
     ssize_t got = ::recv(spawner_.get(), &report, sizeof report, 0);
     if (got != static_cast<ssize_t>(sizeof report)) {
       spawner_lost();
-      fail(ESRCH, "the spawner process is gone");
+      fail({ESRCH, "the spawner process is gone"});
       return;
     }
     if (report.kind == 'P') {
@@ -234,7 +235,7 @@ void UpgradeRunner::launch() {
     }
   }
   if (pid < 0) {
-    fail(fork_err, std::string("the spawner cannot fork: ") + std::strerror(fork_err));
+    fail({fork_err, std::string("the spawner cannot fork: ") + std::strerror(fork_err)});
     return;
   }
   child_ = pid;
@@ -249,7 +250,8 @@ void UpgradeRunner::launch() {
     auto sent = try_sendfds(channel.get(), &byte, 1, sources.data() + i, k);
     if (!sent) {
       int err = sent.error().value();
-      fail(err, std::string("sending the descriptors to the new fdbrokerd: ") + std::strerror(err));
+      fail({err,
+            std::string("sending the descriptors to the new fdbrokerd: ") + std::strerror(err)});
       return;
     }
   }
@@ -258,13 +260,13 @@ void UpgradeRunner::launch() {
   ready_ = std::move(ready_read);
   spdlog::info("upgrade: started '{}' as pid {} with {} descriptors", binary_, pid, n);
   if (auto ec = loop_.watch(ready_.get(), EPOLLIN, [this](std::uint32_t) { on_ready_pipe(); })) {
-    fail(ec.value(), "watching the readiness pipe: " + ec.message());
+    fail({ec.value(), "watching the readiness pipe: " + ec.message()});
     return;
   }
   timer_ = loop_.add_timer(Clock::now() + upgrade_timeout, [this] {
     timer_ = 0;
-    fail(ETIMEDOUT, "the new fdbrokerd was not ready within " +
-                        std::to_string(upgrade_timeout.count()) + " s");
+    fail({ETIMEDOUT, "the new fdbrokerd was not ready within " +
+                         std::to_string(upgrade_timeout.count()) + " s"});
   });
 }
 
@@ -279,23 +281,23 @@ void UpgradeRunner::on_ready_pipe() {
     timer_ = 0;
     loop_.unwatch(ready_.get());
     ready_.reset();
-    spdlog::info("upgrade: pid {} is ready; handing over and exiting", pid);
+    spdlog::info("upgrade: pid {} is ready; leaving everything to it and exiting", pid);
     broker_.release_socket_file();
-    if (conn_fd_ >= 0) broker_.reply_to(conn_fd_, id_, 0, "\"pid\":" + std::to_string(pid));
-    if (handed_over_) handed_over_();
+    if (requester_ != 0) broker_.reply_to(requester_, id_, "\"pid\":" + std::to_string(pid));
+    if (successor_ready_) successor_ready_();
     return;
   }
   if (got == static_cast<ssize_t>(sizeof buf) && buf[0] == exec_failed_byte) {
     int err = 0;
     std::memcpy(&err, buf + 1, sizeof err);
-    fail(err != 0 ? err : ENOEXEC, "cannot execute '" + binary_ + "': " + std::strerror(err));
+    fail({err != 0 ? err : ENOEXEC, "cannot execute '" + binary_ + "': " + std::strerror(err)});
     return;
   }
-  fail(ECHILD, "the new fdbrokerd ended before it was ready");
+  fail({ECHILD, "the new fdbrokerd ended before it was ready"});
 }
 
-void UpgradeRunner::fail(int err, const std::string& why) {
-  std::string message = why;
+void UpgradeRunner::fail(Failure failure) {
+  std::string& message = failure.why;
   if (child_ > 0) {
     // The spawner reaps it and reports its end (on_report); one that waits in
     // the kernel (a FUSE close that does not return) ends later.
@@ -310,10 +312,10 @@ void UpgradeRunner::fail(int err, const std::string& why) {
     ready_.reset();
   }
   spdlog::error("upgrade to '{}' failed: {}; carrying on", binary_, message);
-  broker_.end_handover();
-  if (conn_fd_ >= 0) broker_.reply_to(conn_fd_, id_, err, message);
+  broker_.end_drain_for_successor();
+  if (requester_ != 0) broker_.reply_to(requester_, id_, std::move(failure));
   running_ = false;
-  conn_fd_ = -1;
+  requester_ = 0;
 }
 
 }  // namespace fdbroker::daemon

@@ -3,12 +3,12 @@
 // makes the broker run a new fdbrokerd and hand it everything, through the same
 // LISTEN_FDS/LISTEN_FDNAMES path a start under systemd uses (restore.hpp):
 //
-//  1. The broker goes quiet (Broker::begin_handover): it stops accepting (new
-//     clients wait in the listening socket's backlog), lets no connection send
-//     more (SHUT_RD: their next send fails with EPIPE, at a request boundary),
-//     answers what was sent and closes them. The state is final from here on:
-//     nothing a client did is lost by the handover.
-//  2. The spawner (spawner.hpp) forks and execs the new binary with the same
+//  1. The broker drains (Broker::begin_drain_for_successor): it stops accepting
+//     (new clients wait in the listening socket's backlog), lets no connection
+//     send more (SHUT_RD: their next send fails with EPIPE, at a request
+//     boundary), answers what was sent and closes them. The state is final from
+//     here on: nothing a client did is lost by the upgrade.
+//  2. The spawner (spawner.hpp) forks and execs the new binary (the successor) with the same
 //     arguments, so that no other descriptor of this process reaches it: the listening
 //     socket ("listen"), every entry's fds ("e<serial>.<i>"), a sealed state
 //     memfd ("state.<seq>"), and a pipe ($FDBROKER_UPGRADE_READY_FD) on which
@@ -32,6 +32,7 @@
 
 #include "broker.hpp"
 #include "event_loop.hpp"
+#include "failure.hpp"
 #include "spawner.hpp"
 
 namespace fdbroker::daemon {
@@ -59,20 +60,20 @@ class UpgradeRunner {
   UpgradeRunner& operator=(const UpgradeRunner&) = delete;
 
   // Called once a successor is ready: the broker should now shut down.
-  void on_handed_over(std::function<void()> fn) { handed_over_ = std::move(fn); }
+  void on_successor_ready(std::function<void()> fn) { successor_ready_ = std::move(fn); }
 
-  // Starts an upgrade to `binary` (empty: default). `conn_fd` is the requester
-  // (-1: SIGUSR2), answered with {"ok":true,"pid":N} or an error: EBUSY (one is
+  // Starts an upgrade to `binary` (empty: default). `requester` is the connection
+  // that asked (0: SIGUSR2), answered with {"ok":true,"pid":N} or an error: EBUSY (one is
   // running), ESHUTDOWN, EOPNOTSUPP, ESRCH (no spawner), the fork's or exec's
   // errno, ECHILD (exited before ready), ETIMEDOUT. Descriptors queued on the
   // closer behind a close that hangs do not matter: the spawner, not this
   // process, forks the new broker (spawner.hpp).
-  void start(int conn_fd, const std::string& id, const std::string& binary);
+  void start(ConnectionId requester, const std::string& id, const std::string& binary);
 
  private:
   void launch();
   void on_ready_pipe();
-  void fail(int err, const std::string& why);
+  void fail(Failure failure);
   // The spawner's reports: a child's end is logged (it reaps them).
   void on_spawner_readable();
   void on_report(const SpawnerReport& report);
@@ -84,10 +85,10 @@ class UpgradeRunner {
   std::string default_binary_;
   bool under_systemd_;
   unique_fd spawner_;
-  std::function<void()> handed_over_;
+  std::function<void()> successor_ready_;
 
   bool running_ = false;
-  int conn_fd_ = -1;
+  ConnectionId requester_ = 0;
   std::string id_;
   std::string binary_;
   pid_t child_ = -1;
