@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fdbroker/listen_fds.hpp>
 #include <fdbroker/scm_rights.hpp>
 #include <string_view>
 #include <thread>
@@ -79,7 +80,7 @@ void send_report(int sock, char kind, pid_t pid, int value) {
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   for (int sig : {SIGPIPE, SIGINT, SIGHUP, SIGUSR2}) ::signal(sig, SIG_DFL);
-  env.push_back("LISTEN_PID=" + std::to_string(::getpid()));
+  env.push_back(listen_pid_variable(::getpid()));
   std::vector<char*> envp;
   for (auto& s : env) envp.push_back(s.data());
   envp.push_back(nullptr);
