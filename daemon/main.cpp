@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -86,7 +85,7 @@ void apply_log_level(const Config& config) {
 
 void fail_status(const std::string& why) {
   spdlog::critical("{}", why);
-  ::sd_notifyf(0, "STATUS=Failed: %s", why.c_str());
+  systemd::notify("STATUS=Failed: " + why);
 }
 
 int run(const Options& opts) {

@@ -41,10 +41,11 @@ struct Restored {
   std::vector<std::string> warnings;      // one line per thing that could not come back
 };
 
-// Everything passed through LISTEN_FDS (unsets LISTEN_*, marks the fds
-// close-on-exec). Errors: sd_listen_fds_with_names's; EINVAL if fds were passed
-// but none is the listening socket; ENOTSOCK, EPROTOTYPE if "listen" is not a
-// listening AF_UNIX SOCK_SEQPACKET socket.
+// Everything passed through LISTEN_FDS, parsed by lib's parse_listen_fds (unsets
+// LISTEN_*, marks the fds close-on-exec). Errors: EINVAL (malformed variables, or
+// fds were passed but none is the listening socket); EBADF (a passed fd is not
+// open); ENOTSOCK, EPROTOTYPE if "listen" is not a listening AF_UNIX
+// SOCK_SEQPACKET socket.
 [[nodiscard]] result<Restored> take_passed_fds();
 
 // The same from fds in hand (owned: what is not restored is closed).
