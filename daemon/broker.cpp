@@ -167,10 +167,10 @@ bool Broker::prepare_static(const Config& config, std::vector<StoredEntry>& ret_
       e.fds_json = existing->fds_json;
       e.generation = existing->meta == e.meta ? existing->generation : 0;
     } else {
-      std::string why;
-      auto fd = open_static_entry(decl, why);
+      auto fd = open_static_entry(decl);
       if (!fd) {
-        ret_errors.push_back("entries[" + std::to_string(i) + "] '" + decl.name + "': " + why);
+        ret_errors.push_back("entries[" + std::to_string(i) + "] '" + decl.name +
+                             "': " + fd.failure().why);
         continue;
       }
       std::vector<unique_fd> one;

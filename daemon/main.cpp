@@ -136,10 +136,9 @@ int run(const Options& opts) {
     spdlog::info("listening on the socket passed by {}",
                  restored.socket_unlink.empty() ? "systemd" : "the previous broker (upgrade)");
   } else {
-    std::string why;
-    auto bound = bind_listener(config.socket_path, config.socket_mode, config.socket_group, why);
+    auto bound = open_broker_socket(config.socket_path, config.socket_mode, config.socket_group);
     if (!bound) {
-      fail_status(why);
+      fail_status(bound.failure().why);
       return EXIT_FAILURE;
     }
     listener = std::move(*bound);
