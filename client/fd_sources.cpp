@@ -5,7 +5,6 @@
 #include <fdbroker/listen_url.hpp>
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 

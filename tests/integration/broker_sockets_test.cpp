@@ -15,22 +15,6 @@ using namespace fdbroker::test;
 
 namespace {
 
-// A listening AF_UNIX socket of `type` at `path`, made with the raw calls.
-unique_fd raw_listener(const std::string& path, int type) {
-  unique_fd sock(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  EXPECT_EQ(::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << path;
-  EXPECT_EQ(::listen(sock.get(), 16), 0);
-  return sock;
-}
-
-ino_t inode_of(const std::string& path) {
-  struct stat st {};
-  return ::lstat(path.c_str(), &st) == 0 ? st.st_ino : 0;
-}
-
 // The listener at `path` still serves: a client of its type connects and is accepted.
 ::testing::AssertionResult still_serves(int listener, const std::string& path, int type) {
   unique_fd client(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
@@ -104,7 +88,7 @@ TEST_P(LiveServiceAtTheBrokerSocket, IsLeftAloneAndTheBrokerExitsWithEaddrinuse)
   TempDir dir;
   std::string path = dir.socket_path("broker.sock");
   const int type = GetParam();
-  auto live = raw_listener(path, type);
+  auto live = raw_unix_listener(path, type);
   ino_t inode = inode_of(path);
   auto r = run_broker_to_exit(dir.path(), {{"socket", {{"path", path}}}, {"log_level", "warning"}});
   EXPECT_EQ(r.status, 1) << "the broker did not refuse the path; output: " << r.output;
@@ -123,7 +107,7 @@ TEST(BrokerSocket, AStaleSocketFileIsReplaced) {
   TempDir dir;
   ::chmod(dir.path().c_str(), 0755);
   std::string path = dir.socket_path("broker.sock");
-  { auto dead = raw_listener(path, SOCK_STREAM); }  // closed: the file stays, nobody listens
+  { auto dead = raw_unix_listener(path, SOCK_STREAM); }  // closed: the file stays, nobody listens
   BrokerProcess broker(json{{"socket", {{"path", path}, {"mode", "0666"}}}});
   auto c = [&] {
     unique_fd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
@@ -145,7 +129,7 @@ TEST_P(LiveServiceAtAStaticEntry, IsLeftAloneAndTheBrokerDoesNotStart) {
   TempDir dir;
   std::string path = dir.socket_path("service.sock");
   const int type = GetParam();
-  auto live = raw_listener(path, type);
+  auto live = raw_unix_listener(path, type);
   ino_t inode = inode_of(path);
   json config = {{"socket", {{"path", dir.socket_path("broker.sock")}}},
                  {"log_level", "warning"},
@@ -166,7 +150,7 @@ TEST_P(LiveServiceAtAStaticEntry, IsLeftAloneByAReloadThatKeepsTheRunningConfigu
   TempDir dir;
   std::string path = dir.socket_path("service.sock");
   const int type = GetParam();
-  auto live = raw_listener(path, type);
+  auto live = raw_unix_listener(path, type);
   ino_t inode = inode_of(path);
   json config = {{"entries", {{{"name", "file"}, {"type", "file"}, {"path", "/etc/hostname"}}}}};
   BrokerProcess broker(config);
@@ -194,7 +178,7 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, LiveServiceAtAStaticEntry,
 TEST(StaticUnixEntry, AStaleSocketFileIsReplacedAtStart) {
   TempDir dir;
   std::string path = dir.socket_path("service.sock");
-  { auto dead = raw_listener(path, SOCK_STREAM); }
+  { auto dead = raw_unix_listener(path, SOCK_STREAM); }
   BrokerProcess broker(json{{"entries", {{{"name", "svc"}, {"type", "unix"}, {"path", path}}}}});
   auto c = broker.connect();
   auto got = call(c.get(), {{"op", "get"}, {"name", "svc"}});

@@ -21,18 +21,6 @@ using namespace fdbroker::daemon;
 
 namespace {
 
-// A listening AF_UNIX socket of `type` at `path`, made with the raw calls (not
-// the code under test).
-unique_fd raw_listener(const std::string& path, int type) {
-  unique_fd sock(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  EXPECT_EQ(::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << path;
-  EXPECT_EQ(::listen(sock.get(), 16), 0);
-  return sock;
-}
-
 // connect() to `path` with a socket of `type`: 0 or the errno.
 int connect_errno(const std::string& path, int type, unique_fd* ret_sock = nullptr) {
   unique_fd sock(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
@@ -42,11 +30,6 @@ int connect_errno(const std::string& path, int type, unique_fd* ret_sock = nullp
   int r = ::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 ? errno : 0;
   if (r == 0 && ret_sock != nullptr) *ret_sock = std::move(sock);
   return r;
-}
-
-ino_t inode_of(const std::string& path) {
-  struct stat st {};
-  return ::lstat(path.c_str(), &st) == 0 ? st.st_ino : 0;
 }
 
 StaticEntry unix_entry(const std::string& path, int type) {
@@ -128,8 +111,8 @@ TEST_P(LiveSocketAtThePath, IsLeftAloneAndTheEntryFailsWithEaddrinuse) {
   test::TempDir dir;
   std::string path = dir.socket_path("live.sock");
   const int live_type = GetParam();
-  auto live = raw_listener(path, live_type);
-  ino_t inode = inode_of(path);
+  auto live = test::raw_unix_listener(path, live_type);
+  ino_t inode = test::inode_of(path);
   auto before = test::open_fd_count();
   for (int entry_type : {SOCK_STREAM, SOCK_SEQPACKET}) {
     auto opened = open_static_entry(unix_entry(path, entry_type));
@@ -138,7 +121,7 @@ TEST_P(LiveSocketAtThePath, IsLeftAloneAndTheEntryFailsWithEaddrinuse) {
     EXPECT_NE(opened.failure().why.find(path), std::string::npos) << opened.failure().why;
   }
   EXPECT_EQ(test::open_fd_count(), before);
-  EXPECT_EQ(inode_of(path), inode);
+  EXPECT_EQ(test::inode_of(path), inode);
   unique_fd client;
   ASSERT_EQ(connect_errno(path, live_type, &client), 0);
   unique_fd accepted(::accept4(live.get(), nullptr, nullptr, SOCK_CLOEXEC));
@@ -151,7 +134,9 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, LiveSocketAtThePath,
 TEST(StaticUnixEntry, AStaleSocketFileIsReplaced) {
   test::TempDir dir;
   std::string path = dir.socket_path("stale.sock");
-  { auto dead = raw_listener(path, SOCK_STREAM); }  // closed: the file stays, nobody listens
+  {
+    auto dead = test::raw_unix_listener(path, SOCK_STREAM);
+  }  // closed: the file stays, nobody listens
   ASSERT_EQ(connect_errno(path, SOCK_STREAM), ECONNREFUSED);
   auto opened = open_static_entry(unix_entry(path, SOCK_SEQPACKET));
   ASSERT_TRUE(opened.ok()) << opened.failure().why;
