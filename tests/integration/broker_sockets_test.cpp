@@ -23,6 +23,11 @@ namespace {
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
   if (::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
     return ::testing::AssertionFailure() << "connect " << path << ": " << std::strerror(errno);
+  // A connection that reached `listener` makes it readable at once; one that reached
+  // a socket someone bound over the path never does (the timeout bounds that failure).
+  pollfd pfd{listener, POLLIN, 0};
+  if (::poll(&pfd, 1, 2000) != 1)
+    return ::testing::AssertionFailure() << "the connection went to another socket at " << path;
   unique_fd accepted(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
   if (!accepted.valid()) return ::testing::AssertionFailure() << "accept: " << std::strerror(errno);
   return ::testing::AssertionSuccess();
