@@ -2,6 +2,7 @@
 #include "exec.hpp"
 
 #include <fdbroker/error.hpp>
+#include <fdbroker/listen_fds.hpp>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -54,35 +55,18 @@ void exec_with_entries(const Options& o, fdbroker::Client& client) {
   client.close();
 
   std::vector<fdbroker::unique_fd> fds;
-  std::string names;
+  std::vector<std::string> names;
   for (auto& e : entries) {
     for (auto& fd : e.fds) {
       fds.push_back(std::move(fd));
-      names += (names.empty() ? "" : ":") + fd_name_for(e.name);
+      names.push_back(fd_name_for(e.name));
     }
   }
-  const int count = static_cast<int>(fds.size());
-  const int first_free = 3 + count;
-
-  // Received descriptors may already sit on 3..3+count-1, where others must go:
-  // first move every one above that range (still close-on-exec), then dup2 each
-  // into place. dup2 leaves the new descriptor without FD_CLOEXEC, which is what
-  // passes it to the program.
-  for (auto& fd : fds) {
-    fdbroker::unique_fd high(::fcntl(fd.get(), F_DUPFD_CLOEXEC, first_free));
-    if (!high.valid()) fdbroker::throw_errno(errno, "F_DUPFD_CLOEXEC");
-    fd = std::move(high);
-  }
-  for (int i = 0; i < count; ++i) {
-    if (::dup2(fds[static_cast<std::size_t>(i)].get(), 3 + i) < 0)
-      fdbroker::throw_errno(errno, "dup2");
-  }
-  cloexec_from(first_free);
-
+  if (auto err = fdbroker::try_place_listen_fds(fds))
+    fdbroker::throw_errno(err.value(), "place fds");
+  cloexec_from(fdbroker::listen_fds_start + static_cast<int>(fds.size()));
   // LISTEN_PID is our own pid: execvp keeps it, and sd_listen_fds() checks it.
-  ::setenv("LISTEN_FDS", std::to_string(count).c_str(), 1);
-  ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
-  ::setenv("LISTEN_FDNAMES", names.c_str(), 1);
+  fdbroker::set_listen_environment(names);
 
   std::vector<char*> argv;
   for (const auto& arg : o.program) argv.push_back(const_cast<char*>(arg.c_str()));

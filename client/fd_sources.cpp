@@ -5,7 +5,6 @@
 #include <fdbroker/listen_url.hpp>
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,24 +35,6 @@ void check_inherited(int fd) {
   }
 }
 
-// A UDP socket bound to the address of a udp:// URL. The address syntax is the
-// listen URL's (lib/listen_url.hpp), so it is parsed as the tcp:// twin.
-fdbroker::unique_fd bind_udp(const std::string& url, const fdbroker::ListenUrl& address) {
-  fdbroker::unique_fd sock(::socket(address.family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!sock.valid()) fdbroker::throw_errno(errno, "socket for " + url);
-  if (address.family == AF_INET6) {
-    int v6only = address.v6only ? 1 : 0;
-    if (::setsockopt(sock.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0) {
-      fdbroker::throw_errno(errno, "IPV6_V6ONLY for " + url);
-    }
-  }
-  if (::bind(sock.get(), reinterpret_cast<const sockaddr*>(&address.address),
-             address.address_length) < 0) {
-    fdbroker::throw_errno(errno, "bind " + url);
-  }
-  return sock;
-}
-
 // A malformed URL is a usage error (exit 100), not a system one.
 fdbroker::ListenUrl parse_url(const std::string& url, const std::string& as) {
   try {
@@ -67,13 +48,19 @@ fdbroker::ListenUrl parse_url(const std::string& url, const std::string& as) {
 
 fdbroker::unique_fd listen_on(const std::string& url) {
   std::string_view u(url);
+  fdbroker::BindOptions options;
+  std::string as = url;
+  // udp:// and udp6:// are not listen URLs; their address syntax is, so they are
+  // parsed as the tcp:// twin and bound as datagram sockets.
   for (std::string_view scheme : {"udp://", "udp6://"}) {
     if (u.rfind(scheme, 0) == 0) {
-      std::string as = (scheme == "udp://" ? "tcp://" : "tcp6://") + url.substr(scheme.size());
-      return bind_udp(url, parse_url(url, as));
+      as = (scheme == "udp://" ? "tcp://" : "tcp6://") + url.substr(scheme.size());
+      options.socket_type = SOCK_DGRAM;
     }
   }
-  return fdbroker::bind_listener(parse_url(url, url));
+  auto sock = fdbroker::try_bind_listener(parse_url(url, as), options);
+  if (!sock.ok()) fdbroker::throw_errno(sock.error().value(), "cannot listen on " + url);
+  return std::move(sock).value();
 }
 
 PreparedFds prepare_fds(const std::vector<FdSource>& sources) {

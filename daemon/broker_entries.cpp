@@ -43,11 +43,10 @@ std::vector<Failure> Broker::prepare_static(const Config& config,
       e.fds_json = existing->fds_json;
       e.generation = existing->meta == e.meta ? existing->generation : 0;
     } else {
-      std::string why;
-      auto fd = open_static_entry(decl, why);
+      auto fd = open_static_entry(decl);
       if (!fd) {
-        problems.push_back(
-            {fd.error().value(), "entries[" + std::to_string(i) + "] '" + decl.name + "': " + why});
+        problems.push_back({fd.failure().err, "entries[" + std::to_string(i) + "] '" + decl.name +
+                                                  "': " + fd.failure().why});
         continue;
       }
       std::vector<unique_fd> one;

@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The broker's own listening socket, when systemd did not pass one.
+// The broker socket (the one clients connect to), when systemd did not pass one.
 #pragma once
 
-#include <fdbroker/result.hpp>
 #include <fdbroker/unique_fd.hpp>
 
 #include <sys/types.h>
@@ -10,15 +9,18 @@
 #include <optional>
 #include <string>
 
+#include "failure.hpp"
+
 namespace fdbroker::daemon {
 
 // Creates a non-blocking, close-on-exec AF_UNIX SOCK_SEQPACKET socket listening
 // at `path` with file mode `mode` (never wider, even for an instant) and group
-// `group`. Creates missing parent directories (0755). A stale socket file (no
-// one accepting) is replaced. Errors, with `ret_why` for the log: EADDRINUSE
-// (another broker is listening there), EEXIST (a non-socket file is there),
-// ENAMETOOLONG, and those of mkdir/socket/bind/chown/listen.
-[[nodiscard]] result<unique_fd> bind_listener(const std::string& path, mode_t mode,
-                                              std::optional<gid_t> group, std::string& ret_why);
+// `group`, through lib's try_bind_listener. Creates missing parent directories
+// (0755). A stale socket file (connect() refused: nobody has it bound) is
+// replaced; a live socket of any type is left alone. Errors: EADDRINUSE (a
+// process listens there), EEXIST (a file that is not a socket is there),
+// ENAMETOOLONG, and those of socket/bind/chmod/chown/listen.
+[[nodiscard]] Outcome<unique_fd> open_broker_socket(const std::string& path, mode_t mode,
+                                                    std::optional<gid_t> group);
 
 }  // namespace fdbroker::daemon

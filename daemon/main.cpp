@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -86,7 +85,7 @@ void apply_log_level(const Config& config) {
 
 void fail_status(const std::string& why) {
   spdlog::critical("{}", why);
-  ::sd_notifyf(0, "STATUS=Failed: %s", why.c_str());
+  systemd::notify("STATUS=Failed: " + why);
 }
 
 int run(const Options& opts) {
@@ -137,10 +136,9 @@ int run(const Options& opts) {
     spdlog::info("listening on the socket passed by {}",
                  restored.socket_unlink.empty() ? "systemd" : "the previous broker (upgrade)");
   } else {
-    std::string why;
-    auto bound = bind_listener(config.socket_path, config.socket_mode, config.socket_group, why);
+    auto bound = open_broker_socket(config.socket_path, config.socket_mode, config.socket_group);
     if (!bound) {
-      fail_status(why);
+      fail_status(bound.failure().why);
       return EXIT_FAILURE;
     }
     listener = std::move(*bound);

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "restore.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <fdbroker/error.hpp>
+#include <fdbroker/listen_fds.hpp>
 #include <fdbroker/scm_rights.hpp>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -20,6 +21,7 @@
 
 #include "config.hpp"
 #include "entry_name.hpp"
+#include "systemd.hpp"
 #include "systemd_fd_store.hpp"
 
 namespace fdbroker::daemon {
@@ -201,9 +203,9 @@ result<Restored> restore_from(std::vector<NamedFd> fds) {
     }
   }
   if (!out.listener.valid()) return errno_code(EINVAL);
-  int r = ::sd_is_socket_unix(out.listener.get(), SOCK_SEQPACKET, /*listening=*/1, nullptr, 0);
-  if (r < 0) return errno_code(-r);
-  if (r == 0) return errno_code(EPROTOTYPE);
+  auto listening = systemd::is_listening_unix_socket(out.listener.get(), SOCK_SEQPACKET);
+  if (!listening) return listening.error();
+  if (!*listening) return errno_code(EPROTOTYPE);
 
   if (state_fd.valid()) {
     auto text = read_all(state_fd.get());
@@ -222,20 +224,26 @@ result<Restored> restore_from(std::vector<NamedFd> fds) {
 }
 
 result<Restored> take_passed_fds() {
-  char** names = nullptr;
-  int n = ::sd_listen_fds_with_names(/*unset_environment=*/1, &names);
-  if (n < 0) return errno_code(-n);
+  auto passed = parse_listen_fds(::getenv("LISTEN_PID"), ::getenv("LISTEN_FDS"),
+                                 ::getenv("LISTEN_FDNAMES"), ::getpid());
+  // Ours alone: a program the broker starts must not take them for its own.
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+  if (!passed) return passed.error();
   std::vector<NamedFd> fds;
-  for (int i = 0; i < n; ++i) {
-    NamedFd f;
-    f.fd.reset(SD_LISTEN_FDS_START + i);  // owned from here on, kept or closed
-    if (names != nullptr && names[i] != nullptr) f.name = names[i];
+  std::error_code first_error;
+  for (auto& inherited : *passed) {
+    NamedFd f{std::move(inherited.name), unique_fd(inherited.fd)};  // owned: kept or closed
+    // Inherited without close-on-exec (they crossed an exec): mark them, as
+    // sd_listen_fds() does, so that none leaks into a successor.
+    int flags = ::fcntl(f.fd.get(), F_GETFD);
+    if ((flags < 0 || ::fcntl(f.fd.get(), F_SETFD, flags | FD_CLOEXEC) < 0) && !first_error) {
+      first_error = errno_code(errno);
+    }
     fds.push_back(std::move(f));
   }
-  if (names != nullptr) {
-    for (int i = 0; i < n; ++i) std::free(names[i]);
-    std::free(names);
-  }
+  if (first_error) return first_error;
   return restore_from(std::move(fds));
 }
 

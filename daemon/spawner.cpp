@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fdbroker/listen_fds.hpp>
 #include <fdbroker/scm_rights.hpp>
 #include <string_view>
 #include <thread>
@@ -48,8 +49,9 @@ void send_report(int sock, char kind, pid_t pid, int value) {
   // The descriptors, in order. Received without MSG_CMSG_CLOEXEC: they are the
   // successor's. The kernel installs each at the lowest free number, so they
   // land at 3 .. 3 + m - 1 without a dup2 or a close: a descriptor of a file
-  // system that does not answer is never closed here. Raw recvmsg rather than
-  // recvfds (scm_rights.cpp): this needs flags 0 and checks the numbers.
+  // system that does not answer is never closed here (lib's try_place_listen_fds,
+  // which moves fds and closes the old numbers, is for fds already in hand). Raw recvmsg rather
+  // than recvfds (scm_rights.cpp): this needs flags 0 and checks the numbers.
   int got = 0;
   while (got < m) {
     char byte;
@@ -79,7 +81,7 @@ void send_report(int sock, char kind, pid_t pid, int value) {
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   for (int sig : {SIGPIPE, SIGINT, SIGHUP, SIGUSR2}) ::signal(sig, SIG_DFL);
-  env.push_back("LISTEN_PID=" + std::to_string(::getpid()));
+  env.push_back(listen_pid_variable(::getpid()));
   std::vector<char*> envp;
   for (auto& s : env) envp.push_back(s.data());
   envp.push_back(nullptr);

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "static_entry_config.hpp"
 
-#include <arpa/inet.h>
+#include <fdbroker/listen_url.hpp>
+
 #include <fcntl.h>
 #include <sys/socket.h>
 
-#include <charconv>
+#include <string_view>
 
 #include "entry_name.hpp"
 
@@ -76,26 +77,23 @@ void file_entry(Shape& shape, const json& obj, const std::string& key, StaticEnt
   e.opening = "file " + std::to_string(e.open_flags) + " " + std::to_string(e.mode) + " " + e.path;
 }
 
-// ---- the listen address of a tcp/udp entry: parsed here, as one unit.
-
+// "IPv4:PORT" or "[IPv6]:PORT", parsed by lib's listen-URL parser as the
+// address of a tcp:// URL, numeric only: the URL's spellings of the wildcard
+// and of localhost ("*", "", "localhost") are not config syntax.
 std::string check_inet_address(const std::string& address) {
   std::size_t colon = address.rfind(':');
   if (colon == std::string::npos || colon + 1 == address.size()) {
     return "must be \"IPv4:PORT\" or \"[IPv6]:PORT\", got \"" + address + "\"";
   }
-  unsigned port = 0;
-  const char* p = address.data() + colon + 1;
-  auto [end, ec] = std::from_chars(p, address.data() + address.size(), port);
-  if (ec != std::errc{} || end != address.data() + address.size() || port > 65535) {
+  if (!try_parse_listen_url("tcp://0.0.0.0" + address.substr(colon))) {
     return "bad port in \"" + address + "\"";
   }
-  std::string host = address.substr(0, colon);
-  unsigned char buf[16];
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    if (::inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), buf) != 1) {
-      return "bad IPv6 address in \"" + address + "\"";
-    }
-  } else if (::inet_pton(AF_INET, host.c_str(), buf) != 1) {
+  std::string_view host(address.data(), colon);
+  bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+  if (bracketed) host = host.substr(1, host.size() - 2);
+  if (host.empty() || host == "*" || host == "localhost" ||
+      !try_parse_listen_url("tcp://" + address)) {
+    if (bracketed) return "bad IPv6 address in \"" + address + "\"";
     return "bad IPv4 address in \"" + address + "\" (numeric only; IPv6 goes in brackets)";
   }
   return {};
@@ -119,8 +117,6 @@ void inet_entry(Shape& shape, const json& obj, const std::string& key, StaticEnt
   e.opening = std::string(tcp ? "tcp " : "udp ") + e.address + " " + std::to_string(e.backlog) +
               " " + (e.reuseport ? "1" : "0") + (e.v6only ? "1" : "0");
 }
-
-// ---- end of the listen address.
 
 void unix_entry(Shape& shape, const json& obj, const std::string& key, StaticEntry& e) {
   shape.only_keys(obj, key,

@@ -5,13 +5,14 @@
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fdbroker/error.hpp>
+
+#include "systemd.hpp"
 
 namespace fdbroker::daemon {
 
@@ -90,17 +91,15 @@ void SystemdFdStore::forget(const std::string& fdname) {
 }
 
 int SystemdFdStore::notify_with_fd(const std::string& state, int fd) {
-  int r = ::sd_pid_notify_with_fds(0, 0, state.c_str(), &fd, 1);
-  if (r < 0)
-    spdlog::error("fd store: {}: {}", state.substr(0, state.find('\n')), std::strerror(-r));
-  return r < 0 ? r : 0;
+  auto err = systemd::notify_with_fd(state, fd);
+  if (err) spdlog::error("fd store: {}: {}", state.substr(0, state.find('\n')), err.message());
+  return -err.value();
 }
 
 int SystemdFdStore::notify(const std::string& state) {
-  int r = ::sd_notify(0, state.c_str());
-  if (r < 0)
-    spdlog::error("fd store: {}: {}", state.substr(0, state.find('\n')), std::strerror(-r));
-  return r < 0 ? r : 0;
+  auto err = systemd::notify(state);
+  if (err) spdlog::error("fd store: {}: {}", state.substr(0, state.find('\n')), err.message());
+  return -err.value();
 }
 
 void SystemdFdStore::entry_added(const StoredEntry& e) {

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fdbroker/error.hpp>
+#include <fdbroker/listen_fds.hpp>
 #include <fdbroker/scm_rights.hpp>
 
 #include "spawner.hpp"
@@ -29,10 +30,6 @@ namespace {
 // Bytes on the readiness pipe: 'R' ready; 'X' + errno (int) the exec failed.
 constexpr char ready_byte = 'R';
 constexpr char exec_failed_byte = 'X';  // written by spawner.cpp
-
-bool starts_with(const char* s, const char* prefix) {
-  return std::strncmp(s, prefix, std::strlen(prefix)) == 0;
-}
 
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -168,26 +165,19 @@ void UpgradeRunner::launch() {
   // copied into it. Sent to it: the environment and arguments, and a channel on
   // which the descriptors follow once the child exists.
   std::vector<int> sources;
-  std::string names;
+  std::vector<std::string> names;
   for (const auto& [name, fd] : fds) {
-    if (!names.empty()) names += ':';
-    names += name;
+    names.push_back(name);
     sources.push_back(fd);
   }
   const int n = static_cast<int>(fds.size());
   sources.push_back(ready_write.get());  // lands at 3 + n, outside LISTEN_FDS
   const int m = n + 1;
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (starts_with(*e, "LISTEN_FDS=") || starts_with(*e, "LISTEN_PID=") ||
-        starts_with(*e, "LISTEN_FDNAMES=") || starts_with(*e, "FDBROKER_UPGRADE_READY_FD=")) {
-      continue;
-    }
-    env_strings.emplace_back(*e);
-  }
-  env_strings.push_back("LISTEN_FDS=" + std::to_string(n));
-  env_strings.push_back("LISTEN_FDNAMES=" + names);
-  env_strings.push_back(std::string(upgrade_ready_env) + "=" + std::to_string(3 + n));
+  const std::string ready_prefix = std::string(upgrade_ready_env) + "=";
+  std::vector<std::string> env_strings = environment_without_listen_fds(environ);
+  std::erase_if(env_strings, [&](const std::string& e) { return e.rfind(ready_prefix, 0) == 0; });
+  for (auto& var : listen_fds_variables(names)) env_strings.push_back(std::move(var));
+  env_strings.push_back(ready_prefix + std::to_string(3 + n));
   // LISTEN_PID: added by the child, which knows its pid.
   std::vector<std::string> args = argv_;
   if (args.empty()) args.push_back(binary_);

@@ -2,6 +2,7 @@
 // fdbroker::handoff::Upgrader: Upgrade -> Ready -> Exit through broker entries.
 #include <fdbroker/error.hpp>
 #include <fdbroker/handoff.hpp>
+#include <fdbroker/listen_fds.hpp>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -86,17 +87,7 @@ std::vector<std::string> own_arguments() {
 
 // This environment without the socket-activation variables: they describe this
 // process's inheritance, not the successor's.
-std::vector<std::string> successor_environment() {
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string_view var(*e);
-    if (var.rfind("LISTEN_PID=", 0) == 0 || var.rfind("LISTEN_FDS=", 0) == 0 ||
-        var.rfind("LISTEN_FDNAMES=", 0) == 0)
-      continue;
-    env.emplace_back(var);
-  }
-  return env;
-}
+std::vector<std::string> successor_environment() { return environment_without_listen_fds(environ); }
 
 std::vector<char*> c_strings(std::vector<std::string>& strings) {
   std::vector<char*> out;

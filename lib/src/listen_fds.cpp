@@ -125,4 +125,64 @@ void unset_listen_environment() {
   ::unsetenv("LISTEN_FDNAMES");
 }
 
+std::vector<std::string> listen_fds_variables(const std::vector<std::string>& names) {
+  std::string joined;
+  for (const auto& name : names) {
+    if (!joined.empty()) joined += ':';
+    joined += name;
+  }
+  return {"LISTEN_FDS=" + std::to_string(names.size()), "LISTEN_FDNAMES=" + joined};
+}
+
+std::string listen_pid_variable(pid_t pid) { return "LISTEN_PID=" + std::to_string(pid); }
+
+std::vector<std::string> environment_without_listen_fds(const char* const* environment) {
+  std::vector<std::string> out;
+  for (const char* const* e = environment; e != nullptr && *e != nullptr; ++e) {
+    std::string_view var(*e);
+    if (var.rfind("LISTEN_PID=", 0) == 0 || var.rfind("LISTEN_FDS=", 0) == 0 ||
+        var.rfind("LISTEN_FDNAMES=", 0) == 0)
+      continue;
+    out.emplace_back(var);
+  }
+  return out;
+}
+
+std::error_code try_place_listen_fds(std::vector<unique_fd>& fds) noexcept {
+  const int count = static_cast<int>(fds.size());
+  const int first_free = listen_fds_start + count;
+  // An fd may already sit where another must go: move every misplaced one above
+  // the range first (close-on-exec), then dup2 each into place. dup2 leaves the
+  // copy without FD_CLOEXEC, which is what passes it on.
+  for (int i = 0; i < count; ++i) {
+    auto& fd = fds[static_cast<std::size_t>(i)];
+    if (fd.get() == listen_fds_start + i) continue;
+    unique_fd high(::fcntl(fd.get(), F_DUPFD_CLOEXEC, first_free));
+    if (!high.valid()) return std::error_code(errno, std::system_category());
+    fd = std::move(high);
+  }
+  for (int i = 0; i < count; ++i) {
+    auto& fd = fds[static_cast<std::size_t>(i)];
+    const int target = listen_fds_start + i;
+    if (fd.get() == target) {
+      int flags = ::fcntl(target, F_GETFD);
+      if (flags < 0 || ::fcntl(target, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+        return std::error_code(errno, std::system_category());
+      continue;
+    }
+    if (::dup2(fd.get(), target) < 0) return std::error_code(errno, std::system_category());
+    fd.reset(target);  // closes the high copy; the vector owns the placed one
+  }
+  return {};
+}
+
+void set_listen_environment(const std::vector<std::string>& names) {
+  auto vars = listen_fds_variables(names);
+  vars.push_back(listen_pid_variable(::getpid()));
+  for (const auto& var : vars) {
+    auto equals = var.find('=');
+    ::setenv(var.substr(0, equals).c_str(), var.c_str() + equals + 1, 1);
+  }
+}
+
 }  // namespace fdbroker

@@ -78,28 +78,34 @@ bool parse_inet(std::string_view rest, bool tcp6, ListenUrl& url) {
   return fill_inet_address(url);
 }
 
-bool parse_unix(std::string_view rest, ListenUrl& url) {
-  // unix:///path is the same as unix:/path.
-  if (rest.substr(0, 3) == "///") rest.remove_prefix(2);
-  if (rest.empty() || (rest.front() != '/' && rest.front() != '@')) return false;
-  if (rest.size() == 1 && rest.front() == '@') return false;
+// A filesystem path (absolute or relative) or "@name" (abstract).
+bool fill_unix(std::string_view path, ListenUrl& url) {
+  if (path.empty() || (path.size() == 1 && path.front() == '@')) return false;
   sockaddr_un sun{};
   // sun_path needs room for the terminating NUL of a path; an abstract name uses
   // the leading NUL instead of '@' and is not terminated.
-  if (rest.size() >= sizeof sun.sun_path) return false;
-  if (rest.find('\0') != std::string_view::npos) return false;
+  if (path.size() >= sizeof sun.sun_path) return false;
+  if (path.find('\0') != std::string_view::npos) return false;
   url.family = AF_UNIX;
-  url.path = std::string(rest);
+  url.path = std::string(path);
   sun.sun_family = AF_UNIX;
-  std::memcpy(sun.sun_path, rest.data(), rest.size());
-  if (rest.front() == '@') {
+  std::memcpy(sun.sun_path, path.data(), path.size());
+  if (path.front() == '@') {
     sun.sun_path[0] = '\0';
-    url.address_length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + rest.size());
+    url.address_length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
   } else {
-    url.address_length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + rest.size() + 1);
+    url.address_length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
   }
   std::memcpy(&url.address, &sun, sizeof sun);
   return true;
+}
+
+bool parse_unix(std::string_view rest, ListenUrl& url) {
+  // unix:///path is the same as unix:/path.
+  if (rest.substr(0, 3) == "///") rest.remove_prefix(2);
+  // A URL names absolute paths only: "unix:x.sock" is too easily a typo.
+  if (rest.empty() || (rest.front() != '/' && rest.front() != '@')) return false;
+  return fill_unix(rest, url);
 }
 
 bool parse(std::string_view text, ListenUrl& url) {
@@ -113,15 +119,42 @@ int set_int_option(int sock, int level, int option, int value) noexcept {
   return ::setsockopt(sock, level, option, &value, sizeof value);
 }
 
-// A unix socket file whose listener is gone refuses connections: safe to remove.
-// A live one accepts (or is merely busy, EAGAIN): keep it.
-bool is_stale_unix_socket(const ListenUrl& url) noexcept {
+// Whether the existing file at a unix path may be removed to bind there: only a
+// socket file that refuses connections (ECONNREFUSED: nobody has it bound). A live
+// listener answers otherwise whatever its type: it accepts, or is busy (EAGAIN),
+// or is of another type than the probe (EPROTOTYPE). connect() to a file that is
+// not a socket is refused too, hence the lstat first. Returns 0 if removed, else
+// the errno for the caller: EADDRINUSE (kept), EEXIST (not a socket).
+int remove_stale_unix_socket(const ListenUrl& url) noexcept {
+  struct stat st {};
+  if (::lstat(url.path.c_str(), &st) < 0) return EADDRINUSE;
+  if (!S_ISSOCK(st.st_mode)) return EEXIST;
   unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!probe.valid()) return false;
+  if (!probe.valid()) return EADDRINUSE;
   if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&url.address), url.address_length) ==
-      0)
-    return false;
-  return errno == ECONNREFUSED;
+          0 ||
+      errno != ECONNREFUSED)
+    return EADDRINUSE;
+  if (::unlink(url.path.c_str()) < 0 && errno != ENOENT) return EADDRINUSE;
+  return 0;
+}
+
+void create_parent_directories(const std::string& path) noexcept {
+  for (std::size_t slash = path.find('/', 1); slash != std::string::npos;
+       slash = path.find('/', slash + 1)) {
+    // EEXIST and the like are fine; a real problem shows up at bind().
+    ::mkdir(path.substr(0, slash).c_str(), 0755);
+  }
+}
+
+// bind(), under options.bind_umask if set (restored whatever bind did).
+int bind_with_umask(int sock, const ListenUrl& url, const BindOptions& options) noexcept {
+  const auto* address = reinterpret_cast<const sockaddr*>(&url.address);
+  if (!options.bind_umask) return ::bind(sock, address, url.address_length) < 0 ? errno : 0;
+  mode_t old = ::umask(*options.bind_umask);
+  int err = ::bind(sock, address, url.address_length) < 0 ? errno : 0;
+  ::umask(old);
+  return err;
 }
 
 }  // namespace
@@ -148,6 +181,16 @@ result<ListenUrl> try_parse_listen_url(std::string_view text) noexcept {
   }
 }
 
+result<ListenUrl> try_unix_listen_url(std::string_view path) noexcept {
+  try {
+    ListenUrl url;
+    if (!fill_unix(path, url)) return errno_code(EINVAL);
+    return url;
+  } catch (const std::bad_alloc&) {
+    return errno_code(ENOMEM);
+  }
+}
+
 ListenUrl parse_listen_url(std::string_view text) {
   auto url = try_parse_listen_url(text);
   if (!url.ok()) {
@@ -161,13 +204,15 @@ ListenUrl parse_listen_url(std::string_view text) {
 result<unique_fd> try_bind_listener(const ListenUrl& url, const BindOptions& options) noexcept {
   if (url.family != AF_INET && url.family != AF_INET6 && url.family != AF_UNIX)
     return errno_code(EINVAL);
-  int type = SOCK_STREAM | SOCK_CLOEXEC | (options.nonblocking ? SOCK_NONBLOCK : 0);
+  const bool stream = options.socket_type == SOCK_STREAM;
+  const bool listens = options.socket_type != SOCK_DGRAM;
+  int type = options.socket_type | SOCK_CLOEXEC | (options.nonblocking ? SOCK_NONBLOCK : 0);
   unique_fd sock(::socket(url.family, type, 0));
   if (!sock.valid()) return errno_code(errno);
-  const auto* address = reinterpret_cast<const sockaddr*>(&url.address);
 
   if (url.family != AF_UNIX) {
-    if (set_int_option(sock.get(), SOL_SOCKET, SO_REUSEADDR, 1) < 0) return errno_code(errno);
+    if (stream && set_int_option(sock.get(), SOL_SOCKET, SO_REUSEADDR, 1) < 0)
+      return errno_code(errno);
     if (options.reuse_port && set_int_option(sock.get(), SOL_SOCKET, SO_REUSEPORT, 1) < 0)
       return errno_code(errno);
     if (url.family == AF_INET6 &&
@@ -175,18 +220,21 @@ result<unique_fd> try_bind_listener(const ListenUrl& url, const BindOptions& opt
       return errno_code(errno);
   }
 
-  if (::bind(sock.get(), address, url.address_length) < 0) {
-    int err = errno;
-    if (!(err == EADDRINUSE && url.family == AF_UNIX && url.path.front() == '/' &&
-          is_stale_unix_socket(url)))
-      return errno_code(err);
-    ::unlink(url.path.c_str());
-    if (::bind(sock.get(), address, url.address_length) < 0) return errno_code(errno);
+  const bool unix_path = url.family == AF_UNIX && !url.path.empty() && url.path.front() != '@';
+  if (unix_path && options.create_parent_directories) create_parent_directories(url.path);
+  if (int err = bind_with_umask(sock.get(), url, options); err != 0) {
+    if (err != EADDRINUSE || !unix_path) return errno_code(err);
+    if (int kept = remove_stale_unix_socket(url); kept != 0) return errno_code(kept);
+    if ((err = bind_with_umask(sock.get(), url, options)) != 0) return errno_code(err);
   }
-  if (url.family == AF_UNIX && url.path.front() == '/' && options.unix_mode != 0 &&
-      ::chmod(url.path.c_str(), options.unix_mode) < 0)
+  if (unix_path && options.unix_mode != 0 && ::chmod(url.path.c_str(), options.unix_mode) < 0)
     return errno_code(errno);
-  if (::listen(sock.get(), options.backlog) < 0) return errno_code(errno);
+  if (unix_path &&
+      (options.unix_owner != static_cast<uid_t>(-1) ||
+       options.unix_group != static_cast<gid_t>(-1)) &&
+      ::lchown(url.path.c_str(), options.unix_owner, options.unix_group) < 0)
+    return errno_code(errno);
+  if (listens && ::listen(sock.get(), options.backlog) < 0) return errno_code(errno);
   return sock;
 }
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -175,5 +176,23 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// A listening AF_UNIX socket of `type` bound at `path` with the raw calls (not
+// through the code under test): "a live service" for tests of who may take a path.
+inline unique_fd raw_unix_listener(const std::string& path, int type) {
+  unique_fd sock(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  EXPECT_EQ(::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << path;
+  EXPECT_EQ(::listen(sock.get(), 16), 0);
+  return sock;
+}
+
+// The inode at `path` (lstat), 0 if there is none.
+inline ino_t inode_of(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
 
 }  // namespace fdbroker::test

@@ -226,5 +226,67 @@ TEST(InheritedFds, ProcessWideSetSurvivesUnsettingTheEnvironment) {
   EXPECT_EQ(code, 0);
 }
 
+TEST(ListenFdsVariables, DescribeTheFdsByCountAndNames) {
+  EXPECT_EQ(listen_fds_variables({"http", "state.1", "http"}),
+            (std::vector<std::string>{"LISTEN_FDS=3", "LISTEN_FDNAMES=http:state.1:http"}));
+  EXPECT_EQ(listen_fds_variables({}),
+            (std::vector<std::string>{"LISTEN_FDS=0", "LISTEN_FDNAMES="}));
+  EXPECT_EQ(listen_pid_variable(42), "LISTEN_PID=42");
+  // What one side writes, the other reads back.
+  auto vars = listen_fds_variables({"a", "b"});
+  auto parsed = parse_listen_fds("7", vars[0].c_str() + 11, vars[1].c_str() + 15, 7);
+  ASSERT_TRUE(parsed.ok());
+  ASSERT_EQ(parsed->size(), 2u);
+  EXPECT_EQ((*parsed)[1].fd, 4);
+  EXPECT_EQ((*parsed)[1].name, "b");
+}
+
+TEST(EnvironmentWithoutListenFds, DropsExactlyTheThreeVariables) {
+  const char* env[] = {"PATH=/bin",        "LISTEN_PID=1", "LISTEN_FDS=2", "LISTEN_FDNAMES=a:b",
+                       "LISTEN_FDSX=kept", "HOME=/root",   nullptr};
+  EXPECT_EQ(environment_without_listen_fds(env),
+            (std::vector<std::string>{"PATH=/bin", "LISTEN_FDSX=kept", "HOME=/root"}));
+  EXPECT_TRUE(environment_without_listen_fds(nullptr).empty());
+}
+
+// In a child: its fds 3.. are its own to rearrange.
+TEST(PlaceListenFds, PutsEachAtThreePlusIndexForExec) {
+  auto pipes = test::pipes(3);
+  pid_t child = ::fork();
+  if (child == 0) {
+    // Scramble: the first fd to place sits on 4 (where the second goes), the
+    // third is already at 5, its place.
+    std::vector<unique_fd> fds;
+    int first = ::fcntl(pipes[0].write.get(), F_DUPFD_CLOEXEC, 100);
+    int second = ::fcntl(pipes[1].write.get(), F_DUPFD_CLOEXEC, 100);
+    int third = ::fcntl(pipes[2].write.get(), F_DUPFD_CLOEXEC, 100);
+    if (::dup3(first, 4, O_CLOEXEC) < 0 || ::dup3(third, 5, O_CLOEXEC) < 0) ::_exit(90);
+    ::close(first);
+    ::close(third);
+    fds.emplace_back(4);
+    fds.emplace_back(second);
+    fds.emplace_back(5);
+    if (try_place_listen_fds(fds)) ::_exit(91);
+    for (int i = 0; i < 3; ++i) {
+      if (fds[static_cast<std::size_t>(i)].get() != 3 + i) ::_exit(92);
+      if (test::is_cloexec(3 + i)) ::_exit(93);
+      char byte = static_cast<char>('a' + i);
+      if (::write(3 + i, &byte, 1) != 1) ::_exit(94);
+    }
+    // Nothing left over: the fd moved from its old number is closed there.
+    if (test::is_open(second)) ::_exit(95);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  for (int i = 0; i < 3; ++i) {
+    char byte = 0;
+    ASSERT_EQ(::read(pipes[static_cast<std::size_t>(i)].read.get(), &byte, 1), 1);
+    EXPECT_EQ(byte, 'a' + i);  // each pipe's own fd went to its own place
+  }
+}
+
 }  // namespace
 }  // namespace fdbroker

@@ -3,6 +3,7 @@
 #include <fdbroker/listen_url.hpp>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -198,6 +199,99 @@ TEST(BindListener, ClosesEverythingOnFailure) {
   auto before = test::open_fd_count();
   EXPECT_FALSE(try_bind_listener(url).ok());
   EXPECT_EQ(test::open_fd_count(), before);
+}
+
+// A live listener of another type answers the probe with EPROTOTYPE, not a
+// refusal: it is live, and its path is not taken from it.
+TEST(BindListener, LiveUnixSocketOfAnotherTypeIsNotStolen) {
+  test::TempDir dir;
+  auto url = parsed(("unix:" + dir.socket_path("live.sock")).c_str());
+  BindOptions seqpacket;
+  seqpacket.socket_type = SOCK_SEQPACKET;
+  auto live = bind_listener(url, seqpacket);
+  struct stat before {};
+  ASSERT_EQ(::lstat(url.path.c_str(), &before), 0);
+  auto second = try_bind_listener(url);  // SOCK_STREAM
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().value(), EADDRINUSE);
+  struct stat after {};
+  ASSERT_EQ(::lstat(url.path.c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino);
+  unique_fd client(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  EXPECT_EQ(
+      ::connect(client.get(), reinterpret_cast<const sockaddr*>(&url.address), url.address_length),
+      0);
+}
+
+TEST(BindListener, AFileThatIsNotASocketIsKeptAndRefusedWithEexist) {
+  test::TempDir dir;
+  std::string path = dir.socket_path("data");
+  { unique_fd f(::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600)); }
+  auto sock = try_bind_listener(parsed(("unix:" + path).c_str()));
+  ASSERT_FALSE(sock.ok());
+  EXPECT_EQ(sock.error().value(), EEXIST);
+  struct stat st {};
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+}
+
+TEST(BindListener, UnixOptionsTypeUmaskOwnerGroupAndParents) {
+  test::TempDir dir;
+  std::string path = dir.path() + "/a/b/app.sock";
+  auto url = try_unix_listen_url(path);
+  ASSERT_TRUE(url.ok());
+  BindOptions options;
+  options.socket_type = SOCK_SEQPACKET;
+  options.unix_mode = 0640;
+  options.bind_umask = 0137;
+  options.unix_owner = ::getuid();
+  options.unix_group = ::getgid();
+  options.create_parent_directories = true;
+  mode_t saved_umask = ::umask(022);
+  auto sock = try_bind_listener(*url, options);
+  ASSERT_TRUE(sock.ok()) << sock.error().message();
+  int type = 0;
+  socklen_t len = sizeof type;
+  ASSERT_EQ(::getsockopt(sock->get(), SOL_SOCKET, SO_TYPE, &type, &len), 0);
+  EXPECT_EQ(type, SOCK_SEQPACKET);
+  struct stat st {};
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  EXPECT_EQ(st.st_uid, ::getuid());
+  EXPECT_EQ(st.st_gid, ::getgid());
+  EXPECT_EQ(::umask(saved_umask), 022u) << "the umask was not restored";
+  ::unlink(path.c_str());  // TempDir removes one level only
+  ::rmdir((dir.path() + "/a/b").c_str());
+  ::rmdir((dir.path() + "/a").c_str());
+}
+
+TEST(BindListener, DatagramIsBoundWithoutListenOrAddressSharing) {
+  BindOptions udp;
+  udp.socket_type = SOCK_DGRAM;
+  auto sock = bind_listener(parsed("tcp://127.0.0.1:0"), udp);
+  int type = 0;
+  socklen_t len = sizeof type;
+  ASSERT_EQ(::getsockopt(sock.get(), SOL_SOCKET, SO_TYPE, &type, &len), 0);
+  EXPECT_EQ(type, SOCK_DGRAM);
+  int reuse = 1;
+  len = sizeof reuse;
+  ASSERT_EQ(::getsockopt(sock.get(), SOL_SOCKET, SO_REUSEADDR, &reuse, &len), 0);
+  EXPECT_EQ(reuse, 0);
+  auto second = try_bind_listener(bound_url(sock.get()), udp);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().value(), EADDRINUSE);
+}
+
+TEST(UnixListenUrl, TakesRelativePathsUnlikeUrls) {
+  auto relative = try_unix_listen_url("run/app.sock");
+  ASSERT_TRUE(relative.ok());
+  EXPECT_EQ(relative->family, AF_UNIX);
+  EXPECT_EQ(relative->path, "run/app.sock");
+  EXPECT_EQ(try_unix_listen_url("@name")->path, "@name");
+  for (std::string bad :
+       {std::string(), std::string("@"), std::string(108, 'x'), std::string("a\0b", 3)}) {
+    EXPECT_EQ(try_unix_listen_url(bad).error().value(), EINVAL) << bad;
+  }
 }
 
 TEST(SocketMatchesUrl, ComparesFamilyAddressPortAndListeningState) {

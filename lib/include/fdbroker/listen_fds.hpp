@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 namespace fdbroker {
@@ -79,5 +80,36 @@ FDBROKER_API InheritedFds& inherited_fds();
 // Unsets LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES (after reading them into
 // inherited_fds(), so nothing is lost). Not thread-safe against concurrent getenv.
 FDBROKER_API void unset_listen_environment();
+
+// ---- passing fds to a program: the other side of the convention
+
+// The variables that describe fds 3..3+n-1 named `names` (one name per fd):
+// {"LISTEN_FDS=<n>", "LISTEN_FDNAMES=<a:b:...>"}. LISTEN_PID is the receiving
+// process's own pid: listen_pid_variable(), added by whoever knows it (the child
+// after fork, or a process that exec()s in place).
+[[nodiscard]] FDBROKER_API std::vector<std::string> listen_fds_variables(
+    const std::vector<std::string>& names);
+// "LISTEN_PID=<pid>".
+[[nodiscard]] FDBROKER_API std::string listen_pid_variable(pid_t pid);
+
+// A copy of `environment` (an environ-style array ending in nullptr) without
+// LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES: for a child that must not take this
+// process's inheritance for its own.
+[[nodiscard]] FDBROKER_API std::vector<std::string> environment_without_listen_fds(
+    const char* const* environment);
+
+// Makes fds[i] descriptor 3+i, not close-on-exec, so that an exec() passes it:
+// each is first moved above 3+n-1 (close-on-exec, the original closed), then
+// dup2()ed into place. An fd already at its place is left as is (no dup, no
+// close: only FD_CLOEXEC is cleared). On success fds[i].get() == 3+i; the vector
+// still owns them. Other descriptors at 3..3+n-1 are replaced (closed).
+// Errors: EMFILE, EBADF; on error some fds may have moved (still owned).
+[[nodiscard]] FDBROKER_API std::error_code try_place_listen_fds(
+    std::vector<unique_fd>& fds) noexcept;
+
+// For a process that exec()s in place with fds placed by try_place_listen_fds():
+// sets LISTEN_PID (this pid), LISTEN_FDS and LISTEN_FDNAMES. Not thread-safe
+// against concurrent getenv.
+FDBROKER_API void set_listen_environment(const std::vector<std::string>& names);
 
 }  // namespace fdbroker

@@ -23,6 +23,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -49,20 +50,42 @@ struct FDBROKER_API ListenUrl {
 // Throws std::system_error(EINVAL) whose what() names the URL and the problem.
 FDBROKER_API ListenUrl parse_listen_url(std::string_view url);
 
+// The URL of the unix socket at filesystem `path`, as configuration files write
+// it: absolute or relative (unlike "unix:" URLs), "@name" for an abstract socket.
+// Errors: EINVAL (empty, "@" alone, a NUL byte, longer than 107 bytes).
+[[nodiscard]] FDBROKER_API result<ListenUrl> try_unix_listen_url(std::string_view path) noexcept;
+
 struct BindOptions {
   int backlog = 4096;        // listen() backlog (the kernel caps it at somaxconn)
   bool reuse_port = false;   // SO_REUSEPORT (inet)
   bool nonblocking = false;  // SOCK_NONBLOCK on the listening socket
   mode_t unix_mode = 0;      // unix path: chmod() after bind if non-zero
+  // Added after the first release: the fields above keep their places.
+  // SOCK_STREAM, SOCK_SEQPACKET (unix) or SOCK_DGRAM (bound, no listen(), no
+  // SO_REUSEADDR: on UDP it would let a second socket share the port).
+  int socket_type = SOCK_STREAM;
+  // Unix path: lchown() after bind; -1 leaves the owner or group as created.
+  uid_t unix_owner = static_cast<uid_t>(-1);
+  gid_t unix_group = static_cast<gid_t>(-1);
+  // Unix path: the umask in effect during bind(), so that the socket file never
+  // exists with a wider mode, even for an instant (e.g. ~0660 & 0777). The umask
+  // is process-wide: set this only in a process that creates no files on other
+  // threads meanwhile (the daemon's single thread), never from a library.
+  std::optional<mode_t> bind_umask;
+  // Unix path: create missing parent directories (mode 0755) first.
+  bool create_parent_directories = false;
 };
 
-// socket(SOCK_STREAM | SOCK_CLOEXEC) + bind + listen for `url`; the caller owns the
-// result. Inet sockets get SO_REUSEADDR (so a restart is not refused by connections
-// still in TIME_WAIT), and IPV6_V6ONLY as the URL says. For a unix path left behind
-// by a dead process (connect() is refused), the file is removed and bind retried;
-// a path a live process listens on gives EADDRINUSE.
-// Errors: EADDRINUSE, EACCES, EADDRNOTAVAIL, EMFILE, ENFILE, ENOENT (unix: no
-// directory), ...
+// socket(options.socket_type | SOCK_CLOEXEC) + bind + listen for `url`; the caller
+// owns the result. Inet stream sockets get SO_REUSEADDR (so a restart is not
+// refused by connections still in TIME_WAIT), and IPV6_V6ONLY as the URL says.
+// A unix path that holds a socket file nobody listens on (connect() is refused
+// with ECONNREFUSED: the process that bound it is gone) is removed and bind
+// retried. Anything else there is left alone: a live listener of any socket type
+// (even one that answers EPROTOTYPE or EAGAIN) gives EADDRINUSE, a file that is
+// not a socket EEXIST.
+// Errors: EADDRINUSE, EEXIST, EACCES, EADDRNOTAVAIL, EMFILE, ENFILE, ENOENT (unix:
+// no directory), EINVAL (bad socket_type for the family), ...
 [[nodiscard]] FDBROKER_API result<unique_fd> try_bind_listener(
     const ListenUrl& url, const BindOptions& options = {}) noexcept;
 FDBROKER_API unique_fd bind_listener(const ListenUrl& url, const BindOptions& options = {});
