@@ -205,7 +205,8 @@ class Broker {
   EffectiveLimits limits_;
   Policy policy_;
   FdStore store_;
-  std::map<std::string, std::string, std::less<>> static_openings_;  // name → StaticEntry::opening
+  // name → StaticEntry::opening
+  std::map<std::string, std::string, std::less<>> static_openings_;
 
   RequestCounters counters_;  // before acceptor_, which counts into it
   Acceptor acceptor_;
