@@ -18,9 +18,7 @@ namespace {
 // The listener at `path` still serves: a client of its type connects and is accepted.
 ::testing::AssertionResult still_serves(int listener, const std::string& path, int type) {
   unique_fd client(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  sockaddr_un addr = unix_address(path);
   if (::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
     return ::testing::AssertionFailure() << "connect " << path << ": " << std::strerror(errno);
   // A connection that reached `listener` makes it readable at once; one that reached
@@ -114,14 +112,7 @@ TEST(BrokerSocket, AStaleSocketFileIsReplaced) {
   std::string path = dir.socket_path("broker.sock");
   { auto dead = raw_unix_listener(path, SOCK_STREAM); }  // closed: the file stays, nobody listens
   BrokerProcess broker(json{{"socket", {{"path", path}, {"mode", "0666"}}}});
-  auto c = [&] {
-    unique_fd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-    EXPECT_EQ(::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    return s;
-  }();
+  unique_fd c = connect_unix(path);
   EXPECT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
   EXPECT_EQ(broker.terminate(), 0);
 }

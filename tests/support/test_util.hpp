@@ -177,15 +177,31 @@ class TempDir {
   std::string path_;
 };
 
-// A listening AF_UNIX socket of `type` bound at `path` with the raw calls (not
-// through the code under test): "a live service" for tests of who may take a path.
-inline unique_fd raw_unix_listener(const std::string& path, int type) {
-  unique_fd sock(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+// The AF_UNIX address of `path`.
+inline sockaddr_un unix_address(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  return addr;
+}
+
+// A listening AF_UNIX socket of `type` bound at `path` with the raw calls (not
+// through the code under test): "a live service" for tests of who may take a path,
+// or the listening socket handed to the part under test.
+inline unique_fd raw_unix_listener(const std::string& path, int type, int backlog = 16) {
+  unique_fd sock(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+  sockaddr_un addr = unix_address(path);
   EXPECT_EQ(::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << path;
-  EXPECT_EQ(::listen(sock.get(), 16), 0);
+  EXPECT_EQ(::listen(sock.get(), backlog), 0);
+  return sock;
+}
+
+// A client socket of `type` connected to `path` (it may wait in the backlog).
+inline unique_fd connect_unix(const std::string& path, int type = SOCK_SEQPACKET) {
+  unique_fd sock(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+  sockaddr_un addr = unix_address(path);
+  EXPECT_EQ(::connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0)
+      << path << ": " << std::strerror(errno);
   return sock;
 }
 

@@ -33,26 +33,12 @@ using fdbroker::test::run_until;
 
 namespace {
 
-sockaddr_un address_of(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  return addr;
-}
-
 // A listening SOCK_SEQPACKET socket at a fresh path, and the Acceptor over it.
 struct Server {
   explicit Server(Acceptor::Limits limits, Acceptor::Exempt exempt = nullptr) {
-    char dir[] = "/tmp/acceptor_test.XXXXXX";
-    EXPECT_NE(::mkdtemp(dir), nullptr);
-    dir_ = dir;
-    path = dir_ + "/s";
-    unique_fd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    sockaddr_un addr = address_of(path);
-    EXPECT_EQ(::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(::listen(sock.get(), 64), 0);
     acceptor = std::make_unique<Acceptor>(
-        loop, std::move(sock), limits, std::move(exempt),
+        loop, test::raw_unix_listener(path, SOCK_SEQPACKET | SOCK_NONBLOCK, 64), limits,
+        std::move(exempt),
         [this](unique_fd s, ClientIdentity peer) {
           taken.emplace_back(std::move(s), std::move(peer));
           return true;
@@ -60,29 +46,16 @@ struct Server {
         counters);
     EXPECT_FALSE(acceptor->start());
   }
-  ~Server() {
-    acceptor.reset();
-    ::unlink(path.c_str());
-    ::rmdir(dir_.c_str());
-  }
 
   // A client, connected (it waits in the backlog until accepted).
-  unique_fd connect_client() const {
-    unique_fd c(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    sockaddr_un addr = address_of(path);
-    int r = ::connect(c.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
-    EXPECT_EQ(r, 0) << std::strerror(errno);
-    return c;
-  }
+  unique_fd connect_client() const { return test::connect_unix(path); }
 
+  test::TempDir dir;  // first: removed after everything below is closed
+  std::string path = dir.socket_path("s");
   EventLoop loop;
-  std::string path;
   ConnectionCounters counters;
   std::vector<std::pair<unique_fd, ClientIdentity>> taken;
   std::unique_ptr<Acceptor> acceptor;
-
- private:
-  std::string dir_;
 };
 
 // The descriptors open on /dev/null.
@@ -289,7 +262,7 @@ TEST(Acceptor, AcceptBacklogAndCloseTakesInWhatWaitsThenRefusesNewClients) {
   EXPECT_EQ(server.taken.size(), 2u);
   EXPECT_FALSE(server.acceptor->listening());
   unique_fd c(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  sockaddr_un addr = address_of(server.path);
+  sockaddr_un addr = test::unix_address(server.path);
   EXPECT_EQ(::connect(c.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), -1);
   EXPECT_EQ(errno, ECONNREFUSED);
 }

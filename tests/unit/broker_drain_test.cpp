@@ -29,13 +29,6 @@ using json = nlohmann::json;
 
 namespace {
 
-sockaddr_un address_of(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  return addr;
-}
-
 bool readable(int sock) {
   pollfd pfd{sock, POLLIN, 0};
   return ::poll(&pfd, 1, 0) == 1;
@@ -43,33 +36,16 @@ bool readable(int sock) {
 
 struct Fixture {
   Fixture() {
-    char dir[] = "/tmp/broker_drain_test.XXXXXX";
-    EXPECT_NE(::mkdtemp(dir), nullptr);
-    dir_ = dir;
-    path = dir_ + "/s";
-    unique_fd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    sockaddr_un addr = address_of(path);
-    EXPECT_EQ(::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(::listen(sock.get(), 64), 0);
     Config config;
     config.limits.shutdown_timeout_ms = 5000;
     // No unlink path: like a socket systemd owns, the test removes it.
-    broker =
-        std::make_unique<Broker>(loop, std::move(sock), "", config, EffectiveLimits{64, 0, 1000});
+    broker = std::make_unique<Broker>(
+        loop, test::raw_unix_listener(path, SOCK_SEQPACKET | SOCK_NONBLOCK, 64), "", config,
+        EffectiveLimits{64, 0, 1000});
     EXPECT_TRUE(broker->start().empty());
   }
-  ~Fixture() {
-    broker.reset();
-    ::unlink(path.c_str());
-    ::rmdir(dir_.c_str());
-  }
 
-  unique_fd connect_client() const {
-    unique_fd c(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    sockaddr_un addr = address_of(path);
-    EXPECT_EQ(::connect(c.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
-    return c;
-  }
+  unique_fd connect_client() const { return test::connect_unix(path); }
 
   static void send_json(int sock, const json& request) {
     std::string text = request.dump();
@@ -92,12 +68,10 @@ struct Fixture {
         loop, [&] { return readable(sock); }, how_long);
   }
 
+  test::TempDir dir;  // first: removed after everything below is closed
+  std::string path = dir.socket_path("s");
   EventLoop loop;
-  std::string path;
   std::unique_ptr<Broker> broker;
-
- private:
-  std::string dir_;
 };
 
 // The descriptors open in this process.
