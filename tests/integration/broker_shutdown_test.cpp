@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // What a client waiting in get/take (wait_ms) hears when the broker goes away:
-// at SIGTERM and at an upgrade's handover, an ESHUTDOWN reply, and the same for
+// at SIGTERM and at an upgrade's drain, an ESHUTDOWN reply, and the same for
 // every request pipelined behind it, in order, before a clean end of stream;
 // never a bare reset. Over raw protocol and through fdbroker::Client.
 #include <signal.h>
@@ -221,7 +221,7 @@ TEST(BrokerUpgradeReplies, AFailedUpgradeStillAnsweredTheWaiterAndLeaksNoDescrip
   offered.write.reset();
   {
     auto admin = broker.connect();
-    // A binary that cannot become a broker: the handover happens, then the old broker carries on.
+    // A binary that cannot become a broker: the drain happens, then the old broker carries on.
     auto up = call(admin.get(), {{"op", "upgrade"}, {"binary", "/bin/false"}});
     EXPECT_EQ(up.error(), "ECHILD") << up.raw;
   }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // EventLoop's turn hooks: they run once after each batch of events (and once
 // before the first wait), in the order added, and can be removed, even by
-// themselves. fdstore_sync and the broker's durable replies rely on it.
+// themselves. SystemdFdStore and the broker's durable replies rely on it.
 #include "event_loop.hpp"
 
 #include <fcntl.h>
