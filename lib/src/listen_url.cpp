@@ -121,7 +121,7 @@ int set_int_option(int sock, int level, int option, int value) noexcept {
 
 // Whether the existing file at a unix path may be removed to bind there: only a
 // socket file that refuses connections (ECONNREFUSED: nobody has it bound). A live
-// listener answers otherwise whatever its type: it accepts, or is busy (EAGAIN),
+// listener answers otherwise whatever its type: it accepts, or its backlog is full (EAGAIN),
 // or is of another type than the probe (EPROTOTYPE). connect() to a file that is
 // not a socket is refused too, hence the lstat first. Returns 0 if removed, else
 // the errno for the caller: EADDRINUSE (kept), EEXIST (not a socket).
@@ -129,7 +129,10 @@ int remove_stale_unix_socket(const ListenUrl& url) noexcept {
   struct stat st {};
   if (::lstat(url.path.c_str(), &st) < 0) return EADDRINUSE;
   if (!S_ISSOCK(st.st_mode)) return EEXIST;
-  unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  // Non-blocking: a live listener whose backlog is full answers EAGAIN at once
+  // instead of holding the caller (the broker's event loop, at a reload) until it
+  // accepts.
+  unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!probe.valid()) return EADDRINUSE;
   if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&url.address), url.address_length) ==
           0 ||

@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -183,6 +184,30 @@ TEST(BindListener, LiveUnixSocketIsNotStolen) {
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.error().value(), EADDRINUSE);
   EXPECT_EQ(connect_errno(url), 0);  // the first listener still owns the path
+}
+
+TEST(BindListener, ALiveUnixSocketWithAFullBacklogIsKeptWithoutWaiting) {
+  test::TempDir dir;
+  auto url = parsed(("unix:" + dir.socket_path("busy.sock")).c_str());
+  BindOptions tiny;
+  tiny.backlog = 0;
+  auto live = bind_listener(url, tiny);
+  // Fill its backlog: non-blocking connects until the kernel refuses with EAGAIN.
+  std::vector<unique_fd> waiting;
+  for (int i = 0; i < 64; ++i) {
+    unique_fd c(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (::connect(c.get(), reinterpret_cast<const sockaddr*>(&url.address), url.address_length) <
+        0) {
+      ASSERT_EQ(errno, EAGAIN);
+      break;
+    }
+    waiting.push_back(std::move(c));
+  }
+  ASSERT_LT(waiting.size(), 64u) << "the backlog never filled";
+  // A blocking probe would wait here until the listener accepted.
+  auto second = try_bind_listener(url);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().value(), EADDRINUSE);
 }
 
 TEST(BindListener, AbstractUnixSocket) {
