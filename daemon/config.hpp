@@ -16,11 +16,15 @@
 
 namespace fdbroker::daemon {
 
-// Who a rule applies to. Empty users and groups with any == false matches nobody.
+// Who a rule applies to: a peer whose uid is in `users` or one of whose groups is
+// in `groups` (any uid if `any`), and, if `units` is not empty, whose systemd unit
+// is one of them. Empty users and groups with any == false matches nobody; a rule
+// that names only units has any == true.
 struct Principals {
-  bool any = false;  // "users": ["*"]
+  bool any = false;  // "users": ["*"], or only "units" given
   std::vector<uid_t> users;
   std::vector<gid_t> groups;
+  std::vector<std::string> units;  // "nginx.service"; empty: any unit, or none
 };
 
 // "Peers matching `who` may (allow) / may not (deny) do these operations on the

@@ -13,7 +13,9 @@ std::string identity_label(pid_t pid, uid_t uid, gid_t gid) {
 Policy::Policy(std::vector<Rule> rules, unsigned owner_rights, uid_t self_uid)
     : rules_(std::move(rules)), owner_rights_(owner_rights), self_uid_(self_uid) {}
 
-bool Policy::matches(const Principals& who, const ClientIdentity& peer) {
+namespace {
+
+bool ids_match(const Principals& who, const ClientIdentity& peer) {
   if (who.any) return true;
   if (std::find(who.users.begin(), who.users.end(), peer.uid) != who.users.end()) return true;
   for (gid_t g : who.groups) {
@@ -21,6 +23,15 @@ bool Policy::matches(const Principals& who, const ClientIdentity& peer) {
     if (std::find(peer.groups.begin(), peer.groups.end(), g) != peer.groups.end()) return true;
   }
   return false;
+}
+
+}  // namespace
+
+bool principals_match(const Principals& who, const ClientIdentity& peer) {
+  if (!ids_match(who, peer)) return false;
+  if (who.units.empty()) return true;
+  return peer.unit.has_value() &&
+         std::find(who.units.begin(), who.units.end(), *peer.unit) != who.units.end();
 }
 
 Decision Policy::check(const ClientIdentity& peer, unsigned perm, std::string_view name,
@@ -34,7 +45,7 @@ Decision Policy::check(const ClientIdentity& peer, unsigned perm, std::string_vi
           rule.prefix ? name.substr(0, rule.match.size()) == rule.match : name == rule.match;
       if (!name_matches) continue;
     }
-    if (!matches(rule.who, peer)) continue;
+    if (!principals_match(rule.who, peer)) continue;
     if (rule.deny & perm) return {false, rule.origin};
     if (allowed_by == nullptr) allowed_by = &rule;
   }

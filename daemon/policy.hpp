@@ -11,6 +11,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,8 +26,16 @@ struct ClientIdentity {
   uid_t uid = static_cast<uid_t>(-1);
   gid_t gid = static_cast<gid_t>(-1);
   std::vector<gid_t> groups;  // supplementary (SO_PEERGROUPS)
-  std::string label;          // "pid=42 uid=1000 gid=1000", for logs
+  // The systemd unit ("nginx.service") and cgroup path of the process, read at
+  // accept through its pidfd (SO_PEERPIDFD). No unit: it runs in none, or the
+  // kernel gave no pidfd; then rules that name units never match it.
+  std::optional<std::string> unit;
+  std::string cgroup;  // "" if unknown; for information only without a pidfd
+  std::string label;   // "pid=42 uid=1000 gid=1000", for logs
 };
+
+// Whether `peer` is one of `who` (config.hpp: Principals).
+[[nodiscard]] bool principals_match(const Principals& who, const ClientIdentity& peer);
 
 // Builds ClientIdentity::label.
 std::string identity_label(pid_t pid, uid_t uid, gid_t gid);
@@ -53,8 +62,6 @@ class Policy {
   }
 
  private:
-  static bool matches(const Principals& who, const ClientIdentity& peer);
-
   std::vector<Rule> rules_;
   unsigned owner_rights_ = perm_get | perm_take | perm_delete;
   uid_t self_uid_ = 0;
