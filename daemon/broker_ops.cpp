@@ -53,6 +53,14 @@ void Broker::do_hello(Connection& c, const Request& req) {
   append_uint(reply, c.peer().gid);
   reply += ",\"pid\":";
   append_int(reply, c.peer().pid);
+  reply += ",\"unit\":";
+  if (c.peer().unit) {
+    append_json_string(reply, *c.peer().unit);
+  } else {
+    reply += "null";
+  }
+  reply += ",\"cgroup\":";
+  append_json_string(reply, c.peer().cgroup);
   reply += "}}";
   send_reply(c);
 }

@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Who a connected peer is beyond its uid: its cgroup and the systemd unit it runs
+// in, read once when the broker accepts the connection. The unit is only trusted
+// when the kernel hands out a pidfd for the peer (SO_PEERPIDFD, Linux 6.5+): the
+// pidfd proves the pid still named that process after its cgroup was read, so a
+// pid reused meanwhile cannot lend its unit to a caller that has exited.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace fdbroker::daemon {
+
+struct PeerUnit {
+  // "nginx.service", "user@1000.service"; nullopt when the peer runs in no unit,
+  // had exited by the time it was read, or there is no pidfd to prove it.
+  std::optional<std::string> unit;
+  // The cgroup v2 path ("/system.slice/nginx.service"); "" if unknown. Without a
+  // pidfd it comes from the SO_PEERCRED pid unverified: for information only.
+  std::string cgroup;
+  // Whether the kernel gave a pidfd for the peer.
+  bool pidfd = false;
+};
+
+// Whether SO_PEERPIDFD is asked for. `never` is for tests only: it takes the
+// path of a kernel without SO_PEERPIDFD (ENOPROTOOPT) on a kernel that has it.
+enum class PidfdUse { when_available, never };
+
+// `never` if the environment variable FDBROKER_TEST_NO_PIDFD is "1" (tests of the
+// old-kernel fallback set it for a broker they start), else `when_available`.
+// Read once per process.
+PidfdUse pidfd_use_from_environment();
+
+// The path of the cgroup v2 line ("0::/a/b") in the text of /proc/<pid>/cgroup,
+// or nullopt if there is none (a cgroup v1-only system) or the text is not of
+// that shape.
+std::optional<std::string> cgroup_v2_path(std::string_view proc_pid_cgroup);
+
+// The unit and cgroup of the peer of the connected AF_UNIX socket `sock` (borrowed)
+// whose SO_PEERCRED pid is `pid`. Costs one getsockopt, one small /proc read and
+// libsystemd's sd_pid_get_unit(); the pidfd is closed before it returns. Never
+// fails: what cannot be known is left unknown (no pidfd for lack of descriptors,
+// EMFILE, gives no unit either, so that rules naming units do not match).
+PeerUnit resolve_peer_unit(int sock, pid_t pid, PidfdUse use);
+
+}  // namespace fdbroker::daemon
