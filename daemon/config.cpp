@@ -75,6 +75,23 @@ class Checker : public JsonShape {
         }
       }
     }
+    // TODO(merge): a stand-in for the rules branch's reading of "units", which wins.
+    if (const json* units = field(obj, "units")) {
+      std::string key = join(parent, "units");
+      if (!units->is_array()) {
+        error(key, "must be an array of unit names");
+      } else {
+        for (std::size_t i = 0; i < units->size(); ++i) {
+          const json& u = (*units)[i];
+          if (!u.is_string() || u.get_ref<const std::string&>().empty()) {
+            error(index(key, i), "must be a unit name");
+          } else {
+            who.units.push_back(u.get<std::string>());
+          }
+        }
+      }
+      if (field(obj, "users") == nullptr && field(obj, "groups") == nullptr) who.any = true;
+    }
     if (!who.any && who.users.empty() && who.groups.empty() && field(obj, "users") == nullptr &&
         field(obj, "groups") == nullptr) {
       error(parent, "needs \"users\" or \"groups\"");
@@ -92,11 +109,11 @@ class Checker : public JsonShape {
     Rule r;
     r.origin = key;
     if (fixed_name != nullptr) {
-      only_keys(obj, key, {"users", "groups", "allow", "deny"});
+      only_keys(obj, key, {"users", "groups", "units", "allow", "deny"});
       r.match = *fixed_name;
       r.prefix = false;
     } else {
-      only_keys(obj, key, {"prefix", "name", "users", "groups", "allow", "deny"});
+      only_keys(obj, key, {"prefix", "name", "users", "groups", "units", "allow", "deny"});
       bool has_prefix = string_field(obj, key, "prefix", r.match, false);
       std::string name;
       bool has_name = string_field(obj, key, "name", name, false);
