@@ -72,7 +72,9 @@ void bind_client_types(py::module_& m) {
   py::class_<Peer>(m, "Peer")
       .def_readonly("uid", &Peer::uid)
       .def_readonly("gid", &Peer::gid)
-      .def_readonly("pid", &Peer::pid);
+      .def_readonly("pid", &Peer::pid)
+      .def_readonly("unit", &Peer::unit)
+      .def_readonly("cgroup", &Peer::cgroup);
 
   py::class_<Hello>(m, "Hello")
       .def_readonly("server", &Hello::server)

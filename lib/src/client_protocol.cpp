@@ -199,6 +199,10 @@ Hello parse_hello_reply(std::string_view text, std::int64_t id) {
     out.peer.uid = field<uid_t>(*peer, "uid");
     out.peer.gid = field<gid_t>(*peer, "gid");
     out.peer.pid = field<pid_t>(*peer, "pid");
+    if (auto unit = peer->find("unit"); unit != peer->end() && !unit->is_null()) {
+      out.peer.unit = value_as<std::string>(*unit, "unit");
+    }
+    out.peer.cgroup = optional_field<std::string>(*peer, "cgroup", "");
   }
   out.json = body_text(std::move(reply));
   return out;

@@ -85,6 +85,8 @@ TEST_F(ClientTest, HelloReportsThisProcess) {
   EXPECT_EQ(hello.peer.pid, ::getpid());
   EXPECT_EQ(hello.peer.uid, ::getuid());
   EXPECT_EQ(hello.peer.gid, ::getgid());
+  // broker_identity_test checks the unit; here outside any unit it may be none.
+  EXPECT_EQ(hello.peer.cgroup, own_cgroup());
 }
 
 TEST_F(ClientTest, PutThenGetSharesTheOpenFile) {

@@ -32,6 +32,12 @@ def reaches_eof(read_fd: int, timeout: float = 5.0) -> bool:
     return bool(ready) and os.read(read_fd, 1) == b""
 
 
+def own_cgroup() -> str:
+    """This process's cgroup v2 path (the "0::" line of /proc/self/cgroup)."""
+    with open("/proc/self/cgroup", encoding="utf-8") as f:
+        return next((line[3:].rstrip("\n") for line in f if line.startswith("0::")), "")
+
+
 def same_file(a: int, b: int) -> bool:
     sa, sb = os.fstat(a), os.fstat(b)
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
@@ -65,7 +71,16 @@ def test_hello_reports_the_caller_as_the_kernel_sees_it(client: fdbroker.Client)
     assert hello["server"] == "fdbrokerd"
     assert hello["protocol"] == 1
     assert hello["version"] == fdbroker.__version__
-    assert hello["peer"] == {"uid": os.getuid(), "gid": os.getgid(), "pid": os.getpid()}
+    peer = hello["peer"]
+    assert {k: peer[k] for k in ("uid", "gid", "pid")} == {
+        "uid": os.getuid(), "gid": os.getgid(), "pid": os.getpid()}
+    # Read when the broker accepted the connection (tests/integration and
+    # tests/systemd check the unit; here it may be None, outside any unit).
+    assert set(peer) == {"uid", "gid", "pid", "unit", "cgroup"}
+    assert peer["cgroup"] == own_cgroup()
+    # The binding's Hello.peer carries the same (it binds fdbroker::Peer 1:1).
+    bound = client._client.hello().peer
+    assert (bound.unit, bound.cgroup) == (peer["unit"], peer["cgroup"])
 
 
 def test_socket_comes_from_the_environment(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <string>
 #include <system_error>
@@ -203,6 +204,31 @@ inline unique_fd connect_unix(const std::string& path, int type = SOCK_SEQPACKET
   EXPECT_EQ(::connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0)
       << path << ": " << std::strerror(errno);
   return sock;
+}
+
+// This process's cgroup v2 path: the "0::" line of /proc/self/cgroup, read with
+// plain string code (not the daemon's parser), "" if there is none.
+inline std::string own_cgroup() {
+  std::ifstream in("/proc/self/cgroup");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("0::", 0) == 0) return line.substr(3);
+  }
+  return "";
+}
+
+// Whether this kernel has SO_PEERPIDFD (77; Linux 6.5+), which the broker needs
+// to know its peers' systemd units: tests of units skip without it (CI's kernel
+// has it: .ci/run checks).
+inline bool kernel_has_peer_pidfd() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return false;
+  int fd = -1;
+  socklen_t len = sizeof fd;
+  bool has = ::getsockopt(sv[0], SOL_SOCKET, 77, &fd, &len) == 0;
+  if (has) ::close(fd);
+  ::close(sv[0]);
+  ::close(sv[1]);
+  return has;
 }
 
 // The inode at `path` (lstat), 0 if there is none.

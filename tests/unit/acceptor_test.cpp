@@ -17,10 +17,8 @@
 #include <spdlog/spdlog.h>
 
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -74,14 +72,6 @@ std::set<int> dev_null_fds() {
   return out;
 }
 
-// The cgroup v2 path of this process.
-std::string own_cgroup() {
-  std::ifstream in("/proc/self/cgroup");
-  std::stringstream text;
-  text << in.rdbuf();
-  return cgroup_v2_path(text.str()).value_or("");
-}
-
 // Whether the server closed `client` unanswered (end of stream, or a reset).
 bool closed_by_server(int client) {
   pollfd pfd{client, POLLIN, 0};
@@ -106,7 +96,7 @@ TEST(Acceptor, TakesClientsInWithTheirIdentity) {
       EXPECT_EQ(peer.pid, ::getpid());
       EXPECT_FALSE(peer.label.empty());
       // Ours, as /proc/self/cgroup says (peer_unit_test.cpp tests the rest).
-      EXPECT_EQ(peer.cgroup, own_cgroup());
+      EXPECT_EQ(peer.cgroup, test::own_cgroup());
     }
     EXPECT_EQ(server.counters.total, 2u);
     EXPECT_EQ(server.acceptor->open_connections(), 2u);

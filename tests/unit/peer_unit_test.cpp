@@ -14,8 +14,6 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include <fdbroker/unix_socket.hpp>
 
@@ -27,27 +25,10 @@ using fdbroker::test::open_fd_count;
 
 namespace {
 
-// The kernel has SO_PEERPIDFD (Linux 6.5+): what the pidfd tests need.
-bool kernel_has_peer_pidfd() {
-  auto [a, b] = fdbroker::socketpair();
-  int fd = -1;
-  socklen_t len = sizeof fd;
-  if (::getsockopt(a.get(), SOL_SOCKET, 77, &fd, &len) < 0) return false;
-  ::close(fd);
-  return true;
-}
-
 #define REQUIRE_PEER_PIDFD()                                                         \
-  if (!kernel_has_peer_pidfd())                                                      \
+  if (!test::kernel_has_peer_pidfd())                                                \
   GTEST_SKIP() << "this kernel has no SO_PEERPIDFD (Linux 6.5+): the unit is never " \
                   "known, which the PidfdUse::never tests cover"
-
-std::string own_cgroup() {
-  std::ifstream in("/proc/self/cgroup");
-  std::stringstream text;
-  text << in.rdbuf();
-  return cgroup_v2_path(text.str()).value_or("");
-}
 
 std::optional<std::string> own_unit() {
   char* unit = nullptr;
@@ -121,7 +102,7 @@ TEST(ResolvePeerUnit, WithAPidfdGivesTheLivePeersCgroupAndUnit) {
     auto [a, b] = fdbroker::socketpair();
     PeerUnit got = resolve_peer_unit(a.get(), ::getpid(), PidfdUse::when_available);
     EXPECT_TRUE(got.pidfd);
-    EXPECT_EQ(got.cgroup, own_cgroup());
+    EXPECT_EQ(got.cgroup, test::own_cgroup());
     EXPECT_FALSE(got.cgroup.empty());
     // Null where this test runs outside any unit (a container without systemd).
     EXPECT_EQ(got.unit, own_unit());
@@ -136,7 +117,7 @@ TEST(ResolvePeerUnit, WithoutAPidfdTheUnitIsUnknownAndTheCgroupInformative) {
     PeerUnit got = resolve_peer_unit(a.get(), ::getpid(), PidfdUse::never);
     EXPECT_FALSE(got.pidfd);
     EXPECT_EQ(got.unit, std::nullopt);
-    EXPECT_EQ(got.cgroup, own_cgroup());
+    EXPECT_EQ(got.cgroup, test::own_cgroup());
   }
   EXPECT_EQ(open_fd_count(), before);
 }
@@ -148,7 +129,8 @@ TEST(ResolvePeerUnit, APeerThatExitedHasNoUnitNorCgroup) {
   {
     ExitedPeer peer = connection_from_exited_child(dir.socket_path());
     // Its /proc entry still reads (a zombie): only the pidfd tells it is gone.
-    EXPECT_EQ(resolve_peer_unit(peer.sock.get(), peer.pid, PidfdUse::never).cgroup, own_cgroup());
+    EXPECT_EQ(resolve_peer_unit(peer.sock.get(), peer.pid, PidfdUse::never).cgroup,
+              test::own_cgroup());
     PeerUnit got = resolve_peer_unit(peer.sock.get(), peer.pid, PidfdUse::when_available);
     EXPECT_TRUE(got.pidfd);
     EXPECT_EQ(got.unit, std::nullopt);

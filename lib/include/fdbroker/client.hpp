@@ -101,6 +101,12 @@ struct Peer {
   uid_t uid = 0;
   gid_t gid = 0;
   pid_t pid = 0;
+  // The systemd unit the broker found this client in when it accepted the
+  // connection ("nginx.service"); none if it runs in no unit, or the broker had
+  // no pidfd to verify it (Linux < 6.5), or it is older than this field.
+  std::optional<std::string> unit;
+  // Its cgroup v2 path ("/system.slice/nginx.service"); "" if unknown.
+  std::string cgroup;
 };
 
 // The broker's hello reply.

@@ -179,8 +179,9 @@ class Client:
         self.close()
 
     def hello(self) -> dict[str, Any]:
-        """{"server", "version", "protocol", "peer": {"uid", "gid", "pid"}}: the
-        broker, and this process as the broker sees it."""
+        """{"server", "version", "protocol", "peer": {"uid", "gid", "pid", "unit",
+        "cgroup"}}: the broker, and this process as the broker sees it (its systemd
+        unit, or None, and cgroup as read when the broker accepted the connection)."""
         return json.loads(self._client.hello().json)
 
     def get(self, name: str, wait_ms: int | None = None) -> Entry:
