@@ -101,6 +101,32 @@ TEST(ClientProtocol, MalformedRepliesAreEproto) {
   }
 }
 
+TEST(ClientProtocol, HelloReplyParsesThePeersUnitAndCgroup) {
+  auto hello = detail::parse_hello_reply(
+      R"({"id":1,"ok":true,"server":"fdbrokerd","protocol":1,"peer":{"uid":33,"gid":33,
+          "pid":42,"unit":"nginx.service","cgroup":"/system.slice/nginx.service"}})",
+      1);
+  EXPECT_EQ(hello.peer.pid, 42);
+  EXPECT_EQ(hello.peer.unit, "nginx.service");
+  EXPECT_EQ(hello.peer.cgroup, "/system.slice/nginx.service");
+  // null: in no unit, or the broker had no pidfd.
+  hello = detail::parse_hello_reply(
+      R"({"id":1,"ok":true,"protocol":1,"peer":{"uid":0,"gid":0,"pid":1,"unit":null,"cgroup":""}})",
+      1);
+  EXPECT_EQ(hello.peer.unit, std::nullopt);
+  EXPECT_EQ(hello.peer.cgroup, "");
+  // A broker older than the fields.
+  hello = detail::parse_hello_reply(
+      R"({"id":1,"ok":true,"protocol":1,"peer":{"uid":0,"gid":0,"pid":1}})", 1);
+  EXPECT_EQ(hello.peer.unit, std::nullopt);
+  EXPECT_EQ(hello.peer.cgroup, "");
+  for (const char* bad :
+       {R"({"id":1,"ok":true,"protocol":1,"peer":{"uid":0,"gid":0,"pid":1,"unit":7}})",
+        R"({"id":1,"ok":true,"protocol":1,"peer":{"uid":0,"gid":0,"pid":1,"cgroup":[]}})"}) {
+    EXPECT_EQ(thrown_errno([&] { detail::parse_hello_reply(bad, 1); }), EPROTO) << bad;
+  }
+}
+
 TEST(ClientProtocol, EntryReplyParsesDescriptionsOwnerAndExpiry) {
   auto entry = detail::parse_entry_reply(R"({"id":9,"ok":true,"name":"web","generation":12,
       "meta":{"role":"http"},"owner":{"uid":1000},"expires_ms":900,
