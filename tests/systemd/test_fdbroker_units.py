@@ -448,3 +448,26 @@ def test_watchdog_restarts_a_stuck_broker_and_the_socket_stays(broker_machine):
     assert "Watchdog timeout" in machine.journal("-u", "fdbroker.service")
     with Connection(machine.path(SOCKET)) as conn:
         assert conn.call("hello")["protocol"] == 1
+
+
+def test_the_rule_roots_drop_in_example_makes_just_its_paths_writable(broker_machine):
+    """systemd/fdbroker-rule-roots.conf.example, with its path replaced by one
+    that exists in the machine: the unit verifies and the broker may write there,
+    and nowhere else."""
+    example = (Path(__file__).resolve().parents[2] / "systemd" /
+               "fdbroker-rule-roots.conf.example").read_text()
+    assert "\nReadWritePaths=/var/spool/app\n" in example
+    root = "/run/fdbroker-test/spool"
+    machine = broker_machine()
+    machine.path(root).mkdir()
+    machine.add_unit("fdbroker.service.d/60-rule-roots.conf",
+                     example.replace("ReadWritePaths=/var/spool/app", f"ReadWritePaths={root}"))
+    verify = machine.run("systemd-analyze", "verify", "fdbroker.service", check=False)
+    assert (verify.returncode, verify.stdout, verify.stderr) == (0, "", ""), verify
+    machine.systemctl("start", "fdbroker.service")
+    pid = main_pid(machine)
+    machine.run("nsenter", "-t", str(pid), "-m", "touch", f"{root}/created")
+    assert machine.path(f"{root}/created").exists()
+    beside = machine.run("nsenter", "-t", str(pid), "-m", "touch", "/run/fdbroker-test/beside",
+                         check=False)
+    assert "Read-only file system" in beside.stderr, beside

@@ -1,0 +1,129 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Identity by systemd unit, under the shipped (hardened) fdbroker.service: two
+services running as the same uid (nobody), only one of them named by an access
+rule's "units", ask for the same entry; the broker tells them apart by the unit
+it reads through SO_PEERPIDFD when it accepts their connections, and hello says
+which unit each one is in."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+
+from systemd_harness import unit_text
+from test_fdbroker_units import SOCKET, broker_machine, main_pid, unit_dir  # noqa: F401 (fixtures)
+
+
+def _kernel_has_peer_pidfd() -> bool:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with a, b:
+        try:
+            pidfd = a.getsockopt(socket.SOL_SOCKET, 77)  # SO_PEERPIDFD
+        except OSError:
+            return False
+    os.close(pidfd)
+    return True
+
+
+pytestmark = pytest.mark.skipif(
+    not _kernel_has_peer_pidfd(),
+    reason="this kernel has no SO_PEERPIDFD (Linux 6.5+): the broker cannot know units "
+           "(CI's kernel has it: .ci/run checks)")
+
+ALLOWED_UNIT = "fdbroker-test-allowed.service"
+OTHER_UNIT = "fdbroker-test-other.service"
+ENTRY = "test/for-one-unit"
+ENTRIES = [
+    {"name": ENTRY, "type": "file", "path": "/etc/os-release", "flags": ["rdonly"],
+     # Both services are nobody: only the unit tells them apart.
+     "access": [{"users": ["nobody"], "units": [ALLOWED_UNIT], "allow": ["get"]}]},
+]
+
+# What runs in each service: a hello and a get over the raw protocol, printed as
+# one JSON object on stdout (systemd-run --pipe brings it back).
+CLIENT = f"""
+import json, os, socket
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+sock.connect({SOCKET!r})
+out = {{"uid": os.getuid(), "pid": os.getpid()}}
+for op, fields in (("hello", {{}}), ("get", {{"name": {ENTRY!r}}})):
+    sock.send(json.dumps({{"op": op, **fields}}).encode())
+    data, fds, _, _ = socket.recv_fds(sock, 65536, 16)
+    for fd in fds:
+        os.close(fd)
+    out[op] = json.loads(data)
+    out[op + "_fds"] = len(fds)
+print(json.dumps(out))
+"""
+
+
+CLIENT_PATH = "/run/fdbroker-test/client.py"
+
+
+def run_in_unit(machine, unit: str) -> dict:
+    """CLIENT in a oneshot service `unit` as nobody, allowed on the broker's
+    socket (0660, group fdbroker) by a supplementary group. (Not systemd-run:
+    transient units need D-Bus, which the machine does not run.)"""
+    client = machine.path(CLIENT_PATH)
+    if not client.exists():
+        client.write_text(CLIENT, encoding="utf-8")
+        client.chmod(0o644)
+    output = f"/run/fdbroker-test/{unit}.json"
+    machine.add_unit(unit, unit_text({
+        "Unit": {"Description": f"fdbroker test client {unit}", "DefaultDependencies": "no"},
+        "Service": {"Type": "oneshot", "User": "nobody", "Group": "nogroup",
+                    "SupplementaryGroups": "fdbroker",
+                    "ExecStart": f"/usr/bin/python3 {CLIENT_PATH}",
+                    "StandardOutput": f"file:{output}"}}))
+    machine.systemctl("start", unit)  # a oneshot's start returns once it has exited
+    return json.loads(machine.path(output).read_text(encoding="utf-8"))
+
+
+def test_a_units_rule_tells_apart_two_services_of_the_same_uid(broker_machine):
+    machine = broker_machine(entries=ENTRIES)
+    allowed = run_in_unit(machine, ALLOWED_UNIT)
+    other = run_in_unit(machine, OTHER_UNIT)
+    assert allowed["uid"] == other["uid"] == 65534
+    broker = main_pid(machine)
+
+    # hello reports each one's unit and cgroup, as read at accept.
+    assert allowed["hello"]["peer"] == {
+        "uid": 65534, "gid": 65534, "pid": allowed["pid"], "unit": ALLOWED_UNIT,
+        "cgroup": f"/system.slice/{ALLOWED_UNIT}"}, allowed
+    assert other["hello"]["peer"]["unit"] == OTHER_UNIT, other
+    assert other["hello"]["peer"]["cgroup"] == f"/system.slice/{OTHER_UNIT}", other
+
+    # The rule's unit gets the entry; the same uid in another unit does not.
+    assert allowed["get"]["ok"] is True and allowed["get_fds"] == 1, allowed
+    assert (other["get"]["ok"], other["get"]["error"], other["get_fds"]) == (False, "EACCES", 0)
+    assert main_pid(machine) == broker  # one broker served both
+
+
+def test_the_same_uid_in_no_unit_is_refused(broker_machine):
+    """A process that systemd did not start (entered from outside the machine's
+    cgroup namespace, as nsenter leaves it) is in no unit: a rule naming units
+    does not match it."""
+    machine = broker_machine(entries=ENTRIES)
+    result = machine.run("setpriv", "--reuid=nobody", "--regid=nogroup",
+                         f"--groups={machine.fdbroker_gid}", "--",
+                         "/usr/bin/python3", "-c", CLIENT)
+    got = json.loads(result.stdout)
+    assert got["uid"] == 65534 and got["hello"]["peer"]["pid"] == got["pid"], got
+    assert got["hello"]["peer"]["unit"] is None, got
+    assert (got["get"]["ok"], got["get"]["error"], got["get_fds"]) == (False, "EACCES", 0)
+
+
+def test_the_broker_sees_its_clients_units_under_any_group(broker_machine):
+    """Why the shipped unit says ProtectProc=default: with "invisible" the broker
+    sees other uids' processes only because it runs as group root (hidepid's
+    exempt group); under another group its clients would be hidden from it, and
+    no "units" rule would ever match."""
+    machine = broker_machine(entries=ENTRIES, service_extra="Group=nogroup\n")
+    allowed = run_in_unit(machine, ALLOWED_UNIT)
+    gids = machine.run("grep", "^Gid:", f"/proc/{main_pid(machine)}/status").stdout.split()
+    assert gids[1:] == ["65534"] * 4, gids
+    assert allowed["hello"]["peer"]["unit"] == ALLOWED_UNIT, allowed
+    assert allowed["get"]["ok"] is True, allowed
