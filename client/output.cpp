@@ -92,7 +92,8 @@ void print_hello(std::ostream& out, const fdbroker::Hello& h, bool json) {
     return;
   }
   out << h.server << ' ' << h.version << ", protocol " << h.protocol << "; you are uid "
-      << h.peer.uid << " gid " << h.peer.gid << " pid " << h.peer.pid << '\n';
+      << h.peer.uid << " gid " << h.peer.gid << " pid " << h.peer.pid
+      << (h.peer.unit ? ", unit " + *h.peer.unit : std::string(", in no unit known")) << '\n';
 }
 
 void print_entry(std::ostream& out, const fdbroker::Entry& e, bool json) {

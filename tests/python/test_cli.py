@@ -51,6 +51,8 @@ def test_hello(broker: Broker) -> None:
     assert hello["peer"]["uid"] == os.getuid()
     human = ctl(broker, "hello").stdout
     assert "fdbrokerd" in human and f"uid {os.getuid()}" in human
+    unit = hello["peer"]["unit"]  # read by the broker at accept; None outside units
+    assert (f", unit {unit}" if unit else ", in no unit known") in human, human
 
 
 def test_socket_from_environment(broker: Broker) -> None:
