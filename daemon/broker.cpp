@@ -161,7 +161,9 @@ bool Broker::take_in(unique_fd sock, ClientIdentity peer) {
   }
   c->events = EPOLLIN;
   connections_.emplace(id, std::move(conn));
-  spdlog::debug("client connected: {}", c->peer().label);
+  spdlog::debug("client connected: {} unit={} cgroup='{}'", c->peer().label,
+                c->peer().unit ? "'" + *c->peer().unit + "'" : std::string("none"),
+                c->peer().cgroup);
   return true;
 }
 

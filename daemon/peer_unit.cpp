@@ -87,6 +87,11 @@ std::optional<std::string> cgroup_v2_path(std::string_view text) {
     if (line.substr(0, 3) != "0::") continue;
     std::string_view path = line.substr(3);
     if (path.empty() || path.front() != '/') return std::nullopt;
+    // Names in a cgroup tree delegated to a user are the user's choice: no
+    // control character of theirs reaches a reply or the log.
+    for (unsigned char ch : path) {
+      if (ch < 0x20 || ch == 0x7f) return std::nullopt;
+    }
     return std::string(path);
   }
   return std::nullopt;

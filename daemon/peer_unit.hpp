@@ -35,8 +35,9 @@ enum class PidfdUse { when_available, never };
 PidfdUse pidfd_use_from_environment();
 
 // The path of the cgroup v2 line ("0::/a/b") in the text of /proc/<pid>/cgroup,
-// or nullopt if there is none (a cgroup v1-only system) or the text is not of
-// that shape.
+// or nullopt if there is none (a cgroup v1-only system), the text is not of
+// that shape, or the path has a control character (a name made in a cgroup
+// tree delegated to a user).
 std::optional<std::string> cgroup_v2_path(std::string_view proc_pid_cgroup);
 
 // The unit and cgroup of the peer of the connected AF_UNIX socket `sock` (borrowed)

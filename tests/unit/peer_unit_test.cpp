@@ -95,6 +95,14 @@ TEST(CgroupV2Path, AMalformedUnifiedLineIsNone) {
   EXPECT_EQ(cgroup_v2_path("0::relative\n"), std::nullopt);
 }
 
+TEST(CgroupV2Path, APathWithAControlCharacterIsNone) {
+  // A user names cgroups in a tree delegated to it; logs and replies get none.
+  EXPECT_EQ(cgroup_v2_path("0::/user.slice/a\tb\n"), std::nullopt);
+  EXPECT_EQ(cgroup_v2_path("0::/user.slice/a\x1b[31m\n"), std::nullopt);
+  EXPECT_EQ(cgroup_v2_path("0::/user.slice/a\x7f\n"), std::nullopt);
+  EXPECT_EQ(cgroup_v2_path("0::/user.slice/caf\xc3\xa9\n"), "/user.slice/caf\xc3\xa9");
+}
+
 TEST(ResolvePeerUnit, WithAPidfdGivesTheLivePeersCgroupAndUnit) {
   REQUIRE_PEER_PIDFD();
   std::size_t before = open_fd_count();
