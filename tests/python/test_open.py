@@ -8,6 +8,7 @@ and records what it was asked; test_privsep_clients.py does it with fdbrokerd.""
 from __future__ import annotations
 
 import builtins
+import inspect
 import io
 import os
 import warnings
@@ -100,6 +101,7 @@ def test_modes_the_builtin_refuses_are_refused_alike_before_asking(tmp_path, mod
         {"mode": "w", "buffering": 0},
         {"mode": "w", "newline": "x"},
         {"mode": 5},
+        {"closefd": False},
     ],
 )
 def test_arguments_the_builtin_refuses_are_refused_before_asking(tmp_path, kwargs):
@@ -111,6 +113,15 @@ def test_arguments_the_builtin_refuses_are_refused_before_asking(tmp_path, kwarg
         fdbroker.open(path, client=broker, **kwargs)
     assert broker.calls == []
     assert not os.path.exists(path)
+
+
+def test_the_signature_is_the_builtins_plus_keyword_only_extras():
+    ours = inspect.signature(fdbroker.open).parameters
+    theirs = inspect.signature(builtins.open).parameters
+    assert list(ours)[: len(theirs)] == list(theirs)
+    assert all(p.kind is p.KEYWORD_ONLY for p in list(ours.values())[len(theirs):])
+    with pytest.raises(ValueError, match="opener"):
+        fdbroker.open("/x", opener=os.open, client=StandInBroker())
 
 
 def test_perm_is_sent_only_for_modes_that_create(tmp_path):

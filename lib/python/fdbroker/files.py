@@ -23,7 +23,8 @@ What differs from the built-in, on purpose:
     resolves no symlink, "." or ".." (ELOOP, EINVAL): pass the real path.
   - A created file gets the permission bits of the broker's rule (its "mode",
     default 0600), not 0o666 minus your umask; perm=0o640 asks for fewer.
-  - No closefd or opener arguments: the descriptor is always the file object's.
+  - No opener: the broker opens the file. closefd must be True (the built-in
+    refuses False for a path too).
   - The broker's refusals arrive as the same OSError subclasses:
     PermissionError (no rule allows it), FileNotFoundError, FileExistsError, ...
 
@@ -94,12 +95,16 @@ def open(  # noqa: A001 - the point is to be a drop-in for the built-in
     encoding: str | None = None,
     errors: str | None = None,
     newline: str | None = None,
+    closefd: bool = True,
+    opener: None = None,
     *,
     perm: int | None = None,
     client: Client | None = None,
 ) -> IO[Any]:
-    """Like the built-in open(file, mode, buffering, encoding, errors, newline),
-    with the file opened by fdbrokerd (see the module's help). perm: permission
+    """Like the built-in open(file, mode, buffering, encoding, errors, newline,
+    closefd, opener), with the file opened by fdbrokerd (see the module's help).
+    closefd must be True, as the built-in requires for a path; there is no opener
+    (the broker opens). perm: permission
     bits for a file the broker creates (modes w, a, x), masked by its rule's mode;
     None: the rule's mode. client: a connected fdbroker.Client to ask (None: a
     connection of its own for this call)."""
@@ -124,6 +129,10 @@ def open(  # noqa: A001 - the point is to be a drop-in for the built-in
         raise ValueError("can't have unbuffered text I/O")
     if newline not in _NEWLINES:
         raise ValueError(f"illegal newline value: {newline!r}")
+    if not closefd:
+        raise ValueError("Cannot use closefd=False with file name")
+    if opener is not None:
+        raise ValueError("fdbroker.open takes no opener: the broker opens the file")
     if perm is not None and not flags & os.O_CREAT:
         raise ValueError("perm applies only to modes that create a file: w, a, x")
     path = _absolute(file)
