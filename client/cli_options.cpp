@@ -33,13 +33,29 @@ Commands:
   upgrade [--binary PATH]   make the broker run a new fdbrokerd (PATH, absolute;
                             default: its own binary) and hand it every entry;
                             prints the new broker's pid once it is ready
-  exec (--get NAME | --take NAME)... [--wait MS] -- PROGRAM [ARGS...]
-                            run PROGRAM with the entries' descriptors at 3, 4, ...
-                            and LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES set (systemd
-                            socket activation). LISTEN_FDNAMES holds each fd's entry
-                            name with ':' (not allowed in systemd fd names) made '_'.
-                            No other descriptor above 2 reaches PROGRAM. --take
-                            removes the entry; --wait MS waits for missing entries.
+  open PATH [--mode M] [--create] [--excl] [--trunc] [--perm OCTAL]
+                            ask the broker to open PATH (absolute) by its `files`
+                            rules and describe what it opened (the descriptor is
+                            closed on exit; see exec to hand it to a program).
+                            M = r (default), w (write only), rw, or a (append);
+                            --create makes a missing file (--excl: only a new one)
+                            with permission bits OCTAL (e.g. 0640) masked by the
+                            rule's mode; --trunc empties it (not with r)
+  exec SOURCE... [--wait MS] -- PROGRAM [ARGS...]
+                            run PROGRAM with the SOURCEs' descriptors at 3, 4, ...
+                            in command-line order, and LISTEN_FDS, LISTEN_PID,
+                            LISTEN_FDNAMES set (systemd socket activation):
+      --get NAME                every fd of the entry NAME, each named NAME
+      --take NAME               the same, and the entry is removed from the broker
+      --open PATH[:M]           PATH opened by the broker (M = r, w, rw or a, as for
+                                open; no create), named by PATH's last component
+      --bind URL                a socket the broker binds to URL (tcp://ADDR:PORT,
+                                tcp6://, udp://, udp6://; by its `bind` rules),
+                                listening for tcp, named by URL
+                            In LISTEN_FDNAMES ':' (not allowed in systemd fd names)
+                            becomes '_': --bind tcp://127.0.0.1:443 is named
+                            "tcp_//127.0.0.1_443". No other descriptor above 2
+                            reaches PROGRAM. --wait MS waits for missing entries.
                             If PROGRAM cannot be executed: exit 111.
 
 Options:
@@ -93,9 +109,11 @@ const std::set<std::string_view>& allowed_options(const std::string& command) {
   static const std::set<std::string_view> put{
       "--fd",   "--file", "--mode",    "--listen",
       "--meta", "--ttl",  "--replace", "--expect-generation"};
-  static const std::set<std::string_view> exec{"--get", "--take", "--wait"};
+  static const std::set<std::string_view> exec{"--get", "--take", "--open", "--bind", "--wait"};
   static const std::set<std::string_view> upgrade{"--binary"};
+  static const std::set<std::string_view> open{"--mode", "--create", "--excl", "--trunc", "--perm"};
   if (command == "upgrade") return upgrade;
+  if (command == "open") return open;
   if (command == "list") return list;
   if (command == "get" || command == "take") return get;
   if (command == "put") return put;
@@ -104,19 +122,55 @@ const std::set<std::string_view>& allowed_options(const std::string& command) {
 }
 
 bool takes_value(std::string_view option) {
-  return option != "--json" && option != "--help" && option != "--version" && option != "--replace";
+  static const std::set<std::string_view> switches{"--json",   "--help", "--version", "--replace",
+                                                   "--create", "--excl", "--trunc"};
+  return switches.count(option) == 0;
+}
+
+bool is_open_mode(std::string_view mode) {
+  return mode == "r" || mode == "w" || mode == "rw" || mode == "a";
+}
+
+// --perm's OCTAL: permission bits only (0 to 0777), in octal digits.
+unsigned parse_perm(std::string_view text) {
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value, 8);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value > 0777) {
+    throw UsageError("--perm: not octal permission bits (0 to 0777): '" + std::string(text) + "'");
+  }
+  return value;
+}
+
+// --open PATH[:MODE]: the mode suffix is split off only when it is one (a path may
+// hold ':'; write PATH:r to open such a path that ends in a mode's letters).
+ExecEntry parse_exec_open(const std::string& value) {
+  ExecEntry e;
+  e.kind = ExecEntry::Kind::open;
+  e.name = value;
+  if (auto colon = value.rfind(':'); colon != std::string::npos) {
+    std::string mode = value.substr(colon + 1);
+    if (is_open_mode(mode)) {
+      e.name = value.substr(0, colon);
+      e.mode = mode;
+    }
+  }
+  if (e.name.empty() || e.name.front() != '/') {
+    throw UsageError("--open needs an absolute path: '" + value + "'");
+  }
+  return e;
 }
 
 }  // namespace
 
 Options parse_options(const std::vector<std::string>& args) {
-  static const std::set<std::string_view> commands{"hello",  "list",  "get",  "take",   "put",
-                                                   "delete", "stats", "exec", "upgrade"};
+  static const std::set<std::string_view> commands{"hello",  "list",  "get",  "take",    "put",
+                                                   "delete", "stats", "exec", "upgrade", "open"};
   static const std::set<std::string_view> known{
-      "--socket", "--timeout", "--json",  "--help",    "--version",
-      "--limit",  "--wait",    "--fd",    "--file",    "--mode",
-      "--listen", "--meta",    "--ttl",   "--replace", "--expect-generation",
-      "--get",    "--take",    "--binary"};
+      "--socket", "--timeout", "--json",   "--help",    "--version",
+      "--limit",  "--wait",    "--fd",     "--file",    "--mode",
+      "--listen", "--meta",    "--ttl",    "--replace", "--expect-generation",
+      "--get",    "--take",    "--binary", "--open",    "--bind",
+      "--create", "--excl",    "--trunc",  "--perm"};
   Options o;
   std::vector<std::string> positional;
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -182,6 +236,11 @@ Options parse_options(const std::vector<std::string>& args) {
         s.kind = FdSource::Kind::file;
         s.path = value;
         o.sources.push_back(std::move(s));
+      } else if (arg == "--mode" && o.command == "open") {
+        if (!is_open_mode(value)) {
+          throw UsageError("--mode: expected r, w, rw or a, not '" + value + "'");
+        }
+        o.open.mode = value;
       } else if (arg == "--mode") {
         if (o.sources.empty() || o.sources.back().kind != FdSource::Kind::file) {
           throw UsageError("--mode must follow the --file it applies to");
@@ -208,7 +267,25 @@ Options parse_options(const std::vector<std::string>& args) {
           throw UsageError("--binary needs an absolute path");
         o.binary = value;
       } else if (arg == "--get" || arg == "--take") {
-        o.exec_entries.push_back({value, arg == "--take"});
+        ExecEntry e;
+        e.kind = arg == "--take" ? ExecEntry::Kind::take : ExecEntry::Kind::get;
+        e.name = value;
+        o.exec_entries.push_back(std::move(e));
+      } else if (arg == "--open") {
+        o.exec_entries.push_back(parse_exec_open(value));
+      } else if (arg == "--bind") {
+        ExecEntry e;
+        e.kind = ExecEntry::Kind::bind;
+        e.name = value;
+        o.exec_entries.push_back(std::move(e));
+      } else if (arg == "--create") {
+        o.open.create = true;
+      } else if (arg == "--excl") {
+        o.open.excl = true;
+      } else if (arg == "--trunc") {
+        o.open.trunc = true;
+      } else if (arg == "--perm") {
+        o.open.perm = parse_perm(value);
       }
     }
   }
@@ -222,6 +299,14 @@ Options parse_options(const std::vector<std::string>& args) {
   } else if (c == "get" || c == "take" || c == "put" || c == "delete") {
     if (positional.size() != 1) throw UsageError(c + " takes exactly one NAME");
     o.name = positional[0];
+  } else if (c == "open") {
+    if (positional.size() != 1) throw UsageError("open takes exactly one PATH");
+    o.name = positional[0];
+    if (o.name.empty() || o.name.front() != '/')
+      throw UsageError("open needs an absolute PATH: '" + o.name + "'");
+    if (o.open.excl && !o.open.create) throw UsageError("--excl needs --create");
+    if (o.open.perm && !o.open.create) throw UsageError("--perm needs --create");
+    if (o.open.trunc && o.open.mode == "r") throw UsageError("--trunc needs --mode w, rw or a");
   } else if (!positional.empty()) {
     throw UsageError(c + " takes no arguments, got '" + positional[0] + "'");
   }
@@ -229,7 +314,9 @@ Options parse_options(const std::vector<std::string>& args) {
     throw UsageError("put needs at least one --fd, --file or --listen");
   }
   if (c == "exec") {
-    if (o.exec_entries.empty()) throw UsageError("exec needs at least one --get NAME");
+    if (o.exec_entries.empty()) {
+      throw UsageError("exec needs at least one --get, --take, --open or --bind");
+    }
     if (o.program.empty()) throw UsageError("exec needs '-- PROGRAM [ARGS...]'");
   }
   return o;

@@ -26,10 +26,21 @@ struct FdSource {
   std::string url;         // listen: --listen URL
 };
 
-// One entry `exec` fetches, in command-line order.
+// One descriptor `exec` asks the broker for, in command-line order.
 struct ExecEntry {
-  std::string name;
-  bool take = false;  // --take removes it from the broker, --get leaves it there
+  enum class Kind { get, take, open, bind };
+  Kind kind = Kind::get;   // --take removes the entry from the broker, --get leaves it
+  std::string name;        // get, take: the entry; open: the PATH; bind: the URL
+  std::string mode = "r";  // open: r, w, rw or a (--open PATH:MODE)
+};
+
+// `open` and `exec --open`: what --mode r|w|rw|a means, plus the flags given.
+struct OpenOptions {
+  std::string mode = "r";  // r: rdonly, w: wronly, rw: rdwr, a: wronly + append
+  bool create = false;
+  bool excl = false;
+  bool trunc = false;
+  std::optional<unsigned> perm;  // --perm OCTAL, at most 0777; only with --create
 };
 
 struct Options {
@@ -40,9 +51,9 @@ struct Options {
   std::optional<std::chrono::milliseconds> timeout;
   bool help = false;
   bool version = false;
-  std::string command;  // hello, list, get, take, put, delete, stats, exec, upgrade
+  std::string command;  // hello, list, get, take, put, delete, stats, exec, upgrade, open
 
-  std::string name;                     // get, take, put, delete
+  std::string name;                     // get, take, put, delete; open: the PATH
   std::string prefix;                   // list
   unsigned limit = 0;                   // list: page size asked of the broker (0: its default)
   std::optional<std::int64_t> wait_ms;  // get, take, exec
@@ -55,6 +66,8 @@ struct Options {
   std::optional<std::uint64_t> expect_generation;
 
   std::string binary;  // upgrade: --binary PATH (empty: the broker's own)
+
+  OpenOptions open;  // open
 
   // exec
   std::vector<ExecEntry> exec_entries;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "exec.hpp"
 
+#include "open_flags.hpp"
+
 #include <fdbroker/error.hpp>
 #include <fdbroker/listen_fds.hpp>
 
@@ -46,22 +48,40 @@ void cloexec_from(int first) {
 
 }  // namespace
 
-void exec_with_entries(const Options& o, fdbroker::Client& client) {
-  std::vector<fdbroker::Entry> entries;
-  for (const auto& want : o.exec_entries) {
-    entries.push_back(want.take ? client.take(want.name, o.wait_ms)
-                                : client.get(want.name, o.wait_ms));
-  }
-  client.close();
+std::string fd_name_for_path(std::string_view path) {
+  auto slash = path.rfind('/');
+  return fd_name_for(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
 
+void exec_with_entries(const Options& o, fdbroker::Client& client) {
   std::vector<fdbroker::unique_fd> fds;
   std::vector<std::string> names;
-  for (auto& e : entries) {
-    for (auto& fd : e.fds) {
-      fds.push_back(std::move(fd));
-      names.push_back(fd_name_for(e.name));
+  for (const auto& want : o.exec_entries) {
+    switch (want.kind) {
+      case ExecEntry::Kind::get:
+      case ExecEntry::Kind::take: {
+        fdbroker::Entry e = want.kind == ExecEntry::Kind::take ? client.take(want.name, o.wait_ms)
+                                                               : client.get(want.name, o.wait_ms);
+        for (auto& fd : e.fds) {
+          fds.push_back(std::move(fd));
+          names.push_back(fd_name_for(e.name));
+        }
+        break;
+      }
+      case ExecEntry::Kind::open: {
+        OpenOptions mode;
+        mode.mode = want.mode;
+        fds.push_back(client.open(want.name, open_flags_for(mode)).fd);
+        names.push_back(fd_name_for_path(want.name));
+        break;
+      }
+      case ExecEntry::Kind::bind:
+        fds.push_back(client.bind(want.name).fd);
+        names.push_back(fd_name_for(want.name));
+        break;
     }
   }
+  client.close();
   if (auto err = fdbroker::try_place_listen_fds(fds))
     fdbroker::throw_errno(err.value(), "place fds");
   cloexec_from(fdbroker::listen_fds_start + static_cast<int>(fds.size()));

@@ -13,16 +13,20 @@
 
 namespace fdbrokerctl {
 
-// Fetches o.exec_entries in order over `client`, then replaces this process with
-// o.program: the entries' descriptors at 3, 4, ... (every fd of each entry, in
-// order), LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES set, and no other descriptor above 2
-// left open. Returns only on failure, by throwing (BrokerError for a refused get,
-// std::system_error otherwise, errno ENOENT/EACCES... from execvp).
+// Asks for o.exec_entries in order over `client` (get, take, open, bind), then
+// replaces this process with o.program: their descriptors at 3, 4, ... (every fd of
+// each entry, in order), LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES set, and no other
+// descriptor above 2 left open. Returns only on failure, by throwing (BrokerError
+// for a refused request, std::system_error otherwise, errno ENOENT/EACCES... from
+// execvp).
 [[noreturn]] void exec_with_entries(const Options& o, fdbroker::Client& client);
 
 // An entry name as a systemd fd name: ':' separates names in LISTEN_FDNAMES and is
 // not allowed in one, so it becomes '_'. Entry names allow no other character that
 // systemd rejects, and are at most 255 bytes like fd names.
 std::string fd_name_for(std::string_view entry_name);
+
+// The fd name of a file opened by path (--open): its last component, as above.
+std::string fd_name_for_path(std::string_view path);
 
 }  // namespace fdbrokerctl

@@ -3,6 +3,7 @@
 #include "cli_options.hpp"
 #include "exec.hpp"
 #include "fd_sources.hpp"
+#include "open_flags.hpp"
 #include "output.hpp"
 
 #include <fdbroker/client.hpp>
@@ -58,6 +59,8 @@ int run(const fdbrokerctl::Options& o) {
     } else {
       std::cout << "upgraded: the new broker is pid " << pid << '\n';
     }
+  } else if (c == "open") {
+    print_opened(std::cout, client.open(o.name, open_flags_for(o.open), o.open.perm), o.json);
   } else if (c == "exec") {
     exec_with_entries(o, client);
   }

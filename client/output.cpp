@@ -146,6 +146,15 @@ void print_deleted(std::ostream& out, std::string_view name, bool json) {
   out << name << ": deleted\n";
 }
 
+void print_opened(std::ostream& out, const fdbroker::Opened& o, bool json) {
+  if (json) {
+    out << o.json << '\n';
+    return;
+  }
+  print_table(out, {{"path:", o.path}, {"rule:", o.rule}, {"created:", o.created ? "yes" : "no"}});
+  print_table(out, {{"FD", "DESCRIPTION"}, {"0", describe(o.description)}});
+}
+
 void print_stats(std::ostream& out, const fdbroker::Stats& s, bool json) {
   if (json) {
     out << s.json << '\n';

@@ -19,6 +19,8 @@ void print_entry(std::ostream& out, const fdbroker::Entry& entry, bool json);
 void print_list(std::ostream& out, const std::vector<fdbroker::EntryInfo>& entries, bool json);
 void print_put(std::ostream& out, std::string_view name, std::uint64_t generation, bool json);
 void print_deleted(std::ostream& out, std::string_view name, bool json);
+// open: the reply and the descriptor's description (the descriptor is closed on exit).
+void print_opened(std::ostream& out, const fdbroker::Opened& opened, bool json);
 void print_stats(std::ostream& out, const fdbroker::Stats& stats, bool json);
 
 // One line describing a descriptor: "socket inet stream listening 127.0.0.1:80".

@@ -157,7 +157,23 @@ void bind_client(py::module_& m) {
              std::optional<std::string> cursor) {
             return c.locked([&](Client& cl) { return cl.list_page(prefix, limit, cursor); });
           },
-          py::arg("prefix") = "", py::arg("limit") = 0, py::arg("cursor") = py::none());
+          py::arg("prefix") = "", py::arg("limit") = 0, py::arg("cursor") = py::none())
+      .def(
+          "open",
+          [](PyClient& c, const std::string& path, int oflags, std::optional<unsigned> mode) {
+            OpenFlags flags = open_flags_from_posix(oflags);  // ValueError before sending
+            return c.locked([&](Client& cl) { return cl.open(path, flags, mode); });
+          },
+          py::arg("path"), py::arg("oflags"), py::arg("mode") = py::none())
+      .def(
+          "bind",
+          [](PyClient& c, const std::string& url, std::optional<int> backlog, bool reuseport) {
+            BrokerBindOptions options;
+            options.backlog = backlog;
+            options.reuseport = reuseport;
+            return c.locked([&](Client& cl) { return cl.bind(url, options); });
+          },
+          py::arg("url"), py::arg("backlog") = py::none(), py::arg("reuseport") = false);
 }
 
 }  // namespace fdbroker::python

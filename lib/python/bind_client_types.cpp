@@ -33,6 +33,13 @@ py::object release_fds(Entry& entry) {
   return numbers;
 }
 
+// The descriptor as an int the caller owns; the object keeps none afterwards (-1
+// if it was released already).
+template <class T>
+int release_fd(T& holder) {
+  return holder.fd.release();
+}
+
 }  // namespace
 
 void bind_client_types(py::module_& m) {
@@ -64,6 +71,27 @@ void bind_client_types(py::module_& m) {
            "The descriptors as ints that are now yours, in the order of fd_descriptions;\n"
            "the Entry keeps none. If this raises, the Entry still holds them all (and\n"
            "closes them when it is collected).");
+
+  py::class_<Opened>(m, "Opened")
+      .def_readonly("description", &Opened::description)
+      .def_readonly("path", &Opened::path)
+      .def_readonly("rule", &Opened::rule)
+      .def_readonly("created", &Opened::created)
+      .def_readonly("json", &Opened::json)
+      .def("release_fd", &release_fd<Opened>,
+           "release_fd()\n--\n\n"
+           "The descriptor as an int that is now yours (-1 if released before); until\n"
+           "then the Opened owns it and closes it when it is collected.");
+
+  py::class_<Bound>(m, "Bound")
+      .def_readonly("description", &Bound::description)
+      .def_readonly("address", &Bound::address)
+      .def_readonly("rule", &Bound::rule)
+      .def_readonly("json", &Bound::json)
+      .def("release_fd", &release_fd<Bound>,
+           "release_fd()\n--\n\n"
+           "The socket as an int that is now yours (-1 if released before); until\n"
+           "then the Bound owns it and closes it when it is collected.");
 
   py::class_<ListPage>(m, "ListPage")
       .def_readonly("entries", &ListPage::entries)

@@ -347,6 +347,36 @@ Stats Client::stats() {
   return detail::parse_stats_reply(call(detail::simple_request("stats", id)).payload, id);
 }
 
+namespace {
+
+// The one descriptor an open or bind reply must come with; EPROTO (closing what
+// came) otherwise.
+unique_fd single_fd(std::vector<unique_fd> fds, const char* op) {
+  if (fds.size() != 1) {
+    throw_errno(EPROTO, std::string("fdbroker sent ") + std::to_string(fds.size()) +
+                            " fds for an " + op + ", not 1");
+  }
+  return std::move(fds.front());
+}
+
+}  // namespace
+
+Opened Client::open(std::string_view path, const OpenFlags& flags, std::optional<unsigned> mode) {
+  std::int64_t id = next_id_++;
+  Reply reply = call(detail::open_request(id, path, flags, mode));
+  Opened opened = detail::parse_open_reply(reply.payload, id);
+  opened.fd = single_fd(std::move(reply.fds), "open");
+  return opened;
+}
+
+Bound Client::bind(std::string_view url, const BrokerBindOptions& options) {
+  std::int64_t id = next_id_++;
+  Reply reply = call(detail::bind_request(id, url, options));
+  Bound bound = detail::parse_bind_reply(reply.payload, id, url);
+  bound.fd = single_fd(std::move(reply.fds), "bind");
+  return bound;
+}
+
 std::int64_t Client::upgrade(std::string_view binary) {
   std::int64_t id = next_id_++;
   return detail::parse_upgrade_reply(

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
+#include <cstdio>
 #include <limits>
 #include <stdexcept>
 #include <type_traits>
@@ -142,6 +143,14 @@ EntryInfo parse_entry(const json& e) {
   return out;
 }
 
+// The one description an open or bind reply carries.
+FdDescription single_description(const json& reply) {
+  auto fds = reply.find("fds");
+  if (fds == reply.end() || !fds->is_array()) protocol_error("missing \"fds\" array");
+  if (fds->size() != 1) protocol_error("\"fds\" does not describe exactly one descriptor");
+  return parse_fd_description(fds->front());
+}
+
 }  // namespace
 
 std::string simple_request(std::string_view op, std::int64_t id) {
@@ -185,6 +194,33 @@ std::string upgrade_request(std::int64_t id, std::string_view binary) {
   json request{{"op", "upgrade"}, {"id", id}};
   if (!binary.empty()) request["binary"] = binary;
   return request.dump();
+}
+
+std::string open_request(std::int64_t id, std::string_view path, const OpenFlags& flags,
+                         std::optional<unsigned> mode) {
+  json request{{"op", "open"}, {"id", id}, {"path", path}, {"flags", open_flag_names(flags)}};
+  if (mode) {
+    if (*mode > 0777) {
+      throw std::invalid_argument("open mode above 0777: " + std::to_string(*mode));
+    }
+    char octal[8];
+    std::snprintf(octal, sizeof octal, "%04o", *mode);
+    request["mode"] = octal;
+  }
+  // A path that is not UTF-8 is refused by the broker (EINVAL), as a name is.
+  return request.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string bind_request(std::int64_t id, std::string_view url, const BrokerBindOptions& options) {
+  json request{{"op", "bind"}, {"id", id}, {"address", url}};
+  if (options.backlog) {
+    if (*options.backlog < 0) {
+      throw std::invalid_argument("bind backlog below 0: " + std::to_string(*options.backlog));
+    }
+    request["backlog"] = *options.backlog;
+  }
+  if (options.reuseport) request["reuseport"] = true;
+  return request.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 void parse_empty_reply(std::string_view text, std::int64_t id) { checked_reply(text, id); }
@@ -254,6 +290,27 @@ Stats parse_stats_reply(std::string_view text, std::int64_t id) {
 
 std::int64_t parse_upgrade_reply(std::string_view text, std::int64_t id) {
   return field<std::int64_t>(checked_reply(text, id), "pid");
+}
+
+Opened parse_open_reply(std::string_view text, std::int64_t id) {
+  json reply = checked_reply(text, id);
+  Opened out;
+  out.description = single_description(reply);
+  out.path = field<std::string>(reply, "path");
+  out.rule = field<std::string>(reply, "rule");
+  out.created = optional_field<bool>(reply, "created", false);
+  out.json = body_text(std::move(reply));
+  return out;
+}
+
+Bound parse_bind_reply(std::string_view text, std::int64_t id, std::string_view url) {
+  json reply = checked_reply(text, id);
+  Bound out;
+  out.description = single_description(reply);
+  out.address = optional_field<std::string>(reply, "address", std::string(url));
+  out.rule = field<std::string>(reply, "rule");
+  out.json = body_text(std::move(reply));
+  return out;
 }
 
 }  // namespace fdbroker::detail

@@ -28,6 +28,13 @@ std::string list_request(std::int64_t id, std::string_view prefix, unsigned limi
 // `binary`: the absolute path of the new fdbrokerd; empty for the broker's own.
 std::string upgrade_request(std::int64_t id, std::string_view binary);
 
+// open: `flags` by their protocol names; `mode` as an octal string ("0640").
+// Throws std::invalid_argument for a mode above 0777.
+std::string open_request(std::int64_t id, std::string_view path, const OpenFlags& flags,
+                         std::optional<unsigned> mode);
+// Throws std::invalid_argument for a negative backlog.
+std::string bind_request(std::int64_t id, std::string_view url, const BrokerBindOptions& options);
+
 // Reply parsers. Each checks that `text` is a JSON object with "ok" and the id
 // `id`; throws BrokerError if "ok" is false (errno from the "error" name, EPROTO if
 // the name is unknown), std::system_error(EPROTO) if the reply is malformed.
@@ -38,5 +45,10 @@ std::uint64_t parse_put_reply(std::string_view text, std::int64_t id);
 ListPage parse_list_reply(std::string_view text, std::int64_t id);
 Stats parse_stats_reply(std::string_view text, std::int64_t id);
 std::int64_t parse_upgrade_reply(std::string_view text, std::int64_t id);  // the new pid
+// open and bind: everything but the descriptor, which the caller attaches. The reply
+// must describe exactly one descriptor (EPROTO otherwise). `bind`'s address defaults
+// to `url` if the broker does not report one.
+Opened parse_open_reply(std::string_view text, std::int64_t id);
+Bound parse_bind_reply(std::string_view text, std::int64_t id, std::string_view url);
 
 }  // namespace fdbroker::detail

@@ -7,7 +7,9 @@
 //  - parsed options are in their documented ranges: a known command, the NAME of
 //    get/take/put/delete, --limit >= 1, --wait >= 0, --ttl >= 1, --timeout > 0,
 //    --fd >= 0, --mode r/w/rw, --binary absolute, put with a source, exec with an
-//    entry and a program.
+//    entry and a program; open with an absolute PATH, --mode r/w/rw/a, --perm and
+//    --excl only with --create, --perm <= 0777, --trunc not with r; exec --open
+//    with an absolute path and a mode of r/w/rw/a.
 #include <algorithm>
 #include <set>
 #include <string>
@@ -35,8 +37,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   if (o.help || o.version) return 0;
-  static const std::set<std::string> commands{"hello",  "list",  "get",  "take",   "put",
-                                              "delete", "stats", "exec", "upgrade"};
+  static const std::set<std::string> commands{"hello",  "list",  "get",  "take",    "put",
+                                              "delete", "stats", "exec", "upgrade", "open"};
   FUZZ_CHECK(commands.count(o.command) == 1, "a known command");
   const std::string& c = o.command;
   if (c == "get" || c == "take" || c == "put" || c == "delete") {
@@ -59,5 +61,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(c != "exec" || (!o.exec_entries.empty() && !o.program.empty()),
              "exec has entries and a program");
   FUZZ_CHECK(o.program.empty() || c == "exec", "a program only for exec");
+  FUZZ_CHECK(o.exec_entries.empty() || c == "exec", "exec entries only for exec");
+  for (const auto& e : o.exec_entries) {
+    if (e.kind == fdbrokerctl::ExecEntry::Kind::open) {
+      FUZZ_CHECK(!e.name.empty() && e.name.front() == '/', "--open absolute");
+      FUZZ_CHECK(e.mode == "r" || e.mode == "w" || e.mode == "rw" || e.mode == "a",
+                 "--open mode r, w, rw or a");
+    }
+  }
+  if (c == "open") {
+    FUZZ_CHECK(!o.name.empty() && o.name.front() == '/', "open PATH absolute");
+    const auto& m = o.open.mode;
+    FUZZ_CHECK(m == "r" || m == "w" || m == "rw" || m == "a", "open --mode r, w, rw or a");
+    FUZZ_CHECK(!o.open.perm || (*o.open.perm <= 0777 && o.open.create), "--perm <= 0777, created");
+    FUZZ_CHECK(!o.open.excl || o.open.create, "--excl with --create");
+    FUZZ_CHECK(!o.open.trunc || m != "r", "--trunc not with r");
+  }
   return 0;
 }

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The client's reply parsers (lib/src/client_protocol.cpp), on any bytes a broker
 // (or whatever listens on the socket) can answer. The first byte picks the parser
-// (hello, get/take, put, delete, list, stats), the rest is the reply text; the
-// request's id is 7.
+// (hello, get/take, put, delete, list, stats, open, bind), the rest is the reply
+// text; the request's id is 7.
 //
 // Invariants:
 //  - a reply is accepted, or refused with BrokerError (the broker said no) or
@@ -73,7 +73,7 @@ void check_entry(const EntryInfo& e) {
 }
 
 void parse(unsigned which, std::string_view text) {
-  switch (which % 6) {
+  switch (which % 8) {
     case 0: {
       Hello h = detail::parse_hello_reply(text, id);
       const json body = json::parse(h.json);
@@ -119,6 +119,26 @@ void parse(unsigned which, std::string_view text) {
       for (std::size_t i = 0; i < page.entries.size(); ++i) {
         FUZZ_CHECK(same_entry(page.entries[i], again.entries[i]), "a listed entry round-trips");
       }
+      break;
+    }
+    case 6: {
+      Opened o = detail::parse_open_reply(text, id);
+      FUZZ_CHECK(json::parse(o.description.json, nullptr, false).is_object(),
+                 "the description's json is an object");
+      Opened again = detail::parse_open_reply(envelope(o.json), id);
+      FUZZ_CHECK(o.path == again.path && o.rule == again.rule && o.created == again.created &&
+                     o.description.json == again.description.json && o.json == again.json,
+                 "an open reply round-trips");
+      break;
+    }
+    case 7: {
+      Bound b = detail::parse_bind_reply(text, id, "tcp://127.0.0.1:1");
+      Bound again = detail::parse_bind_reply(envelope(b.json), id, "tcp://127.0.0.1:1");
+      FUZZ_CHECK(b.rule == again.rule && b.description.json == again.description.json &&
+                     b.json == again.json,
+                 "a bind reply round-trips");
+      FUZZ_CHECK(b.address == again.address || !json::parse(b.json).contains("address"),
+                 "the address round-trips");
       break;
     }
     default: {

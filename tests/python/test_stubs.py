@@ -51,7 +51,7 @@ def test_the_stub_declares_every_public_name_of_the_extension_and_no_other():
 
 
 BOUND_CLASSES = ["Client", "Upgrader", "FdDescription", "EntryInfo", "Entry", "ListPage", "Peer",
-                 "Hello", "Stats"]
+                 "Hello", "Stats", "Opened", "Bound"]
 
 
 @pytest.mark.parametrize("cls", BOUND_CLASSES)

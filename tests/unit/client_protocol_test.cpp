@@ -7,8 +7,13 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+
 #include <cerrno>
 #include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
 
 using fdbroker::BrokerError;
 using nlohmann::json;
@@ -213,4 +218,134 @@ TEST(ClientProtocol, UpgradeReplyReturnsTheNewPidOrEproto) {
   EXPECT_EQ(thrown_errno(
                 [] { detail::parse_upgrade_reply(R"({"id":5,"ok":false,"error":"EBUSY"})", 5); }),
             EBUSY);
+}
+
+TEST(ClientProtocol, OpenRequestNamesAccessModeFirstThenModifiers) {
+  fdbroker::OpenFlags flags;
+  flags.access = fdbroker::OpenAccess::read_write;
+  flags.create = true;
+  flags.excl = true;
+  flags.append = true;
+  flags.trunc = true;
+  flags.nonblock = true;
+  json r = json::parse(detail::open_request(6, "/srv/a b", flags, 0640));
+  EXPECT_EQ(r, (json{{"op", "open"},
+                     {"id", 6},
+                     {"path", "/srv/a b"},
+                     {"flags", {"rdwr", "append", "create", "excl", "trunc", "nonblock"}},
+                     {"mode", "0640"}}));
+}
+
+TEST(ClientProtocol, OpenRequestDefaultsToReadOnlyWithoutMode) {
+  json r = json::parse(detail::open_request(1, "/etc/hostname", {}, std::nullopt));
+  EXPECT_EQ(r, (json{{"op", "open"}, {"id", 1}, {"path", "/etc/hostname"}, {"flags", {"rdonly"}}}));
+  fdbroker::OpenFlags write;
+  write.access = fdbroker::OpenAccess::write;
+  EXPECT_EQ(json::parse(detail::open_request(2, "/x", write, 0))["flags"], json{"wronly"});
+  EXPECT_EQ(json::parse(detail::open_request(2, "/x", write, 0))["mode"], "0000");
+  EXPECT_EQ(json::parse(detail::open_request(2, "/x", write, 0777))["mode"], "0777");
+}
+
+TEST(ClientProtocol, OpenRequestRefusesAModeAbove0777BeforeSending) {
+  EXPECT_THROW(detail::open_request(1, "/x", {}, 01000), std::invalid_argument);
+  EXPECT_THROW(detail::open_request(1, "/x", {}, 04755), std::invalid_argument);
+}
+
+TEST(ClientProtocol, OpenFlagsFromPosixMapEveryBitOrRefuse) {
+  auto f = fdbroker::open_flags_from_posix(O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC);
+  EXPECT_EQ(f.access, fdbroker::OpenAccess::write);
+  EXPECT_TRUE(f.create);
+  EXPECT_TRUE(f.excl);
+  EXPECT_FALSE(f.trunc || f.append || f.nonblock);
+  auto g = fdbroker::open_flags_from_posix(O_RDWR | O_APPEND | O_TRUNC | O_NONBLOCK | O_NOCTTY |
+                                           O_NOFOLLOW);
+  EXPECT_EQ(fdbroker::open_flag_names(g),
+            (std::vector<std::string>{"rdwr", "append", "trunc", "nonblock"}));
+  EXPECT_EQ(fdbroker::open_flags_from_posix(O_RDONLY).access, fdbroker::OpenAccess::read);
+  for (int bad :
+       {O_ACCMODE, O_RDONLY | O_DIRECTORY, O_PATH, O_RDWR | O_TMPFILE, O_RDONLY | O_DIRECT,
+        O_RDONLY | O_ASYNC, O_WRONLY | O_SYNC, O_RDONLY | O_NOATIME}) {
+    EXPECT_THROW(fdbroker::open_flags_from_posix(bad), std::invalid_argument) << bad;
+  }
+}
+
+TEST(ClientProtocol, BindRequestCarriesBacklogAndReuseportOnlyIfSet) {
+  EXPECT_EQ(json::parse(detail::bind_request(3, "tcp://[::]:443", {})),
+            (json{{"op", "bind"}, {"id", 3}, {"address", "tcp://[::]:443"}}));
+  fdbroker::BrokerBindOptions options;
+  options.backlog = 64;
+  options.reuseport = true;
+  EXPECT_EQ(json::parse(detail::bind_request(4, "udp://127.0.0.1:53", options)),
+            (json{{"op", "bind"},
+                  {"id", 4},
+                  {"address", "udp://127.0.0.1:53"},
+                  {"backlog", 64},
+                  {"reuseport", true}}));
+  options.backlog = -1;
+  EXPECT_THROW(detail::bind_request(5, "tcp://127.0.0.1:1", options), std::invalid_argument);
+}
+
+TEST(ClientProtocol, OpenReplyParsesPathRuleCreatedAndTheOneDescription) {
+  auto opened = detail::parse_open_reply(
+      R"({"id":7,"ok":true,"path":"/srv/spool/j.tmp","rule":"spool","created":true,)"
+      R"("fds":[{"kind":"file","path":"/srv/spool/j.tmp","access":"w"}]})",
+      7);
+  EXPECT_EQ(opened.path, "/srv/spool/j.tmp");
+  EXPECT_EQ(opened.rule, "spool");
+  EXPECT_TRUE(opened.created);
+  EXPECT_EQ(opened.description.kind, "file");
+  EXPECT_EQ(opened.description.access, "w");
+  EXPECT_FALSE(opened.fd.valid());  // attached by Client::open, not by the parser
+  json body = json::parse(opened.json);
+  EXPECT_FALSE(body.contains("id"));
+  EXPECT_EQ(body["rule"], "spool");
+}
+
+TEST(ClientProtocol, OpenReplyWithoutExactlyOneDescriptionOrRuleIsEproto) {
+  for (
+      const char* bad :
+      {R"({"id":1,"ok":true,"path":"/a","rule":"r","created":false,"fds":[]})",
+       R"({"id":1,"ok":true,"path":"/a","rule":"r","created":false,"fds":[{"kind":"file"},{"kind":"file"}]})",
+       R"({"id":1,"ok":true,"path":"/a","rule":"r","created":false})",
+       R"({"id":1,"ok":true,"path":"/a","created":false,"fds":[{"kind":"file"}]})",
+       R"({"id":1,"ok":true,"path":"/a","rule":"r","created":"yes","fds":[{"kind":"file"}]})",
+       R"({"id":1,"ok":true,"path":"/a","rule":"r","fds":["file"]})"}) {
+    EXPECT_EQ(thrown_errno([&] { detail::parse_open_reply(bad, 1); }), EPROTO) << bad;
+  }
+}
+
+TEST(ClientProtocol, OpenRefusalsCarryTheBrokersErrno) {
+  for (const auto& [name, err] :
+       std::vector<std::pair<std::string, int>>{{"EACCES", EACCES},
+                                                {"ELOOP", ELOOP},
+                                                {"EXDEV", EXDEV},
+                                                {"EOPNOTSUPP", EOPNOTSUPP},
+                                                {"EEXIST", EEXIST}}) {
+    std::string reply = R"({"id":2,"ok":false,"error":")" + name + R"(","message":"m"})";
+    EXPECT_EQ(thrown_errno([&] { detail::parse_open_reply(reply, 2); }), err) << name;
+  }
+}
+
+TEST(ClientProtocol, BindReplyParsesAddressRuleAndDescription) {
+  auto bound = detail::parse_bind_reply(
+      R"({"id":8,"ok":true,"address":"tcp://127.0.0.1:844","rule":"https",)"
+      R"("fds":[{"kind":"socket","family":"inet","type":"stream","listening":true,)"
+      R"("local":"127.0.0.1:844"}]})",
+      8, "tcp://localhost:844");
+  EXPECT_EQ(bound.address, "tcp://127.0.0.1:844");
+  EXPECT_EQ(bound.rule, "https");
+  EXPECT_TRUE(bound.description.listening);
+  EXPECT_EQ(bound.description.local, "127.0.0.1:844");
+  auto without_address = detail::parse_bind_reply(
+      R"({"id":9,"ok":true,"rule":"r","fds":[{"kind":"socket"}]})", 9, "udp://[::1]:53");
+  EXPECT_EQ(without_address.address, "udp://[::1]:53");
+  EXPECT_EQ(thrown_errno([] {
+              detail::parse_bind_reply(R"({"id":1,"ok":true,"rule":"r","fds":[]})", 1, "tcp://x:1");
+            }),
+            EPROTO);
+  EXPECT_EQ(thrown_errno([] {
+              detail::parse_bind_reply(R"({"id":1,"ok":false,"error":"EADDRINUSE"})", 1,
+                                       "tcp://127.0.0.1:1");
+            }),
+            EADDRINUSE);
 }

@@ -139,6 +139,58 @@ struct PutOptions {
   std::optional<std::uint64_t> expect_generation;  // compare-and-swap (0: must not exist)
 };
 
+// What `open` asks for: one access mode plus modifiers (docs/protocol.md, `open`).
+// The broker adds O_CLOEXEC and O_NOCTTY itself and never follows a symlink.
+enum class OpenAccess { read, write, read_write };  // rdonly, wronly, rdwr
+
+struct OpenFlags {
+  OpenAccess access = OpenAccess::read;
+  bool append = false;
+  bool create = false;
+  bool excl = false;   // only with create
+  bool trunc = false;  // not with read
+  bool nonblock = false;
+};
+
+// `oflags` as for open(2) (O_RDONLY/O_WRONLY/O_RDWR plus O_APPEND, O_CREAT, O_EXCL,
+// O_TRUNC, O_NONBLOCK) as OpenFlags. O_CLOEXEC, O_NOCTTY and O_NOFOLLOW are accepted
+// and dropped: the broker always applies them. Throws std::invalid_argument for any
+// other bit (O_DIRECTORY, O_PATH, O_TMPFILE, O_DIRECT, O_ASYNC, O_SYNC, ...): the
+// broker could not honour them, and silently dropping one would change what the
+// caller gets.
+FDBROKER_API OpenFlags open_flags_from_posix(int oflags);
+
+// The protocol's names for `flags`, access mode first: {"wronly", "create", "trunc"}.
+FDBROKER_API std::vector<std::string> open_flag_names(const OpenFlags& flags);
+
+// A file the broker opened for this client (`open`): the descriptor is the caller's
+// (close-on-exec); the broker keeps no copy.
+struct Opened {
+  unique_fd fd;
+  FdDescription description;  // as in get: kind "file", path, access
+  std::string path;           // the path as requested
+  std::string rule;           // the `files` rule that allowed it
+  bool created = false;       // the broker created the file
+  std::string json;           // the reply as sent, without "id" and "ok"
+};
+
+// What the broker's `bind` takes besides the URL. (Not BindOptions: that one binds a
+// socket in this process, listen_url.hpp.)
+struct BrokerBindOptions {
+  std::optional<int> backlog;  // listen() backlog for stream sockets; none: the broker's
+  bool reuseport = false;      // SO_REUSEPORT: only where the rule allows it, else EACCES
+};
+
+// A socket the broker made and bound for this client (`bind`), listening if it is a
+// stream socket. The descriptor is the caller's (close-on-exec).
+struct Bound {
+  unique_fd fd;
+  FdDescription description;  // kind "socket", family, type, listening, local
+  std::string address;        // the address as the broker reports it
+  std::string rule;           // the `bind` rule that allowed it
+  std::string json;           // the reply as sent, without "id" and "ok"
+};
+
 class FDBROKER_API Client {
  public:
   // Not connected; call connect().
@@ -253,6 +305,22 @@ class FDBROKER_API Client {
                      const std::optional<std::string>& cursor = std::nullopt);
 
   Stats stats();
+
+  // Asks the broker to open `path` (absolute) with `flags`; `mode` (permission bits,
+  // at most 0777) is for a file it creates, masked by the rule's mode, and only
+  // allowed with create. Errors (BrokerError): EINVAL (malformed path or flags),
+  // EACCES (no `files` rule allows it: decided before the file system is touched),
+  // ENOENT, EEXIST, ELOOP (a symlink on the way), EXDEV, EISDIR, ENOTDIR,
+  // EOPNOTSUPP (a file type the rule does not allow), EAGAIN, EMFILE, ENFILE.
+  // std::invalid_argument for a mode above 0777, before anything is sent.
+  Opened open(std::string_view path, const OpenFlags& flags = {},
+              std::optional<unsigned> mode = std::nullopt);
+
+  // Asks the broker for a socket bound to `url` (tcp://, tcp6://, udp://, udp6://
+  // as in fdbrokerctl put --listen; a concrete port, not 0). Errors (BrokerError):
+  // EINVAL, EACCES (no `bind` rule allows it, or reuseport without the rule's
+  // consent), EADDRINUSE, EADDRNOTAVAIL. std::invalid_argument for a backlog < 0.
+  Bound bind(std::string_view url, const BrokerBindOptions& options = {});
 
   // Asks the broker to upgrade itself (docs/protocol.md, `upgrade`): run `binary`
   // (an absolute path; empty: the broker's own) and hand it every entry. Returns

@@ -13,7 +13,10 @@ Sockets and fds may be given as socket objects, file objects, anything with a
 fileno() method, or ints. Errors are OSError carrying the errno, so they arrive
 as its subclasses: BlockingIOError (EAGAIN), BrokenPipeError (EPIPE), ...
 
-The broker client is fdbroker.Client (see fdbroker.client).
+The broker client is fdbroker.Client (see fdbroker.client). fdbroker.open(path,
+mode, ...) is the built-in open() with the file opened by the broker, by its
+`files` rules (see fdbroker.files); it is deliberately left out of
+`from fdbroker import *`.
 
 fdbroker.listen(name, url) and fdbroker.handoff restart a service without dropping
 a connection (see fdbroker.handoff).
@@ -29,17 +32,20 @@ from typing import NamedTuple
 
 from . import _fdbroker
 from ._fdbroker import MAX_FDS, RecvResult, __version__, peer_groups, recvfds, sendfds
-from .client import DEFAULT_SOCKET_PATH, Client, Entry, EntryInfo
+from .client import DEFAULT_SOCKET_PATH, Bound, Client, Entry, EntryInfo, Opened
+from .files import open  # noqa: A004 - fdbroker.open only; not in __all__
 from . import handoff
 from .handoff import listen
 
 __all__ = [
     "DEFAULT_SOCKET_PATH",
     "MAX_FDS",
+    "Bound",
     "Client",
     "Credentials",
     "Entry",
     "EntryInfo",
+    "Opened",
     "RecvResult",
     "__version__",
     "handoff",

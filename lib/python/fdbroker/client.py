@@ -30,13 +30,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import _fdbroker
 
-__all__ = ["DEFAULT_SOCKET_PATH", "Client", "Entry", "EntryInfo"]
+__all__ = ["DEFAULT_SOCKET_PATH", "Bound", "Client", "Entry", "EntryInfo", "Opened"]
 
 DEFAULT_SOCKET_PATH: str = _fdbroker.DEFAULT_SOCKET_PATH
 
@@ -101,6 +102,100 @@ class Entry(EntryInfo):
         except BaseException:
             for fd in fds:
                 os.close(fd)
+            raise
+
+
+class _OwnedFd:
+    """One descriptor that is yours: close() it (or use the object as a context
+    manager), or keep it and call detach(). Finalisation does not close it: a
+    caller that took the int out of `fd` must not find it closed behind its back."""
+
+    fd: int
+
+    def detach(self) -> int:
+        """Returns the fd and forgets it: close() will no longer close it (-1 if
+        it was detached or closed before)."""
+        fd, self.fd = self.fd, -1
+        return fd
+
+    def close(self) -> None:
+        """Closes the fd unless detached. Safe to call twice."""
+        fd = self.detach()
+        if fd >= 0:
+            os.close(fd)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class Opened(_OwnedFd):
+    """A file the broker opened for you (Client.open): fd is a new descriptor
+    (close-on-exec), the broker keeps no copy. path is the path as requested,
+    rule the broker's `files` rule that allowed it, created whether the broker
+    created the file, fd_info its description ({"kind": "file", "path", "access"}).
+    """
+
+    fd: int
+    path: str
+    rule: str
+    created: bool
+    fd_info: dict[str, Any]
+
+    @classmethod
+    def _from_opened(cls, opened: _fdbroker.Opened) -> Opened:
+        # The C++ Opened owns the fd until release_fd(); from then on it is closed
+        # here unless the Opened is built.
+        fields = {
+            "path": opened.path,
+            "rule": opened.rule,
+            "created": opened.created,
+            "fd_info": json.loads(opened.description.json),
+        }
+        fd = opened.release_fd()
+        try:
+            return cls(fd=fd, **fields)
+        except BaseException:
+            os.close(fd)
+            raise
+
+
+@dataclass
+class Bound(_OwnedFd):
+    """A socket the broker made and bound for you (Client.bind), listening if it
+    is a stream socket: fd is yours (close-on-exec), the broker keeps no copy.
+    address is the address as the broker reports it, rule its `bind` rule,
+    fd_info the socket's description ({"kind": "socket", "family", "type",
+    "listening", "local"}). socket() turns it into a socket.socket.
+    """
+
+    fd: int
+    address: str
+    rule: str
+    fd_info: dict[str, Any]
+
+    def socket(self) -> socket.socket:
+        """The fd as a socket.socket (family and type read from the socket), which
+        owns it from now on: this Bound no longer does."""
+        sock = socket.socket(fileno=self.fd)
+        self.fd = -1
+        return sock
+
+    @classmethod
+    def _from_bound(cls, bound: _fdbroker.Bound) -> Bound:
+        fields = {
+            "address": bound.address,
+            "rule": bound.rule,
+            "fd_info": json.loads(bound.description.json),
+        }
+        fd = bound.release_fd()
+        try:
+            return cls(fd=fd, **fields)
+        except BaseException:
+            os.close(fd)
             raise
 
 
@@ -274,3 +369,34 @@ class Client:
     def stats(self) -> dict[str, Any]:
         """The broker's counters (docs/protocol.md, "stats")."""
         return json.loads(self._client.stats().json)
+
+    def open(
+        self, path: str | bytes | os.PathLike[Any], flags: int = os.O_RDONLY, mode: int | None = None
+    ) -> Opened:
+        """Asks the broker to open path (absolute) for you, as os.open(path, flags,
+        mode) would: flags are os.O_RDONLY, O_WRONLY or O_RDWR, plus any of
+        O_APPEND, O_CREAT, O_EXCL, O_TRUNC, O_NONBLOCK (O_CLOEXEC, O_NOCTTY and
+        O_NOFOLLOW are accepted: the broker always applies them; any other flag is
+        a ValueError, before anything is sent). mode (permission bits, at most
+        0o777) is for a file the broker creates, masked by its rule's mode; only
+        with O_CREAT. Returns an Opened whose fd is yours.
+
+        Raises PermissionError (EACCES: no rule allows it; the broker decides that
+        before looking at the file system), FileNotFoundError, FileExistsError,
+        IsADirectoryError, NotADirectoryError, OSError(ELOOP: a symlink on the way,
+        EXDEV, EOPNOTSUPP, EINVAL, EMFILE, ...), BlockingIOError (EAGAIN: the path
+        kept changing).
+        """
+        return Opened._from_opened(self._client.open(os.fsencode(path), flags, mode))
+
+    def bind(self, url: str, *, backlog: int | None = None, reuseport: bool = False) -> Bound:
+        """Asks the broker for a socket bound to url (tcp://ADDR:PORT, tcp6://,
+        udp://, udp6://; a concrete port), listening with backlog (None: the
+        broker's default) if it is a stream socket; reuseport sets SO_REUSEPORT,
+        only where the broker's rule allows it. Returns a Bound whose fd is yours
+        (Bound.socket() makes it a socket.socket).
+
+        Raises PermissionError (EACCES: no rule allows it, or reuseport without the
+        rule's consent), OSError(EADDRINUSE, EADDRNOTAVAIL, EINVAL).
+        """
+        return Bound._from_bound(self._client.bind(url, backlog, reuseport))
