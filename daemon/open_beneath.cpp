@@ -95,7 +95,9 @@ std::optional<Identity> identify(int fd) {
 
 // `relative` as one O_PATH descriptor beneath `base`, through openat2. A final
 // symlink comes back as the link itself (O_PATH|O_NOFOLLOW): the caller refuses it.
-Outcome<unique_fd> resolve_openat2(int base, std::string_view relative, bool same_mount) {
+// Failures name `shown`, the path as the client asked for it.
+Outcome<unique_fd> resolve_openat2(int base, std::string_view relative, std::string_view shown,
+                                   bool same_mount) {
   std::string path(relative);
   open_how how{};
   how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
@@ -106,17 +108,19 @@ Outcome<unique_fd> resolve_openat2(int base, std::string_view relative, bool sam
     if (fd >= 0) return unique_fd(static_cast<int>(fd));
     // EAGAIN: a rename or mount elsewhere raced with the lookup; the kernel asks
     // for a retry. EINTR: a signal to this worker thread.
-    if (errno != EAGAIN && errno != EINTR) return failure_at("resolve", relative, errno);
+    if (errno != EAGAIN && errno != EINTR) return failure_at("resolve", shown, errno);
   }
-  return refusal(EAGAIN, relative, "kept changing while it was resolved");
+  return refusal(EAGAIN, shown, "kept changing while it was resolved");
 }
 
 // The same policy, one component at a time: each is opened O_PATH|O_NOFOLLOW
 // (never following a symlink, never running a driver's open) and examined on the
 // descriptor it gave, not by name, so what is checked is what the next step uses.
-Outcome<unique_fd> resolve_walk(int base, std::string_view relative, bool same_mount) {
-  std::optional<Identity> base_identity = identify(base);
-  if (!base_identity) return failure_at("statx of the root of", relative, errno);
+Outcome<unique_fd> resolve_walk(int base, std::string_view relative, std::string_view shown,
+                                bool same_mount) {
+  std::optional<Identity> base_identity;
+  if (same_mount && !(base_identity = identify(base)))
+    return failure_at("statx of the root of", shown, errno);
   unique_fd current;
   int dir = base;
   std::size_t start = 0;
@@ -125,15 +129,15 @@ Outcome<unique_fd> resolve_walk(int base, std::string_view relative, bool same_m
     bool last = end == std::string_view::npos;
     std::string segment(relative.substr(start, last ? std::string_view::npos : end - start));
     unique_fd next(::openat(dir, segment.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-    if (!next.valid()) return failure_at("resolve", relative, errno);
+    if (!next.valid()) return failure_at("resolve", shown, errno);
     std::optional<Identity> id = identify(next.get());
-    if (!id) return failure_at("statx in", relative, errno);
+    if (!id) return failure_at("statx in", shown, errno);
     if (same_mount && !id->mount.same_as(base_identity->mount))
-      return refusal(EXDEV, relative, "crosses a mount point, which the rule does not allow");
+      return refusal(EXDEV, shown, "crosses a mount point, which the rule does not allow");
     if (!last) {
       // openat2's answers for the same paths.
-      if (id->type == S_IFLNK) return refusal(ELOOP, relative, "has a symlink in it");
-      if (id->type != S_IFDIR) return refusal(ENOTDIR, relative, "has a non-directory in it");
+      if (id->type == S_IFLNK) return refusal(ELOOP, shown, "has a symlink in it");
+      if (id->type != S_IFDIR) return refusal(ENOTDIR, shown, "has a non-directory in it");
     }
     current = std::move(next);
     dir = current.get();
@@ -142,10 +146,10 @@ Outcome<unique_fd> resolve_walk(int base, std::string_view relative, bool same_m
   }
 }
 
-Outcome<unique_fd> resolve(int base, std::string_view relative, bool same_mount,
-                           Resolver resolver) {
-  return resolver == Resolver::walk ? resolve_walk(base, relative, same_mount)
-                                    : resolve_openat2(base, relative, same_mount);
+Outcome<unique_fd> resolve(int base, std::string_view relative, std::string_view shown,
+                           bool same_mount, Resolver resolver) {
+  return resolver == Resolver::walk ? resolve_walk(base, relative, shown, same_mount)
+                                    : resolve_openat2(base, relative, shown, same_mount);
 }
 
 // Refuses what the rule does not allow, on the O_PATH descriptor's stat.
@@ -202,7 +206,7 @@ std::optional<Failure> finish_flags(int fd, const OpenSpec& spec, std::string_vi
 // ENOENT tells open_or_create that the name vanished.
 Outcome<Opened> open_existing(int base, std::string_view relative, std::string_view path,
                               const OpenSpec& spec, const Containment& rule, Resolver resolver) {
-  Outcome<unique_fd> resolved = resolve(base, relative, rule.same_mount, resolver);
+  Outcome<unique_fd> resolved = resolve(base, relative, path, rule.same_mount, resolver);
   if (!resolved) return std::move(resolved).failure();
   int handle = resolved->get();
   struct stat st {};
@@ -213,7 +217,7 @@ Outcome<Opened> open_existing(int base, std::string_view relative, std::string_v
   // Only now is the file opened for real, through the descriptor that was checked.
   std::string proc_path = "/proc/self/fd/" + std::to_string(handle);
   unique_fd fd(::open(proc_path.c_str(), real_flags(spec)));
-  if (!fd.valid()) return failure_at("open", path, errno);
+  if (!fd.valid()) return failure_at("open (through " + proc_path + ")", path, errno);
   struct stat opened {};
   if (::fstat(fd.get(), &opened) < 0) return failure_at("fstat", path, errno);
   // The same inode, or /proc is not what it should be. The link count again: a
@@ -285,11 +289,8 @@ Outcome<Opened> open_or_create(int root, std::string_view relative, const OpenSp
   int parent = root;
   if (slash != std::string_view::npos) {
     Outcome<unique_fd> resolved =
-        resolve(root, relative.substr(0, slash), rule.same_mount, resolver);
-    if (!resolved) {
-      const Failure& parent_failure = resolved.failure();
-      return Failure{parent_failure.err, quoted(relative) + ": " + parent_failure.why};
-    }
+        resolve(root, relative.substr(0, slash), relative, rule.same_mount, resolver);
+    if (!resolved) return std::move(resolved).failure();
     parent_fd = std::move(resolved).value();
     struct stat st {};
     if (::fstat(parent_fd.get(), &st) < 0) return failure_at("fstat", relative, errno);
