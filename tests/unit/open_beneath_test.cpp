@@ -421,23 +421,34 @@ TEST_P(OpenBeneath, FifoWithAWriterWaitingIsNotOpenedUnlessAllowed) {
   EXPECT_EQ(byte, 'w');
 }
 
+void ignore_signal(int) {}
+
+// In a child whose blocking calls an alarm interrupts (no SA_RESTART), so that an
+// open that did block fails with EINTR instead of hanging the suite; the alarm
+// only bounds how long a failure takes.
 TEST_P(OpenBeneath, AllowedFifoNeverBlocks) {
   ASSERT_EQ(::mkfifo(in_root("fifo").c_str(), 0600), 0);
-  Containment fifos = allowing(type_fifo);
-  // No writer: opened at once, and reads see EOF.
-  auto reader = open("fifo", reading(), fifos);
-  ASSERT_TRUE(reader.ok()) << reader.failure().why;
-  char byte;
-  EXPECT_EQ(::read(reader->fd.get(), &byte, 1), 0);
-  reader->fd.reset();
-  // No reader: the kernel's ENXIO rather than a wait.
-  EXPECT_TRUE(fails_with(open("fifo", writing(), fifos), ENXIO));
-  // Asked for nonblock: kept.
-  OpenSpec nonblocking;
-  nonblocking.nonblock = true;
-  auto kept = open("fifo", nonblocking, fifos);
-  ASSERT_TRUE(kept.ok()) << kept.failure().why;
-  expect_handed_out(kept->fd.get(), nonblocking);
+  run_in_child([&] {
+    struct sigaction interrupt {};
+    interrupt.sa_handler = ignore_signal;
+    ASSERT_EQ(::sigaction(SIGALRM, &interrupt, nullptr), 0);
+    ::alarm(10);
+    Containment fifos = allowing(type_fifo);
+    // No writer: opened at once, and reads see EOF.
+    auto reader = open("fifo", reading(), fifos);
+    ASSERT_TRUE(reader.ok()) << reader.failure().why;
+    char byte;
+    EXPECT_EQ(::read(reader->fd.get(), &byte, 1), 0);
+    reader->fd.reset();
+    // No reader: the kernel's ENXIO rather than a wait.
+    EXPECT_TRUE(fails_with(open("fifo", writing(), fifos), ENXIO));
+    // Asked for nonblock: kept.
+    OpenSpec nonblocking;
+    nonblocking.nonblock = true;
+    auto kept = open("fifo", nonblocking, fifos);
+    ASSERT_TRUE(kept.ok()) << kept.failure().why;
+    expect_handed_out(kept->fd.get(), nonblocking);
+  });
 }
 
 // A twin of /dev/null beneath the root: refused unless the rule allows devices.
@@ -748,6 +759,41 @@ TEST_P(OpenBeneath, CreateRaceNeverLeavesTheRoot) {
   EXPECT_EQ(names_in(outside_), std::set<std::string>{});
   EXPECT_GT(created, 0);
   EXPECT_GT(refused, 0);
+}
+
+// Create without excl while another thread creates and removes the same name: the
+// name may vanish between the failed create (EEXIST) and the open of the existing
+// file; that is retried, never answered ENOENT.
+TEST_P(OpenBeneath, CreateWithoutExclRacingWithUnlinkIsRetried) {
+  make_dir(in_root("d"));
+  unique_fd dir(::open(in_root("d").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dir.valid());
+  std::atomic<bool> stop{false};
+  std::atomic<int> cycles{0};
+  std::thread churn([&] {
+    while (!stop.load()) {
+      int fd = ::openat(dir.get(), "x", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (fd >= 0) ::close(fd);
+      ::unlinkat(dir.get(), "x", 0);
+      ++cycles;
+    }
+  });
+  int created = 0, existing = 0, again = 0;
+  for (int i = 0; i < 200'000 && (cycles < 2000 || created + existing < 2000); ++i) {
+    auto result = open("d/x", creating(false));
+    if (result.ok()) {
+      ++(result->created ? created : existing);
+    } else if (result.failure().err == EAGAIN) {
+      ++again;
+    } else {
+      ADD_FAILURE() << result.failure().why;
+      break;
+    }
+  }
+  stop = true;
+  churn.join();
+  EXPECT_GT(created + existing, 0);
+  EXPECT_GE(cycles, 2000);
 }
 
 // --- Mounts and /proc, in a private mount namespace ---------------------------------
