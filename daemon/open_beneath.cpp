@@ -116,6 +116,9 @@ Outcome<unique_fd> resolve_openat2(int base, std::string_view relative, std::str
 // The same policy, one component at a time: each is opened O_PATH|O_NOFOLLOW
 // (never following a symlink, never running a driver's open) and examined on the
 // descriptor it gave, not by name, so what is checked is what the next step uses.
+// Not O_DIRECTORY for the intermediates: reading the type from the descriptor makes
+// a symlink in the middle ELOOP, as openat2 answers, where O_DIRECTORY would give
+// ENOTDIR and a second look by name (fstatat) could race with a rename.
 Outcome<unique_fd> resolve_walk(int base, std::string_view relative, std::string_view shown,
                                 bool same_mount) {
   std::optional<Identity> base_identity;
