@@ -2,8 +2,10 @@
 #include "open_beneath.hpp"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -180,6 +182,16 @@ std::optional<Failure> check_type(const struct stat& st, unsigned types, std::st
   }
 }
 
+// procfs and sysfs files are kernel interfaces, not files (the reason a rule's root
+// may not be on either): refused wherever they are mounted below the root.
+std::optional<Failure> check_file_system(int fd, std::string_view path) {
+  struct statfs fs {};
+  if (::fstatfs(fd, &fs) < 0) return failure_at("fstatfs", path, errno);
+  if (fs.f_type == PROC_SUPER_MAGIC || fs.f_type == SYSFS_MAGIC)
+    return refusal(EOPNOTSUPP, path, "is on procfs or sysfs, a kernel interface");
+  return std::nullopt;
+}
+
 // A second name for a file elsewhere (a hard link to /etc/shadow planted in a
 // writable directory) must not be written through the rule's root.
 std::optional<Failure> check_links(const struct stat& st, const OpenSpec& spec,
@@ -215,6 +227,7 @@ Outcome<Opened> open_existing(int base, std::string_view relative, std::string_v
   struct stat st {};
   if (::fstat(handle, &st) < 0) return failure_at("fstat", path, errno);
   if (auto refused = check_type(st, rule.types, path)) return std::move(*refused);
+  if (auto refused = check_file_system(handle, path)) return std::move(*refused);
   if (auto refused = check_links(st, spec, path)) return std::move(*refused);
 
   // Only now is the file opened for real, through the descriptor that was checked.

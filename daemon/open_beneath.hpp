@@ -83,7 +83,8 @@ struct Opened {
 //   EEXIST      create+excl and the name exists (a final symlink, dangling or not, too)
 //   EXDEV       rule.same_mount and the path crosses a mount point below root
 //   EISDIR      the path names a directory
-//   EOPNOTSUPP  a file type not in rule.types (create: type_file not in it)
+//   EOPNOTSUPP  a file type not in rule.types (create: type_file not in it), or a
+//               file on procfs or sysfs (a kernel interface) mounted below the root
 //   EACCES      a writable open of a file with more than one hard link
 //   ENXIO       a socket file (open(2) cannot open one), or a FIFO opened
 //               write-only with no reader

@@ -799,7 +799,7 @@ TEST_P(OpenBeneath, CreateWithoutExclRacingWithUnlinkIsRetried) {
 // --- Mounts and /proc, in a private mount namespace ---------------------------------
 
 // Below the root: a bind mount of a directory of the same file system (same st_dev:
-// only mount ids tell), a tmpfs, a file bind-mounted over a file, and /proc.
+// only mount ids tell), a tmpfs, a file bind-mounted over a file, /proc and /sys.
 TEST_P(OpenBeneath, MountsBelowTheRootAreEXDEVOnlyWithSameMount) {
   make_dir(outside("same-fs"));
   write_file(outside("same-fs/file"), "bound");
@@ -807,6 +807,7 @@ TEST_P(OpenBeneath, MountsBelowTheRootAreEXDEVOnlyWithSameMount) {
   make_dir(in_root("same"));
   make_dir(in_root("other"));
   make_dir(in_root("proc"));
+  make_dir(in_root("sys"));
   make_dir(in_root("plain"));
   write_file(in_root("plain/file"), "plain");
   write_file(in_root("over"), "hidden");
@@ -821,6 +822,7 @@ TEST_P(OpenBeneath, MountsBelowTheRootAreEXDEVOnlyWithSameMount) {
         ::mount(outside("bound-file").c_str(), in_root("over").c_str(), nullptr, MS_BIND, nullptr),
         0);
     ASSERT_EQ(::mount("/proc", in_root("proc").c_str(), nullptr, MS_BIND | MS_REC, nullptr), 0);
+    ASSERT_EQ(::mount("/sys", in_root("sys").c_str(), nullptr, MS_BIND, nullptr), 0);
     // The root descriptor from before unshare() sees the old namespace's mounts.
     root_fd_.reset(::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     ASSERT_TRUE(root_fd_.valid());
@@ -861,6 +863,10 @@ TEST_P(OpenBeneath, MountsBelowTheRootAreEXDEVOnlyWithSameMount) {
              "proc/1/root/etc/passwd"}) {
       EXPECT_TRUE(fails_with(open(path, reading(), anywhere), ELOOP)) << path;
     }
+    // Its files, and sysfs's, are kernel interfaces: refused like a type not allowed.
+    EXPECT_TRUE(fails_with(open("proc/" + pid + "/status", reading(), anywhere), EOPNOTSUPP));
+    EXPECT_TRUE(fails_with(open("proc/sys/kernel/hostname", writing(), anywhere), EOPNOTSUPP));
+    EXPECT_TRUE(fails_with(open("sys/kernel/uevent_seqnum", reading(), anywhere), EOPNOTSUPP));
     EXPECT_TRUE(fails_with(open("proc/" + pid + "/root/etc/passwd", reading(), one_mount), EXDEV));
     EXPECT_TRUE(fails_with(open("proc/" + pid + "/status", reading(), one_mount), EXDEV));
     EXPECT_EQ(open_fd_count(), before + 2) << "only the two opened above are open";
