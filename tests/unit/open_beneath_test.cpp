@@ -154,6 +154,7 @@ void run_in_child(const std::function<void()>& body) {
 class OpenBeneath : public ::testing::TestWithParam<Resolver> {
  protected:
   void SetUp() override {
+    ASSERT_EQ(::geteuid(), 0u) << "these tests need root: mknod, mount namespaces, chown";
     fds_before_ = open_fd_count();
     const char* tmp = ::getenv("TMPDIR");
     std::string pattern =
