@@ -133,8 +133,9 @@ Containment allowing(unsigned types) {
 
 int remove_entry(const char* path, const struct stat*, int, FTW*) { return ::remove(path); }
 
-// Runs `body` in a forked child (after `setup` there, e.g. unshare) and expects
-// it to pass: the child's exit status is whether its own EXPECTs held.
+// Runs `body` in a forked child (which may unshare namespaces or install a seccomp
+// filter without touching this process) and expects it to pass: the child's exit
+// status is whether its own EXPECTs held; their messages go to the same stderr.
 void run_in_child(const std::function<void()>& body) {
   ASSERT_FALSE(::testing::Test::HasFailure()) << "the child would inherit a failure";
   std::fflush(nullptr);
