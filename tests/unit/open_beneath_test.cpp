@@ -661,7 +661,7 @@ TEST_P(OpenBeneath, DescriptorLimitIsEMFILEAndLeaksNothing) {
   write_file(in_root("dir/file"), "x");
   rlimit old{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
-  unique_fd probe(::fcntl(0, F_DUPFD_CLOEXEC, 0));
+  unique_fd probe(::fcntl(root_fd_.get(), F_DUPFD_CLOEXEC, 0));  // the lowest free number
   ASSERT_TRUE(probe.valid());
   rlimit one_more = old;
   one_more.rlim_cur = static_cast<rlim_t>(probe.get()) + 1;
