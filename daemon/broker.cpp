@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -32,15 +33,37 @@ constexpr int requests_per_wakeup = 1;
 // Requests read per round while draining (shutdown, upgrade): what clients already sent.
 constexpr int requests_per_drain_round = 32;
 
+// Whether a record is still queued on `sock`, an empty one included. SIOCINQ counts
+// bytes, so it misses empty records (with or without descriptors). With SO_PASSCRED
+// the kernel hands credentials with every record it delivers, and none with the
+// end of stream: a peek for them tells the two apart. SO_PASSCRED is off again at
+// once (left on, a send could autobind the socket).
+bool record_queued(int sock) {
+  int queued = 0;
+  if (::ioctl(sock, SIOCINQ, &queued) == 0 && queued > 0) return true;
+  int on = 1;
+  if (::setsockopt(sock, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) return false;
+  // Room for the credentials only: descriptors the peeked record carries are not
+  // installed (MSG_CTRUNC), and no payload byte is copied (MSG_TRUNC).
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+  msghdr msg{};
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t got = ::recvmsg(sock, &msg, MSG_PEEK | MSG_DONTWAIT);
+  int off = 0;
+  ::setsockopt(sock, SOL_SOCKET, SO_PASSCRED, &off, sizeof off);
+  return got >= 0 &&
+         (CMSG_FIRSTHDR(&msg) != nullptr || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0);
+}
+
 // After a zero-length read: whether the peer has shut down its sending side with
-// nothing left to read (end of stream), rather than sent an empty record. An
+// no record left to read (end of stream), rather than sent an empty record. An
 // empty record followed only by the shutdown is indistinguishable from it, and
 // taken for the end (docs/protocol.md).
 bool peer_done_sending(int sock) {
   pollfd pfd{sock, POLLRDHUP, 0};
   if (::poll(&pfd, 1, 0) != 1 || (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) == 0) return false;
-  int queued = 0;
-  return ::ioctl(sock, SIOCINQ, &queued) < 0 || queued == 0;
+  return !record_queued(sock);
 }
 
 Acceptor::Limits acceptor_limits(const EffectiveLimits& limits) {
@@ -292,7 +315,8 @@ bool Broker::read_requests(Connection& c, bool draining) {
       close_connection(c, errno_name_or_eio(err));
       return false;
     }
-    if (got->size == 0 && fds_.empty() && !got->payload_truncated && peer_done_sending(c.fd())) {
+    if (got->size == 0 && fds_.empty() && !got->payload_truncated && !got->fds_truncated &&
+        peer_done_sending(c.fd())) {
       c.eof = true;  // the peer closed (or shut down) its sending side
       if (!c.has_queued() && !c.waiting) close_connection(c, "end of requests");
       return false;

@@ -2,6 +2,9 @@
 // What the black-box protocol fuzzer (tests/fuzz/protocol_fuzz.py) found, each kept
 // as a regression test against the real daemon: the broker answers, survives, and
 // its descriptor count comes back.
+#include <sys/socket.h>
+
+#include <csignal>
 #include <cstdint>
 #include <limits>
 
@@ -133,4 +136,52 @@ TEST(BrokerFuzzFindings, NumberNoDoubleHoldsIsRefusedOnEitherPath) {
     EXPECT_NE(r.raw.find("\"id\":" + number + ","), std::string::npos) << r.raw.substr(0, 120);
   }
   EXPECT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
+}
+
+// seed 1918499676 (about a minute in): an empty record, another empty record, then
+// shutdown(SHUT_WR), all queued before the broker read the first. The broker asked
+// SIOCINQ whether anything was left after it; SIOCINQ counts bytes, and the second
+// record has none: the first was taken for the end of the stream, unanswered. Only
+// the last empty record before the shutdown may read as the end (docs/protocol.md).
+TEST(BrokerFuzzFindings, AnEmptyRecordWithAnotherBehindItIsAnsweredDespiteTheShutdown) {
+  BrokerProcess broker;
+  std::size_t baseline = broker.fd_count();
+  auto c = connect_answered(broker);
+  // Stopped, so that the records and the shutdown are all queued when it reads.
+  ASSERT_EQ(::kill(broker.pid(), SIGSTOP), 0);
+  ASSERT_EQ(::send(c.get(), "", 0, 0), 0);
+  ASSERT_EQ(::send(c.get(), "", 0, 0), 0);
+  ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
+  ASSERT_EQ(::kill(broker.pid(), SIGCONT), 0);
+  auto first = receive(c.get());
+  EXPECT_EQ(first.error(), "EPROTO") << first.raw;
+  EXPECT_FALSE(first.body.contains("id"));
+  EXPECT_TRUE(reaches_eof(c.get()));  // the last one is the ambiguous one: no reply
+  c.reset();
+  EXPECT_TRUE(broker.settles_at(baseline));
+}
+
+// The same with descriptors on the second empty record: SIOCINQ is 0 as well, but
+// descriptors arrived, so it is a request, never the end: both get EPROTO and the
+// broker closes the descriptor.
+TEST(BrokerFuzzFindings, AnEmptyRecordWithDescriptorsBeforeAShutdownIsAnswered) {
+  BrokerProcess broker;
+  std::size_t baseline = broker.fd_count();
+  auto c = connect_answered(broker);
+  auto p = pipe_pair();
+  ASSERT_EQ(::kill(broker.pid(), SIGSTOP), 0);
+  ASSERT_EQ(::send(c.get(), "", 0, 0), 0);
+  send_raw(c.get(), "", {p.write.get()});
+  ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
+  ASSERT_EQ(::kill(broker.pid(), SIGCONT), 0);
+  auto first = receive(c.get());
+  EXPECT_EQ(first.error(), "EPROTO") << first.raw;
+  auto second = receive(c.get());
+  EXPECT_EQ(second.error(), "EPROTO") << second.raw;
+  EXPECT_TRUE(second.fds.empty());
+  EXPECT_TRUE(reaches_eof(c.get()));
+  p.write.reset();
+  EXPECT_TRUE(reaches_eof(p.read.get())) << "the broker still holds the descriptor";
+  c.reset();
+  EXPECT_TRUE(broker.settles_at(baseline));
 }

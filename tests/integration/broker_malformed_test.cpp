@@ -2,6 +2,9 @@
 // Malformed input of every kind: an error reply, any fds it carried closed by the
 // broker, and the connection still usable afterwards.
 #include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <csignal>
 
 #include "broker_harness.hpp"
 #include "test_util.hpp"
@@ -168,6 +171,29 @@ TEST(BrokerMalformed, AZeroByteMessageWithEveryFdTruncatedIsEmsgsize) {
   EXPECT_TRUE(reaches_eof(p.read.get()));
   EXPECT_TRUE(call(c.get(), {{"op", "hello"}}).ok());
   EXPECT_TRUE(broker.settles_at(baseline));
+}
+
+// The same right before a shutdown: descriptors were sent with the record (the
+// kernel dropped them), so it is not the end of the stream either.
+TEST(BrokerMalformed, AZeroByteMessageWithEveryFdTruncatedBeforeAShutdownIsEmsgsize) {
+  BrokerProcess broker;
+  std::size_t baseline = broker.fd_count();
+  auto c = connect_answered(broker);
+  auto p = pipe_pair();
+  Reply r;
+  {
+    FdLimit full(broker.pid(), broker.lowest_free_fd());  // room for none of them
+    // Stopped, so that the record and the shutdown are both queued when it reads.
+    ASSERT_EQ(::kill(broker.pid(), SIGSTOP), 0);
+    send_raw(c.get(), "", {p.write.get(), p.write.get()});
+    ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
+    ASSERT_EQ(::kill(broker.pid(), SIGCONT), 0);
+    r = receive(c.get());
+  }
+  EXPECT_EQ(r.error(), "EMSGSIZE") << r.raw;
+  p.write.reset();
+  EXPECT_TRUE(reaches_eof(p.read.get()));
+  expect_stream_ends(broker, c, baseline);
 }
 
 // A zero-length record is a malformed request, not the end of the stream: the
