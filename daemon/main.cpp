@@ -21,6 +21,7 @@
 #include "closer.hpp"
 #include "config.hpp"
 #include "event_loop.hpp"
+#include "file_rules.hpp"
 #include "listener.hpp"
 #include "logging.hpp"
 #include "restore.hpp"
@@ -284,8 +285,25 @@ int main(int argc, char** argv) {
       for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.c_str());
       return EXIT_FAILURE;
     }
-    std::printf("%s: OK (%zu rules, %zu static entries)\n", opts.config_path.c_str(),
-                loaded.config->rules.size(), loaded.config->entries.size());
+    // The roots of "files" rules, checked on the file system as a start would
+    // (in this process's mount namespace: run it where the broker runs).
+    auto files = FilePolicy::open(loaded.config->files, loaded.warnings);
+    for (const auto& w : loaded.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    if (!files) {
+      // One line per refused root, each naming the file as the parse errors do.
+      std::string why = files.failure().why;
+      for (std::size_t start = 0; start <= why.size();) {
+        std::size_t end = std::min(why.find('\n', start), why.size());
+        std::fprintf(stderr, "%s: %s\n", opts.config_path.c_str(),
+                     why.substr(start, end - start).c_str());
+        start = end + 1;
+      }
+      return EXIT_FAILURE;
+    }
+    std::printf("%s: OK (%zu rules, %zu static entries, %zu files rules, %zu bind rules)\n",
+                opts.config_path.c_str(), loaded.config->rules.size(),
+                loaded.config->entries.size(), loaded.config->files.size(),
+                loaded.config->binds.size());
     const Limits& limits = loaded.config->limits;
     if (!limits.max_connections_per_uid) {
       std::printf(
