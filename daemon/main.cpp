@@ -96,6 +96,7 @@ int run(const Options& opts) {
     fail_status("invalid configuration");
     return EXIT_FAILURE;
   }
+  for (const auto& w : loaded.warnings) spdlog::warn("config: {}", w);
   Config config = std::move(*loaded.config);
   apply_log_level(config);
   EffectiveLimits limits = derive_limits(config.limits);
@@ -178,6 +179,7 @@ int run(const Options& opts) {
     systemd::notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(now));
     ConfigResult next = load(opts);
     std::vector<Failure> problems;
+    for (const auto& w : next.warnings) spdlog::warn("reload: config: {}", w);
     if (!next.config) {
       for (const auto& e : next.errors) spdlog::error("reload: config: {}", e);
       spdlog::error("reload failed: keeping the running configuration");
