@@ -205,6 +205,11 @@ std::optional<std::string_view> below(std::string_view root, std::string_view pa
 
 Outcome<FileGrant> FilePolicy::decide(const ClientIdentity& peer, std::string_view absolute_path,
                                       unsigned rights) const {
+  // The request parser refuses such paths; a second check costs nothing, and a
+  // path whose segments are not what they seem must never reach a glob.
+  if (absolute_path == "/" || !root_syntax_problem(absolute_path).empty()) {
+    return Failure{EINVAL, "not a normalized absolute path"};
+  }
   std::optional<std::size_t> granted;
   std::string_view granted_rest;
   for (std::size_t i = 0; i < rules_.size(); ++i) {

@@ -83,7 +83,7 @@ class FilePolicy {
   // that denies any of `rights`: EACCES ("denied by files rule \"NAME\"").
   // Otherwise the first applying rule in file order that allows all of them is
   // the grant; none: EACCES ("no files rule grants it"). Rights are never
-  // combined across rules.
+  // combined across rules. A path that is not absolute and normalized: EINVAL.
   [[nodiscard]] Outcome<FileGrant> decide(const ClientIdentity& peer,
                                           std::string_view absolute_path, unsigned rights) const;
 

@@ -223,22 +223,3 @@ TEST(BindPolicy, ARequestWithoutAConcretePortIsInvalid) {
   EXPECT_EQ(decision(policy, peer(1), "unix:/run/x.sock"),
             "EINVAL: bind needs a TCP or UDP address with a port other than 0");
 }
-
-TEST(SocketUrl, UdpIsItsTcpTwinAsADatagramSocket) {
-  auto udp = fdbroker::try_parse_socket_url("udp://127.0.0.1:53");
-  ASSERT_TRUE(udp.ok());
-  EXPECT_EQ(udp.value().socket_type, SOCK_DGRAM);
-  EXPECT_EQ(udp.value().url.family, AF_INET);
-  EXPECT_EQ(udp.value().url.host, "127.0.0.1");
-  auto udp6 = fdbroker::try_parse_socket_url("udp6://[::1]:53");
-  ASSERT_TRUE(udp6.ok());
-  EXPECT_EQ(udp6.value().socket_type, SOCK_DGRAM);
-  EXPECT_TRUE(udp6.value().url.v6only);
-  auto tcp = fdbroker::try_parse_socket_url("tcp://[::]:80");
-  ASSERT_TRUE(tcp.ok());
-  EXPECT_EQ(tcp.value().socket_type, SOCK_STREAM);
-  EXPECT_FALSE(tcp.value().url.v6only);
-  EXPECT_EQ(fdbroker::try_parse_socket_url("udp:/x").error().value(), EINVAL);
-  EXPECT_EQ(fdbroker::try_parse_socket_url("udp://x:1").error().value(), EINVAL);
-  EXPECT_THROW((void)fdbroker::parse_socket_url("udp6://nope"), std::system_error);
-}

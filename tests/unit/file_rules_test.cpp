@@ -142,6 +142,31 @@ TEST(FilePolicy, ARootMatchesSegmentWiseNeverAsAStringPrefix) {
   EXPECT_EQ(decision(*policy, peer(1000), t.path(), right_read), nothing);
 }
 
+TEST(FilePolicy, ARootOfSlashAppliesToEveryAbsolutePath) {
+  auto policy = load({rule("all", "/", {"etc/*", "tmp/**"}, anyone(), right_read)});
+  ASSERT_TRUE(policy);
+  auto grant = policy->decide(peer(1000), "/etc/hostname", right_read);
+  ASSERT_TRUE(grant.ok()) << grant.failure().why;
+  EXPECT_EQ(grant->relative, "etc/hostname");
+  EXPECT_EQ(decision(*policy, peer(1000), "/tmp/a/b", right_read), "all");
+  EXPECT_EQ(decision(*policy, peer(1000), "/etc/ssl/x", right_read), nothing);
+}
+
+TEST(FilePolicy, AnUncheckedPathIsInvalid) {
+  auto policy = load({rule("all", "/", {"**"}, anyone(), right_read)});
+  ASSERT_TRUE(policy);
+  for (const char* path : {"", "/", "etc/passwd", "/etc/../etc/passwd", "/etc/./passwd",
+                           "/etc//passwd", "/etc/", "/etc/.."}) {
+    auto refused = policy->decide(peer(1000), path, right_read);
+    ASSERT_FALSE(refused.ok()) << path;
+    EXPECT_EQ(refused.failure().err, EINVAL) << path;
+    EXPECT_EQ(refused.failure().why, "not a normalized absolute path");
+  }
+  auto nul = policy->decide(peer(1000), std::string_view("/etc/passwd\0x", 14), right_read);
+  ASSERT_FALSE(nul.ok());
+  EXPECT_EQ(nul.failure().err, EINVAL);
+}
+
 TEST(FilePolicy, TheGrantNamesTheRuleItsRootAndTheRelativePath) {
   Tree t;
   std::string data = t.dir("data");
