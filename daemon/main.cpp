@@ -289,7 +289,9 @@ int main(int argc, char** argv) {
     }
     // The roots of "files" rules, checked on the file system as a start would
     // (in this process's mount namespace: run it where the broker runs).
-    auto files = FilePolicy::open(loaded.config->files, loaded.warnings);
+    std::vector<std::string> root_warnings;
+    auto files = FilePolicy::open(loaded.config->files, root_warnings);
+    for (const auto& w : root_warnings) loaded.warnings.push_back(opts.config_path + ": " + w);
     for (const auto& w : loaded.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     if (!files) {
       // One line per refused root, each naming the file as the parse errors do.

@@ -555,7 +555,7 @@ TEST(BrokerCommandLine, CheckConfigChecksTheRootsOfFilesRules) {
   std::ofstream(path) << json({{"files", {files_rule(root)}}}).dump();
   auto warned = run_broker({"--check-config", "--config", path});
   EXPECT_EQ(warned.status, 0) << warned.output;
-  EXPECT_NE(warned.output.find("warning: files[0].root: ancestor \"" + open_dir +
+  EXPECT_NE(warned.output.find("warning: " + path + ": files[0].root: ancestor \"" + open_dir +
                                "\" is writable by every user and not sticky"),
             std::string::npos)
       << warned.output;
