@@ -167,6 +167,44 @@ TEST(FilePolicy, AnUncheckedPathIsInvalid) {
   EXPECT_EQ(nul.failure().err, EINVAL);
 }
 
+TEST(FilePolicy, TheDecisionDoesNotLookAtTheFileSystem) {
+  Tree t;
+  std::string data = t.dir("data");
+  fdbroker::unique_fd f(::open((data + "/exists").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+  ASSERT_TRUE(f.valid());
+  auto policy = load({rule("1000", data, {"**"}, uid(1000), right_read)});
+  ASSERT_TRUE(policy);
+  // Refused alike whether the file exists or not: nothing to learn from it.
+  EXPECT_EQ(decision(*policy, peer(1001), data + "/exists", right_read), nothing);
+  EXPECT_EQ(decision(*policy, peer(1001), data + "/missing", right_read), nothing);
+  // Granted alike too: whether it exists is for the open to find out.
+  EXPECT_EQ(decision(*policy, peer(1000), data + "/exists", right_read), "1000");
+  EXPECT_EQ(decision(*policy, peer(1000), data + "/missing/deeper", right_read), "1000");
+  // Even with the root gone from under its path (the rule holds its fd).
+  ASSERT_EQ(::unlink((data + "/exists").c_str()), 0);
+  ASSERT_EQ(::rmdir(data.c_str()), 0);
+  EXPECT_EQ(decision(*policy, peer(1000), data + "/x", right_read), "1000");
+}
+
+TEST(FilePolicy, EveryRefusedRootIsReportedAndNothingStaysOpen) {
+  Tree t;
+  std::string good = t.dir("good");
+  std::size_t before = open_fd_count();
+  std::vector<std::string> warnings;
+  auto policy =
+      FilePolicy::open({rule("good", good, {"**"}, anyone(), right_read),
+                        rule("missing", t.path() + "/missing", {"**"}, anyone(), right_read),
+                        rule("proc", "/proc", {"**"}, anyone(), right_read)},
+                       warnings);
+  ASSERT_FALSE(policy.ok());
+  EXPECT_EQ(policy.failure().err, ENOENT);  // the first refusal's
+  EXPECT_EQ(policy.failure().why,
+            "files[missing].root: open \"" + t.path() +
+                "/missing\": ENOENT (No such file or directory)\nfiles[proc].root: \"/proc\" is "
+                "on procfs, whose files are kernel interfaces, not files to hand out");
+  EXPECT_EQ(open_fd_count(), before);
+}
+
 TEST(FilePolicy, TheGrantNamesTheRuleItsRootAndTheRelativePath) {
   Tree t;
   std::string data = t.dir("data");
