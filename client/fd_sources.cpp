@@ -36,9 +36,9 @@ void check_inherited(int fd) {
 }
 
 // A malformed URL is a usage error (exit 100), not a system one.
-fdbroker::ListenUrl parse_url(const std::string& url, const std::string& as) {
+fdbroker::SocketUrl parse_url(const std::string& url) {
   try {
-    return fdbroker::parse_listen_url(as);
+    return fdbroker::parse_socket_url(url);
   } catch (const std::system_error& e) {
     throw UsageError("--listen " + url + ": " + e.what());
   }
@@ -47,18 +47,11 @@ fdbroker::ListenUrl parse_url(const std::string& url, const std::string& as) {
 }  // namespace
 
 fdbroker::unique_fd listen_on(const std::string& url) {
-  std::string_view u(url);
+  // udp:// and udp6:// are bound as datagram sockets (no listen()).
+  fdbroker::SocketUrl parsed = parse_url(url);
   fdbroker::BindOptions options;
-  std::string as = url;
-  // udp:// and udp6:// are not listen URLs; their address syntax is, so they are
-  // parsed as the tcp:// twin and bound as datagram sockets.
-  for (std::string_view scheme : {"udp://", "udp6://"}) {
-    if (u.rfind(scheme, 0) == 0) {
-      as = (scheme == "udp://" ? "tcp://" : "tcp6://") + url.substr(scheme.size());
-      options.socket_type = SOCK_DGRAM;
-    }
-  }
-  auto sock = fdbroker::try_bind_listener(parse_url(url, as), options);
+  options.socket_type = parsed.socket_type;
+  auto sock = fdbroker::try_bind_listener(parsed.url, options);
   if (!sock.ok()) fdbroker::throw_errno(sock.error().value(), "cannot listen on " + url);
   return std::move(sock).value();
 }

@@ -142,10 +142,39 @@ std::string Broker::status() const {
 
 // ---------------------------------------------------------------- start, reload
 
+namespace {
+
+// The roots of the "files" rules, opened and checked (file_rules.hpp); the
+// warnings are logged, a refused root is a problem.
+Outcome<std::shared_ptr<const FilePolicy>> open_file_policy(const Config& config) {
+  std::vector<std::string> warnings;
+  auto files = FilePolicy::open(config.files, warnings);
+  for (const auto& w : warnings) spdlog::warn("{}", w);
+  return files;
+}
+
+// FilePolicy::open's one line per refused root, as one problem each.
+std::vector<Failure> one_per_line(const Failure& failure) {
+  std::vector<Failure> problems;
+  std::size_t start = 0;
+  while (start <= failure.why.size()) {
+    std::size_t end = std::min(failure.why.find('\n', start), failure.why.size());
+    problems.push_back({failure.err, failure.why.substr(start, end - start)});
+    start = end + 1;
+  }
+  return problems;
+}
+
+}  // namespace
+
 std::vector<Failure> Broker::start() {
+  auto files = open_file_policy(config_);
+  if (!files) return one_per_line(files.failure());
   std::vector<StoredEntry> entries;
   std::vector<Failure> problems = prepare_static(config_, entries);
   if (!problems.empty()) return problems;
+  files_ = std::move(*files);
+  binds_ = std::make_shared<const BindPolicy>(config_.binds);
   for (const auto& e : entries) spdlog::info("static entry '{}': {}", e.name, e.fds_json);
   install_static(std::move(entries));
   if (auto failed = acceptor_.start()) problems.push_back(std::move(*failed));
@@ -153,6 +182,8 @@ std::vector<Failure> Broker::start() {
 }
 
 std::vector<Failure> Broker::reload(const Config& config, EffectiveLimits limits) {
+  auto files = open_file_policy(config);
+  if (!files) return one_per_line(files.failure());
   std::vector<StoredEntry> entries;
   std::vector<Failure> problems = prepare_static(config, entries);
   if (!problems.empty()) return problems;
@@ -166,6 +197,8 @@ std::vector<Failure> Broker::reload(const Config& config, EffectiveLimits limits
   config_.socket_path = keep_path;
   limits_ = limits;
   policy_ = Policy(config.rules, config.owner_rights, ::geteuid());
+  files_ = std::move(*files);
+  binds_ = std::make_shared<const BindPolicy>(config.binds);
   install_static(std::move(entries));
   acceptor_.set_limits(acceptor_limits(limits_));
   return problems;

@@ -20,12 +20,14 @@
 #include <vector>
 
 #include "acceptor.hpp"
+#include "bind_rules.hpp"
 #include "config.hpp"
 #include "connection.hpp"
 #include "event_loop.hpp"
 #include "failure.hpp"
 #include "fd_description.hpp"
 #include "fd_store.hpp"
+#include "file_rules.hpp"
 #include "policy.hpp"
 #include "reply_writer.hpp"
 #include "request.hpp"
@@ -68,15 +70,19 @@ class Broker {
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
 
-  // Opens the static entries and starts accepting. Returns the problems (one per
-  // static entry that cannot be opened, or the socket that cannot be watched);
-  // empty: started.
+  // Opens the static entries and the roots of "files" rules and starts
+  // accepting. Returns the problems (one per static entry that cannot be opened,
+  // the refused roots, or the socket that cannot be watched); empty: started.
   [[nodiscard]] std::vector<Failure> start();
 
   // Applies `config` atomically: static entries are all opened (unchanged ones
-  // keep their fds) before anything changes. Returns the problems, and then
-  // nothing changed; empty: applied.
+  // keep their fds) and the roots of "files" rules re-opened before anything changes. Returns the
+  // problems, and then nothing changed; empty: applied.
   [[nodiscard]] std::vector<Failure> reload(const Config& config, EffectiveLimits limits);
+
+  // The rules of open and bind requests in force (never null after start()).
+  [[nodiscard]] std::shared_ptr<const FilePolicy> file_policy() const { return files_; }
+  [[nodiscard]] std::shared_ptr<const BindPolicy> bind_policy() const { return binds_; }
 
   // Lame duck (SIGTERM): accepts what is already in the listener's backlog (when
   // the broker owns the socket), stops accepting and drains every connection
@@ -204,6 +210,10 @@ class Broker {
   Config config_;
   EffectiveLimits limits_;
   Policy policy_;
+  // The rules of open and bind requests, swapped whole at a reload. Shared: an
+  // open running on a worker thread keeps the rules and root fds it decided by.
+  std::shared_ptr<const FilePolicy> files_;
+  std::shared_ptr<const BindPolicy> binds_;
   FdStore store_;
   // name → StaticEntry::opening
   std::map<std::string, std::string, std::less<>> static_openings_;

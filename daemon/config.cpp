@@ -10,6 +10,8 @@
 
 #include "entry_name.hpp"
 #include "json_shape.hpp"
+#include "principals_config.hpp"
+#include "request_rule_config.hpp"
 #include "static_entry_config.hpp"
 
 namespace fdbroker::daemon {
@@ -48,58 +50,7 @@ class Checker : public JsonShape {
     return set;
   }
 
-  Principals principals(const json& obj, const std::string& parent) {
-    Principals who;
-    if (const json* users = field(obj, "users")) {
-      std::string key = join(parent, "users");
-      if (!users->is_array()) {
-        error(key, "must be an array of user names or uids");
-      } else {
-        for (std::size_t i = 0; i < users->size(); ++i) {
-          const json& u = (*users)[i];
-          if (u.is_string() && u.get_ref<const std::string&>() == "*") {
-            who.any = true;
-            continue;
-          }
-          if (auto uid = user(u, index(key, i))) who.users.push_back(*uid);
-        }
-      }
-    }
-    if (const json* groups = field(obj, "groups")) {
-      std::string key = join(parent, "groups");
-      if (!groups->is_array()) {
-        error(key, "must be an array of group names or gids");
-      } else {
-        for (std::size_t i = 0; i < groups->size(); ++i) {
-          if (auto gid = group((*groups)[i], index(key, i))) who.groups.push_back(*gid);
-        }
-      }
-    }
-    // TODO(merge): a stand-in for the rules branch's reading of "units", which wins.
-    if (const json* units = field(obj, "units")) {
-      std::string key = join(parent, "units");
-      if (!units->is_array()) {
-        error(key, "must be an array of unit names");
-      } else {
-        for (std::size_t i = 0; i < units->size(); ++i) {
-          const json& u = (*units)[i];
-          if (!u.is_string() || u.get_ref<const std::string&>().empty()) {
-            error(index(key, i), "must be a unit name");
-          } else {
-            who.units.push_back(u.get<std::string>());
-          }
-        }
-      }
-      if (field(obj, "users") == nullptr && field(obj, "groups") == nullptr) who.any = true;
-    }
-    if (!who.any && who.users.empty() && who.groups.empty() && field(obj, "users") == nullptr &&
-        field(obj, "groups") == nullptr) {
-      error(parent, "needs \"users\" or \"groups\"");
-    }
-    return who;
-  }
-
-  // One access rule: {"prefix"|"name", "users", "groups", "allow", "deny"}.
+  // One access rule: {"prefix"|"name", "users", "groups", "units", "allow", "deny"}.
   // `fixed_name` is set for an entry's own access list (no prefix/name there).
   std::optional<Rule> rule(const json& obj, const std::string& key, const std::string* fixed_name) {
     if (!obj.is_object()) {
@@ -130,7 +81,7 @@ class Checker : public JsonShape {
         error(key, "needs \"prefix\" or \"name\" (use \"prefix\": \"\" for every entry)");
       }
     }
-    r.who = principals(obj, key);
+    r.who = read_principals(*this, obj, key);
     r.allow = perms(obj, key, "allow");
     r.deny = perms(obj, key, "deny");
     if (r.allow == 0 && r.deny == 0 && field(obj, "allow") == nullptr &&
@@ -166,9 +117,9 @@ class Checker : public JsonShape {
       error("(top level)", "must be a JSON object");
       return;
     }
-    only_keys(
-        doc, "",
-        {"socket", "log_level", "limits", "owner_rights", "rules", "entries", "accept_fuse_fds"});
+    only_keys(doc, "",
+              {"socket", "log_level", "limits", "owner_rights", "rules", "entries",
+               "accept_fuse_fds", "files", "bind"});
     bool_field(doc, "", "accept_fuse_fds", config.accept_fuse_fds);
     if (const json* socket = field(doc, "socket")) {
       if (!socket->is_object()) {
@@ -238,6 +189,8 @@ class Checker : public JsonShape {
         }
       }
     }
+    if (const json* files = field(doc, "files")) config.files = read_file_rules(*this, *files);
+    if (const json* bind = field(doc, "bind")) config.binds = read_bind_rules(*this, *bind);
     if (const json* entries = field(doc, "entries")) {
       if (!entries->is_array()) {
         error("entries", "must be an array");
@@ -276,6 +229,14 @@ ConfigResult parse_config(std::string_view text) {
     result.errors = checker.take_errors();
     return result;
   }
+  // What a rule sets that can never apply.
+  for (const FileRule& rule : config.files) {
+    if ((rule.allow & right_create) == 0 && (rule.containment.owner || rule.containment.group)) {
+      result.warnings.push_back(rule.origin +
+                                ": \"owner\" and \"group\" apply to created files, and this rule "
+                                "does not allow create");
+    }
+  }
   result.config = std::move(config);
   return result;
 }
@@ -291,6 +252,7 @@ ConfigResult load_config_file(const std::string& path) {
   text << in.rdbuf();
   ConfigResult result = parse_config(text.str());
   for (auto& e : result.errors) e = path + ": " + e;
+  for (auto& w : result.warnings) w = path + ": " + w;
   return result;
 }
 

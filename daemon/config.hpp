@@ -12,20 +12,12 @@
 #include <string_view>
 #include <vector>
 
+#include "bind_rules.hpp"
+#include "file_rules.hpp"
 #include "operation.hpp"
+#include "principals.hpp"
 
 namespace fdbroker::daemon {
-
-// Who a rule applies to: a peer whose uid is in `users` or one of whose groups is
-// in `groups` (any uid if `any`), and, if `units` is not empty, whose systemd unit
-// is one of them. Empty users and groups with any == false matches nobody; a rule
-// that names only units has any == true.
-struct Principals {
-  bool any = false;  // "users": ["*"], or only "units" given
-  std::vector<uid_t> users;
-  std::vector<gid_t> groups;
-  std::vector<std::string> units;  // "nginx.service"; empty: any unit, or none
-};
 
 // "Peers matching `who` may (allow) / may not (deny) do these operations on the
 // entry named `match` (or on every entry whose name starts with it, if prefix)".
@@ -84,6 +76,10 @@ struct Config {
   unsigned owner_rights = perm_get | perm_take | perm_delete;
   std::vector<Rule> rules;  // global rules, then each static entry's access rules
   std::vector<StaticEntry> entries;
+  // Who may have the broker open files and bind sockets on request (file_rules.hpp,
+  // bind_rules.hpp). The roots are opened by FilePolicy::open, not here.
+  std::vector<FileRule> files;
+  std::vector<BindRule> binds;
   // Whether put keeps descriptors on FUSE file systems (EOPNOTSUPP if not): a
   // FUSE daemon that stops answering makes every close of its files hang.
   bool accept_fuse_fds = false;
@@ -93,9 +89,12 @@ inline constexpr std::string_view default_config_path = "/etc/fdbroker/fdbroker.
 
 // Outcome of loading: a config, or every problem found, each naming its key
 // ("limits.max_connections: must be an integer between 1 and 1000000").
+// Warnings do not refuse the config: --check-config prints them and the broker
+// logs them (FilePolicy::open adds those about the roots on the file system).
 struct ConfigResult {
   std::optional<Config> config;
   std::vector<std::string> errors;
+  std::vector<std::string> warnings;
 };
 
 // Parses and validates configuration text (JSON, comments allowed).

@@ -21,6 +21,7 @@
 #include "closer.hpp"
 #include "config.hpp"
 #include "event_loop.hpp"
+#include "file_rules.hpp"
 #include "listener.hpp"
 #include "logging.hpp"
 #include "restore.hpp"
@@ -95,6 +96,7 @@ int run(const Options& opts) {
     fail_status("invalid configuration");
     return EXIT_FAILURE;
   }
+  for (const auto& w : loaded.warnings) spdlog::warn("config: {}", w);
   Config config = std::move(*loaded.config);
   apply_log_level(config);
   EffectiveLimits limits = derive_limits(config.limits);
@@ -177,6 +179,7 @@ int run(const Options& opts) {
     systemd::notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(now));
     ConfigResult next = load(opts);
     std::vector<Failure> problems;
+    for (const auto& w : next.warnings) spdlog::warn("reload: config: {}", w);
     if (!next.config) {
       for (const auto& e : next.errors) spdlog::error("reload: config: {}", e);
       spdlog::error("reload failed: keeping the running configuration");
@@ -284,8 +287,27 @@ int main(int argc, char** argv) {
       for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.c_str());
       return EXIT_FAILURE;
     }
-    std::printf("%s: OK (%zu rules, %zu static entries)\n", opts.config_path.c_str(),
-                loaded.config->rules.size(), loaded.config->entries.size());
+    // The roots of "files" rules, checked on the file system as a start would
+    // (in this process's mount namespace: run it where the broker runs).
+    std::vector<std::string> root_warnings;
+    auto files = FilePolicy::open(loaded.config->files, root_warnings);
+    for (const auto& w : root_warnings) loaded.warnings.push_back(opts.config_path + ": " + w);
+    for (const auto& w : loaded.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    if (!files) {
+      // One line per refused root, each naming the file as the parse errors do.
+      std::string why = files.failure().why;
+      for (std::size_t start = 0; start <= why.size();) {
+        std::size_t end = std::min(why.find('\n', start), why.size());
+        std::fprintf(stderr, "%s: %s\n", opts.config_path.c_str(),
+                     why.substr(start, end - start).c_str());
+        start = end + 1;
+      }
+      return EXIT_FAILURE;
+    }
+    std::printf("%s: OK (%zu rules, %zu static entries, %zu files rules, %zu bind rules)\n",
+                opts.config_path.c_str(), loaded.config->rules.size(),
+                loaded.config->entries.size(), loaded.config->files.size(),
+                loaded.config->binds.size());
     const Limits& limits = loaded.config->limits;
     if (!limits.max_connections_per_uid) {
       std::printf(

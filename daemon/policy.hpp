@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// Who may do what: decided from the kernel-verified peer credentials only.
+// Who may do what with the named store: decided from the kernel-verified peer
+// credentials only. (Opening files and binding sockets on request have rules of
+// their own, which exempt nobody: file_rules.hpp, bind_rules.hpp.)
 //
 // Order of decision, first match wins:
-//   1. root and the broker's own uid may do anything ("admin");
+//   1. root and the broker's own uid may do anything with the store ("admin");
 //   2. a rule that matches the peer and the name and denies the operation;
 //   3. a rule that matches the peer and the name and allows it;
 //   4. the entry's owner, for the operations in owner_rights (get/take/delete by default);

@@ -184,6 +184,38 @@ result<ListenUrl> try_parse_listen_url(std::string_view text) noexcept {
   }
 }
 
+result<SocketUrl> try_parse_socket_url(std::string_view text) noexcept {
+  try {
+    SocketUrl socket;
+    std::string twin;
+    if (text.substr(0, 6) == "udp://") {
+      twin = "tcp://" + std::string(text.substr(6));
+      socket.socket_type = SOCK_DGRAM;
+    } else if (text.substr(0, 7) == "udp6://") {
+      twin = "tcp6://" + std::string(text.substr(7));
+      socket.socket_type = SOCK_DGRAM;
+    } else {
+      twin = std::string(text);
+    }
+    if (!parse(twin, socket.url)) return errno_code(EINVAL);
+    // A datagram socket has no unix: form here ("udp://" is inet only).
+    return socket;
+  } catch (const std::bad_alloc&) {
+    return errno_code(ENOMEM);
+  }
+}
+
+SocketUrl parse_socket_url(std::string_view text) {
+  auto url = try_parse_socket_url(text);
+  if (!url.ok()) {
+    throw std::system_error(url.error(), "bad socket URL '" + std::string(text) +
+                                             "' (want tcp://HOST:PORT, tcp6://[ADDR]:PORT, "
+                                             "udp://HOST:PORT, udp6://[ADDR]:PORT, unix:/PATH or "
+                                             "unix:@NAME)");
+  }
+  return std::move(url).value();
+}
+
 result<ListenUrl> try_unix_listen_url(std::string_view path) noexcept {
   try {
     ListenUrl url;

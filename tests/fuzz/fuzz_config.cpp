@@ -8,7 +8,10 @@
 //  - no fd is left open;
 //  - an accepted config holds what config.hpp promises: valid entry names, no
 //    duplicates, rules on valid names/prefixes, meta objects, a usable socket path,
-//    limits in their ranges, a known log level;
+//    limits in their ranges, a known log level; files and bind rules as their
+//    headers promise (unique valid names, clean roots and globs, known rights,
+//    modes without special bits, port ranges 1 <= lo <= hi, normalized hosts),
+//    and valid unit names in every rule;
 //  - a user or group name that is not exactly a name (a NUL inside) is never
 //    resolved to an id;
 //  - loading the same text twice gives the same outcome.
@@ -20,9 +23,15 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include <fdbroker/listen_url.hpp>
+
 #include "config.hpp"
 #include "entry_name.hpp"
+#include "file_rules.hpp"
 #include "fuzz_check.hpp"
+#include "glob.hpp"
+#include "principals_config.hpp"
+#include "request_rule_config.hpp"
 
 using fdbroker::daemon::Config;
 using fdbroker::daemon::ConfigResult;
@@ -48,7 +57,8 @@ bool has_nul(const json& v) {
   return v.is_string() && v.get_ref<const std::string&>().find('\0') != std::string::npos;
 }
 
-// Every user or group name the text gives (users, groups, owner, group, socket.group).
+// Every user or group name the text gives (users, groups, owner, group, socket.group),
+// in every rule section.
 bool names_with_nul(const json& doc) {
   if (!doc.is_object()) return false;
   auto principals = [](const json& rule) {
@@ -65,9 +75,15 @@ bool names_with_nul(const json& doc) {
   if (auto s = doc.find("socket"); s != doc.end() && s->is_object()) {
     if (auto g = s->find("group"); g != s->end() && has_nul(*g)) return true;
   }
-  if (auto rules = doc.find("rules"); rules != doc.end() && rules->is_array()) {
-    for (const auto& r : *rules) {
-      if (principals(r)) return true;
+  for (const char* section : {"rules", "files", "bind"}) {
+    if (auto rules = doc.find(section); rules != doc.end() && rules->is_array()) {
+      for (const auto& r : *rules) {
+        if (principals(r)) return true;
+        if (!r.is_object() || std::string_view(section) != "files") continue;
+        for (const char* k : {"owner", "group"}) {
+          if (auto v = r.find(k); v != r.end() && has_nul(*v)) return true;
+        }
+      }
     }
   }
   if (auto entries = doc.find("entries"); entries != doc.end() && entries->is_array()) {
@@ -107,6 +123,43 @@ void check_config(const Config& c) {
     FUZZ_CHECK(r.prefix ? valid_prefix(r.match) : valid_name(r.match),
                "a rule matches a valid name/prefix");
     FUZZ_CHECK(((r.allow | r.deny) & ~fdbroker::daemon::perm_all) == 0, "a rule's perms are known");
+  }
+  auto units_valid = [](const fdbroker::daemon::Principals& who) {
+    return std::all_of(who.units.begin(), who.units.end(), fdbroker::daemon::valid_unit_name);
+  };
+  for (const auto& r : c.rules) FUZZ_CHECK(units_valid(r.who), "a rule's units are unit names");
+  using namespace fdbroker::daemon;
+  for (std::size_t i = 0; i < c.files.size(); ++i) {
+    const auto& f = c.files[i];
+    FUZZ_CHECK(valid_rule_name(f.name), "a files rule's name is valid");
+    for (std::size_t j = 0; j < i; ++j)
+      FUZZ_CHECK(c.files[j].name != f.name, "files rule names are unique");
+    FUZZ_CHECK(root_syntax_problem(f.root).empty(), "a files root is absolute and clean");
+    FUZZ_CHECK(!f.match.empty(), "a files rule has a glob");
+    for (const auto& g : f.match) FUZZ_CHECK(glob_problem(g).empty(), "its globs are clean");
+    FUZZ_CHECK(((f.allow | f.deny) & ~7u) == 0, "a files rule's rights are known");
+    FUZZ_CHECK(f.containment.types != 0 && (f.containment.types & ~15u) == 0,
+               "a files rule's types are known");
+    FUZZ_CHECK(f.containment.mode <= 0777, "a files rule's mode has no special bits");
+    FUZZ_CHECK(units_valid(f.who), "a files rule's units are unit names");
+  }
+  for (std::size_t i = 0; i < c.binds.size(); ++i) {
+    const auto& b = c.binds[i];
+    FUZZ_CHECK(valid_rule_name(b.name), "a bind rule's name is valid");
+    for (std::size_t j = 0; j < i; ++j)
+      FUZZ_CHECK(c.binds[j].name != b.name, "bind rule names are unique");
+    FUZZ_CHECK(b.port_lo >= 1 && b.port_lo <= b.port_hi, "a bind rule's ports are a range");
+    FUZZ_CHECK(b.socket_type == SOCK_STREAM || b.socket_type == SOCK_DGRAM, "tcp or udp");
+    if (b.host) {
+      auto again = fdbroker::try_parse_listen_url(
+          (b.family == AF_INET ? "tcp://" + *b.host : "tcp://[" + *b.host + "]") + ":1");
+      FUZZ_CHECK(again.ok() && again.value().host == *b.host && again.value().family == b.family,
+                 "a bind rule's host is a normalized numeric address of its family");
+    } else {
+      FUZZ_CHECK(b.family == AF_UNSPEC || b.family == AF_INET6, "a * host is any family or IPv6");
+    }
+    FUZZ_CHECK(b.allow || b.deny, "a bind rule allows or denies");
+    FUZZ_CHECK(units_valid(b.who), "a bind rule's units are unit names");
   }
   for (std::size_t i = 0; i < c.entries.size(); ++i) {
     const auto& e = c.entries[i];

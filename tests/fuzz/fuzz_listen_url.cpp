@@ -7,7 +7,9 @@
 //    ENOMEM; parse_listen_url throws only std::system_error;
 //  - a parsed URL is of one family, with an address of that family ready for
 //    bind() (length within sockaddr_storage, no NUL inside a unix path);
-//  - its canonical form str() parses back to the same URL, byte for byte.
+//  - its canonical form str() parses back to the same URL, byte for byte;
+//  - try_parse_socket_url agrees: a listen URL as a stream socket, udp:// and
+//    udp6:// as their tcp twins' addresses with a datagram socket.
 #include <netinet/in.h>
 #include <sys/un.h>
 
@@ -16,6 +18,7 @@
 #include <fdbroker/listen_url.hpp>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "fuzz_check.hpp"
 
@@ -54,10 +57,34 @@ void check_url(const ListenUrl& url) {
   }
 }
 
+// try_parse_socket_url: a listen URL as it is (stream), udp:// and udp6:// as
+// their tcp twins (datagram), nothing else.
+void check_socket_url(std::string_view text) {
+  auto socket = fdbroker::try_parse_socket_url(text);
+  std::string twin(text);
+  int type = SOCK_STREAM;
+  for (auto [udp, tcp] : {std::pair<std::string_view, std::string_view>{"udp://", "tcp://"},
+                          {"udp6://", "tcp6://"}}) {
+    if (text.substr(0, udp.size()) == udp) {
+      twin = std::string(tcp) + std::string(text.substr(udp.size()));
+      type = SOCK_DGRAM;
+    }
+  }
+  auto listen = fdbroker::try_parse_listen_url(twin);
+  FUZZ_CHECK(socket.ok() == listen.ok(), "a socket URL parses where its twin does");
+  if (!socket.ok()) {
+    FUZZ_CHECK(socket.error() == listen.error(), "the same errno");
+    return;
+  }
+  FUZZ_CHECK(socket.value().socket_type == type, "udp is a datagram socket, the rest stream");
+  FUZZ_CHECK(same_url(socket.value().url, listen.value()), "the twin's address");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text = fuzz::as_text(data, size);
+  check_socket_url(text);
   auto url = fdbroker::try_parse_listen_url(text);
   if (!url.ok()) {
     FUZZ_CHECK(url.error().value() == EINVAL || url.error().value() == ENOMEM, "EINVAL or ENOMEM");

@@ -530,3 +530,89 @@ TEST(BrokerCommandLine, AStartupFailureExitsNonZero) {
   struct stat st {};
   EXPECT_NE(::lstat(dir.socket_path().c_str(), &st), 0);  // cleaned up
 }
+
+namespace {
+
+json files_rule(const std::string& root) {
+  return {
+      {"name", "data"}, {"root", root}, {"match", {"**"}}, {"users", {"*"}}, {"allow", {"read"}}};
+}
+
+}  // namespace
+
+TEST(BrokerCommandLine, CheckConfigChecksTheRootsOfFilesRules) {
+  TempDir dir;
+  std::string open_dir = dir.path() + "/open";
+  std::string root = open_dir + "/root";
+  std::string link = dir.path() + "/link";
+  ASSERT_EQ(::mkdir(open_dir.c_str(), 0777), 0);
+  ASSERT_EQ(::chmod(open_dir.c_str(), 0777), 0);
+  ASSERT_EQ(::mkdir(root.c_str(), 0755), 0);
+  ASSERT_EQ(::symlink(root.c_str(), link.c_str()), 0);
+  std::string path = dir.path() + "/c.json";
+
+  // A warning only: printed, and the config is still valid.
+  std::ofstream(path) << json({{"files", {files_rule(root)}}}).dump();
+  auto warned = run_broker({"--check-config", "--config", path});
+  EXPECT_EQ(warned.status, 0) << warned.output;
+  EXPECT_NE(warned.output.find("warning: " + path + ": files[0].root: ancestor \"" + open_dir +
+                               "\" is writable by every user and not sticky"),
+            std::string::npos)
+      << warned.output;
+  EXPECT_NE(warned.output.find("OK (0 rules, 0 static entries, 1 files rules, 0 bind rules)"),
+            std::string::npos)
+      << warned.output;
+
+  // Refused roots: each named, with the file.
+  json refused = files_rule(link);
+  json proc = files_rule("/proc");
+  proc["name"] = "proc";
+  std::ofstream(path) << json({{"files", {refused, proc}}}).dump();
+  auto bad = run_broker({"--check-config", "--config", path});
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find(path + ": files[0].root: \"" + link + "\" is a symlink"),
+            std::string::npos)
+      << bad.output;
+  EXPECT_NE(bad.output.find(path + ": files[1].root: \"/proc\" is on procfs"), std::string::npos)
+      << bad.output;
+  ::unlink(link.c_str());
+  ::rmdir(root.c_str());
+  ::rmdir(open_dir.c_str());
+}
+
+TEST(BrokerCommandLine, ARefusedRootStopsTheStart) {
+  TempDir dir;
+  std::string path = dir.path() + "/c.json";
+  std::ofstream(path)
+      << json({{"socket", {{"path", dir.socket_path()}}}, {"files", {files_rule("/sys")}}}).dump();
+  auto r = run_broker({"--config", path});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("files[0].root: \"/sys\" is on sysfs"), std::string::npos) << r.output;
+  struct stat st {};
+  EXPECT_NE(::lstat(dir.socket_path().c_str(), &st), 0);  // cleaned up
+}
+
+TEST(BrokerReload, FilesRootsAreOpenedAtLoadAndReopenedAtReload) {
+  TempDir dir;
+  std::string root = dir.path() + "/root";
+  ASSERT_EQ(::mkdir(root.c_str(), 0755), 0);
+  BrokerProcess broker(json{{"files", {files_rule(root)}}});
+  std::size_t with_root = broker.fd_count();
+  json config = {{"socket", {{"path", broker.socket_path()}, {"mode", "0666"}}},
+                 {"files", {files_rule("/proc")}}};
+  broker.write_config(config);
+  broker.reload();  // refused: the running rules and their root stay
+  EXPECT_TRUE(broker.settles_at(with_root));
+  config["files"] = json::array();
+  broker.write_config(config);
+  broker.reload();
+  EXPECT_TRUE(broker.settles_at(with_root - 1));  // the root's O_PATH fd closed with its rules
+  config["files"] = {files_rule(root), files_rule(root)};
+  config["files"][1]["name"] = "again";
+  broker.write_config(config);
+  broker.reload();
+  EXPECT_TRUE(broker.settles_at(with_root));  // one fd for a root two rules share
+  auto c = broker.connect();
+  EXPECT_TRUE(call(c.get(), {{"op", "stats"}}).ok());
+  ::rmdir(root.c_str());
+}

@@ -15,6 +15,7 @@
 #include "json_shape.hpp"
 #include "nss.hpp"
 #include "operation.hpp"
+#include "principals_config.hpp"
 
 using namespace fdbroker::daemon;
 
@@ -144,7 +145,7 @@ TEST(Config, EveryErrorNamesItsKey) {
       {R"({"rules": [{"name": "a/../b", "users": ["root"], "allow": ["get"]}]})",
        "rules[0].name: invalid entry name"},
       {R"({"rules": [{"prefix": "", "allow": ["get"]}]})",
-       "rules[0]: needs \"users\" or \"groups\""},
+       "rules[0]: needs \"users\", \"groups\" or \"units\""},
       {R"({"rules": [{"prefix": "", "users": ["root"]}]})",
        "rules[0]: needs \"allow\" or \"deny\""},
       {R"({"rules": [{"prefix": "", "users": ["no-such-user-xyz"], "allow": ["get"]}]})",
@@ -346,4 +347,258 @@ TEST(JsonShape, ReportsEachProblemWithItsPath) {
                             }));
   EXPECT_EQ(JsonShape::index("rules", 2), "rules[2]");
   EXPECT_EQ(JsonShape::join("", "log_level"), "log_level");
+}
+
+TEST(Config, UnitsMayNameWhoARuleAppliesTo) {
+  auto r = parse_config(R"({
+    "rules": [
+      {"prefix": "web/", "units": ["nginx.service", "user@1000.service"], "allow": ["get"]},
+      {"prefix": "db/", "users": ["root"], "units": ["session-3.scope"], "allow": ["get"]},
+      {"prefix": "x/", "users": [], "units": ["x.service"], "allow": ["get"]}
+    ],
+    "entries": [{"name": "f", "type": "file", "path": "/dev/null",
+                 "access": [{"units": ["app.service"], "allow": ["get"]}]}]
+  })");
+  ASSERT_TRUE(r.config.has_value()) << r.errors[0];
+  const auto& rules = r.config->rules;
+  ASSERT_EQ(rules.size(), 4u);
+  // Units alone: any uid in them.
+  EXPECT_TRUE(rules[0].who.any);
+  EXPECT_EQ(rules[0].who.units, (std::vector<std::string>{"nginx.service", "user@1000.service"}));
+  // With users: both must match.
+  EXPECT_FALSE(rules[1].who.any);
+  EXPECT_EQ(rules[1].who.users, std::vector<uid_t>{0});
+  EXPECT_EQ(rules[1].who.units, std::vector<std::string>{"session-3.scope"});
+  // An explicit empty users list still matches nobody.
+  EXPECT_FALSE(rules[2].who.any);
+  EXPECT_TRUE(rules[2].who.users.empty());
+  EXPECT_TRUE(rules[3].who.any);
+  EXPECT_EQ(rules[3].who.units, std::vector<std::string>{"app.service"});
+  EXPECT_EQ(rules[3].origin, "entries[0].access[0]");
+}
+
+TEST(Config, UnitNames) {
+  for (const char* good : {"nginx.service", "foo.scope", "user@1000.service",
+                           "a-b_c:d\\x2d.service", "getty@tty1.service", "session-3.scope"}) {
+    EXPECT_TRUE(valid_unit_name(good)) << good;
+  }
+  for (const char* bad :
+       {"", ".service", "nginx", "nginx.socket", "system.slice", "foo.mount", "foo@.service",
+        "@x.service", "a@b@c.service", "a b.service", "a/b.service", "nginx.service\n"}) {
+    EXPECT_FALSE(valid_unit_name(bad)) << bad;
+  }
+  EXPECT_FALSE(valid_unit_name(std::string(256, 'a') + ".service"));
+  EXPECT_TRUE(valid_unit_name(std::string(255 - 8, 'a') + ".service"));
+}
+
+namespace {
+
+// Every error of a config, each exactly as given.
+void expect_errors(const std::string& text, const std::vector<std::string>& want) {
+  auto r = parse_config(text);
+  EXPECT_FALSE(r.config.has_value()) << text;
+  EXPECT_EQ(r.errors, want) << text;
+}
+
+}  // namespace
+
+TEST(Config, UnitErrors) {
+  expect_errors(R"({"rules": [{"prefix": "", "units": "nginx.service", "allow": ["get"]}]})",
+                {"rules[0].units: must be an array of unit names such as \"nginx.service\""});
+  expect_errors(R"({"rules": [{"prefix": "", "units": [], "allow": ["get"]}]})",
+                {"rules[0].units: must name at least one unit"});
+  expect_errors(
+      R"({"rules": [{"prefix": "", "units": [1, "nginx", "x.slice"], "allow": ["get"]}]})",
+      {"rules[0].units[0]: must be a string",
+       "rules[0].units[1]: not a .service or .scope unit name: \"nginx\"",
+       "rules[0].units[2]: not a .service or .scope unit name: \"x.slice\""});
+}
+
+TEST(Config, FilesRulesAreParsedWithTheirDefaults) {
+  auto r = parse_config(R"({
+    "files": [
+      {"name": "tls-keys", "root": "/etc/ssl/private", "match": ["*.key", "*.pem"],
+       "users": ["root"], "units": ["nginx.service"], "allow": ["read"]},
+      {"name": "spool", "root": "/var/spool/app", "match": ["**"],
+       "groups": ["root"], "allow": ["read", "write", "create"], "mode": "0640",
+       "owner": "nobody", "group": 0, "types": ["file", "fifo", "socket", "device"],
+       "same_mount": true},
+      {"name": "no-secrets", "root": "/var/spool/app", "match": ["secret/**"],
+       "users": ["*"], "deny": ["read", "write", "create"]}
+    ]
+  })");
+  ASSERT_TRUE(r.config.has_value()) << r.errors[0];
+  EXPECT_TRUE(r.warnings.empty());
+  const auto& f = r.config->files;
+  ASSERT_EQ(f.size(), 3u);
+  EXPECT_EQ(f[0].name, "tls-keys");
+  EXPECT_EQ(f[0].origin, "files[0]");
+  EXPECT_EQ(f[0].root, "/etc/ssl/private");
+  EXPECT_EQ(f[0].match, (std::vector<std::string>{"*.key", "*.pem"}));
+  EXPECT_EQ(f[0].who.users, std::vector<uid_t>{0});
+  EXPECT_FALSE(f[0].who.any);
+  EXPECT_EQ(f[0].who.units, std::vector<std::string>{"nginx.service"});
+  EXPECT_EQ(f[0].allow, unsigned{right_read});
+  EXPECT_EQ(f[0].deny, 0u);
+  EXPECT_EQ(f[0].containment.types, unsigned{type_file});
+  EXPECT_EQ(f[0].containment.mode, 0600u);
+  EXPECT_FALSE(f[0].containment.same_mount);
+  EXPECT_FALSE(f[0].containment.owner.has_value());
+  EXPECT_FALSE(f[0].containment.group.has_value());
+  EXPECT_EQ(f[1].allow, unsigned{right_read | right_write | right_create});
+  EXPECT_EQ(f[1].who.groups, std::vector<gid_t>{0});
+  EXPECT_EQ(f[1].containment.mode, 0640u);
+  EXPECT_EQ(f[1].containment.owner, 65534u);
+  EXPECT_EQ(f[1].containment.group, 0u);
+  EXPECT_EQ(f[1].containment.types, unsigned{type_file | type_fifo | type_socket | type_device});
+  EXPECT_TRUE(f[1].containment.same_mount);
+  EXPECT_TRUE(f[2].who.any);
+  EXPECT_EQ(f[2].allow, 0u);
+  EXPECT_EQ(f[2].deny, unsigned{right_read | right_write | right_create});
+}
+
+TEST(Config, FilesRuleErrors) {
+  const std::string ok = R"("name": "r", "root": "/srv", "match": ["**"], "users": ["*"])";
+  auto files = [](const std::string& rule) { return R"({"files": [{)" + rule + "}]}"; };
+  expect_errors(R"({"files": {}})", {"files: must be an array"});
+  expect_errors(R"({"files": [1]})", {"files[0]: must be an object"});
+  expect_errors(files(ok), {"files[0]: needs \"allow\" or \"deny\""});
+  expect_errors(files(ok + R"(, "allow": ["read"], "colour": 1)"),
+                {"files[0].colour: unknown key"});
+  expect_errors(files(R"("root": "/srv", "match": ["**"], "users": ["*"], "allow": ["read"])"),
+                {"files[0].name: is required"});
+  expect_errors(files(R"("name": "a b", "root": "/srv", "match": ["**"], "users": ["*"], )"
+                      R"("allow": ["read"])"),
+                {"files[0].name: invalid rule name \"a b\" (1-64 bytes of A-Za-z0-9._:@-)"});
+  expect_errors(files(R"("name": "r", "match": ["**"], "users": ["*"], "allow": ["read"])"),
+                {"files[0].root: is required"});
+  expect_errors(files(R"("name": "r", "root": "srv", "match": ["**"], "users": ["*"], )"
+                      R"("allow": ["read"])"),
+                {"files[0].root: must be an absolute path"});
+  expect_errors(files(R"("name": "r", "root": "/srv/../etc", "match": ["**"], "users": ["*"], )"
+                      R"("allow": ["read"])"),
+                {"files[0].root: must not contain a \".\" or \"..\" segment"});
+  expect_errors(files(R"("name": "r", "root": "/srv/", "match": ["**"], "users": ["*"], )"
+                      R"("allow": ["read"])"),
+                {"files[0].root: must not end in '/'"});
+  expect_errors(files(R"("name": "r", "root": "/srv", "users": ["*"], "allow": ["read"])"),
+                {"files[0].match: is required"});
+  expect_errors(files(R"("name": "r", "root": "/srv", "match": [], "users": ["*"], )"
+                      R"("allow": ["read"])"),
+                {"files[0].match: must be a non-empty array of globs (\"*.key\", \"**\")"});
+  expect_errors(files(R"("name": "r", "root": "/srv", "match": "**", "users": ["*"], )"
+                      R"("allow": ["read"])"),
+                {"files[0].match: must be a non-empty array of globs (\"*.key\", \"**\")"});
+  expect_errors(files(R"("name": "r", "root": "/srv", "match": [1, "/x", "../y", "a//b", ""], )"
+                      R"("users": ["*"], "allow": ["read"])"),
+                {"files[0].match[0]: must be a string",
+                 "files[0].match[1]: must be relative to the rule's root (no leading '/')",
+                 "files[0].match[2]: has a \".\" or \"..\" segment, which no path has",
+                 "files[0].match[3]: has an empty segment (\"//\" or a trailing '/')",
+                 "files[0].match[4]: must not be empty"});
+  expect_errors(files(R"("name": "r", "root": "/srv", "match": ["**"], "allow": ["read"])"),
+                {"files[0]: needs \"users\", \"groups\" or \"units\""});
+  expect_errors(files(ok + R"(, "allow": ["read", "execute"])"),
+                {"files[0].allow[1]: unknown word \"execute\" (read, write, create)"});
+  expect_errors(files(ok + R"(, "allow": "read")"),
+                {"files[0].allow: must be an array of read, write, create"});
+  expect_errors(files(ok + R"(, "allow": [])"),
+                {"files[0].allow: must not be empty (read, write, create)"});
+  expect_errors(files(ok + R"(, "deny": [true])"), {"files[0].deny[0]: must be a string"});
+  expect_errors(files(ok + R"(, "allow": ["read"], "types": ["file", "symlink"])"),
+                {"files[0].types[1]: unknown word \"symlink\" (file, fifo, socket, device)"});
+  expect_errors(files(ok + R"(, "allow": ["read"], "types": [])"),
+                {"files[0].types: must not be empty (file, fifo, socket, device)"});
+  expect_errors(files(ok + R"(, "allow": ["create"], "mode": "4755")"),
+                {"files[0].mode: must be at most \"0777\" (no setuid, setgid or sticky bit)"});
+  expect_errors(files(ok + R"(, "allow": ["create"], "mode": "rw")"),
+                {"files[0].mode: must be an octal string such as \"0660\", got \"rw\""});
+  expect_errors(files(ok + R"(, "allow": ["create"], "mode": 384)"),
+                {"files[0].mode: must be an octal string such as \"0660\""});
+  expect_errors(files(ok + R"(, "allow": ["create"], "owner": "no-such-user-xyz")"),
+                {"files[0].owner: unknown user \"no-such-user-xyz\""});
+  expect_errors(files(ok + R"(, "allow": ["create"], "group": "no-such-group-xyz")"),
+                {"files[0].group: unknown group \"no-such-group-xyz\""});
+  expect_errors(files(ok + R"(, "allow": ["read"], "same_mount": 1)"),
+                {"files[0].same_mount: must be true or false"});
+  expect_errors(R"({"files": [{"name": "r", "root": "/a", "match": ["**"], "users": ["*"], )"
+                R"("allow": ["read"]}, {"name": "r", "root": "/b", "match": ["**"], )"
+                R"("users": ["*"], "allow": ["read"]}]})",
+                {"files[1].name: duplicate rule name \"r\""});
+}
+
+TEST(Config, FilesRuleSettingsThatCannotApplyWarn) {
+  auto r = parse_config(R"({"files": [{"name": "r", "root": "/srv", "match": ["**"], )"
+                        R"("users": ["*"], "allow": ["read"], "owner": "root"}]})");
+  ASSERT_TRUE(r.config.has_value());
+  EXPECT_EQ(r.warnings, std::vector<std::string>{
+                            "files[0]: \"owner\" and \"group\" apply to created files, and this "
+                            "rule does not allow create"});
+}
+
+TEST(Config, BindRulesAreParsed) {
+  auto r = parse_config(R"({
+    "bind": [
+      {"name": "https", "address": "tcp://*:443", "users": ["root"], "allow": ["bind"]},
+      {"name": "high-ports", "address": "tcp://127.0.0.1:8000-8999", "groups": ["root"],
+       "allow": ["bind"], "reuseport": true},
+      {"name": "no-dns", "address": "udp6://[::1]:53", "users": ["*"], "deny": ["bind"]}
+    ]
+  })");
+  ASSERT_TRUE(r.config.has_value()) << r.errors[0];
+  const auto& b = r.config->binds;
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(b[0].name, "https");
+  EXPECT_EQ(b[0].origin, "bind[0]");
+  EXPECT_EQ(b[0].socket_type, SOCK_STREAM);
+  EXPECT_FALSE(b[0].host.has_value());
+  EXPECT_EQ(b[0].port_lo, 443);
+  EXPECT_EQ(b[0].port_hi, 443);
+  EXPECT_TRUE(b[0].allow);
+  EXPECT_FALSE(b[0].deny);
+  EXPECT_FALSE(b[0].reuseport);
+  EXPECT_EQ(b[1].host, "127.0.0.1");
+  EXPECT_EQ(b[1].port_lo, 8000);
+  EXPECT_EQ(b[1].port_hi, 8999);
+  EXPECT_TRUE(b[1].reuseport);
+  EXPECT_EQ(b[2].socket_type, SOCK_DGRAM);
+  EXPECT_EQ(b[2].family, AF_INET6);
+  EXPECT_TRUE(b[2].deny);
+  EXPECT_FALSE(b[2].allow);
+}
+
+TEST(Config, BindRuleErrors) {
+  auto bind = [](const std::string& rule) { return R"({"bind": [{)" + rule + "}]}"; };
+  const std::string ok = R"("name": "b", "address": "tcp://*:80", "users": ["*"])";
+  expect_errors(R"({"bind": {}})", {"bind: must be an array"});
+  expect_errors(R"({"bind": ["x"]})", {"bind[0]: must be an object"});
+  expect_errors(bind(ok), {"bind[0]: needs \"allow\" or \"deny\""});
+  expect_errors(bind(ok + R"(, "allow": ["listen"])"),
+                {"bind[0].allow[0]: unknown word \"listen\" (bind)"});
+  expect_errors(bind(ok + R"(, "allow": ["bind"], "backlog": 5)"),
+                {"bind[0].backlog: unknown key"});
+  expect_errors(bind(ok + R"(, "allow": ["bind"], "reuseport": "yes")"),
+                {"bind[0].reuseport: must be true or false"});
+  expect_errors(bind(R"("name": "b", "users": ["*"], "allow": ["bind"])"),
+                {"bind[0].address: is required"});
+  expect_errors(bind(R"("name": "b", "address": 80, "users": ["*"], "allow": ["bind"])"),
+                {"bind[0].address: must be a string"});
+  expect_errors(bind(R"("name": "b", "address": "tcp://*:0", "users": ["*"], "allow": ["bind"])"),
+                {"bind[0].address: port 0 is not a port a rule can allow (a request names one)"});
+  expect_errors(bind(R"("name": "b", "address": "tcp://*:9-8", "users": ["*"], "allow": ["bind"])"),
+                {"bind[0].address: port range \"9-8\" is empty (LO must be <= HI)"});
+  expect_errors(
+      bind(R"("name": "b", "address": "unix:/x", "users": ["*"], "allow": ["bind"])"),
+      {"bind[0].address: must be tcp://, tcp6://, udp:// or udp6:// HOST:PORT, got \"unix:/x\""});
+  expect_errors(bind(R"("name": "b", "address": "tcp://*:80", "allow": ["bind"])"),
+                {"bind[0]: needs \"users\", \"groups\" or \"units\""});
+  expect_errors(R"({"bind": [{"name": "b", "address": "tcp://*:80", "users": ["*"], )"
+                R"("allow": ["bind"]}, {"name": "b", "address": "tcp://*:81", )"
+                R"("users": ["*"], "allow": ["bind"]}]})",
+                {"bind[1].name: duplicate rule name \"b\""});
+  // A name used in "files" may be used again in "bind": names are per section.
+  auto r = parse_config(R"({"files": [{"name": "x", "root": "/srv", "match": ["**"], )"
+                        R"("users": ["*"], "allow": ["read"]}], "bind": [{"name": "x", )"
+                        R"("address": "tcp://*:80", "users": ["*"], "allow": ["bind"]}]})");
+  EXPECT_TRUE(r.config.has_value()) << r.errors[0];
 }

@@ -339,3 +339,42 @@ TEST(SocketMatchesUrl, ComparesFamilyAddressPortAndListeningState) {
 
 }  // namespace
 }  // namespace fdbroker
+
+TEST(SocketUrl, UdpIsItsTcpTwinAsADatagramSocket) {
+  auto udp = fdbroker::try_parse_socket_url("udp://127.0.0.1:53");
+  ASSERT_TRUE(udp.ok());
+  EXPECT_EQ(udp.value().socket_type, SOCK_DGRAM);
+  EXPECT_EQ(udp.value().url.family, AF_INET);
+  EXPECT_EQ(udp.value().url.host, "127.0.0.1");
+  auto udp6 = fdbroker::try_parse_socket_url("udp6://[::1]:53");
+  ASSERT_TRUE(udp6.ok());
+  EXPECT_EQ(udp6.value().socket_type, SOCK_DGRAM);
+  EXPECT_TRUE(udp6.value().url.v6only);
+  auto tcp = fdbroker::try_parse_socket_url("tcp://[::]:80");
+  ASSERT_TRUE(tcp.ok());
+  EXPECT_EQ(tcp.value().socket_type, SOCK_STREAM);
+  EXPECT_FALSE(tcp.value().url.v6only);
+  EXPECT_EQ(fdbroker::try_parse_socket_url("udp:/x").error().value(), EINVAL);
+  EXPECT_EQ(fdbroker::try_parse_socket_url("udp://x:1").error().value(), EINVAL);
+  EXPECT_THROW((void)fdbroker::parse_socket_url("udp6://nope"), std::system_error);
+}
+
+TEST(SocketUrl, UdpUrlsBindDatagramSockets) {
+  auto parsed = fdbroker::parse_socket_url("udp://127.0.0.1:0");
+  fdbroker::BindOptions options;
+  options.socket_type = parsed.socket_type;
+  auto sock = fdbroker::try_bind_listener(parsed.url, options);
+  ASSERT_TRUE(sock.ok()) << sock.error().message();
+  int type = 0;
+  socklen_t len = sizeof type;
+  ASSERT_EQ(::getsockopt(sock.value().get(), SOL_SOCKET, SO_TYPE, &type, &len), 0);
+  EXPECT_EQ(type, SOCK_DGRAM);
+  try {
+    (void)fdbroker::parse_socket_url("udp6://nope");
+    FAIL() << "no exception";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), EINVAL);
+    EXPECT_NE(std::string(e.what()).find("bad socket URL 'udp6://nope'"), std::string::npos)
+        << e.what();
+  }
+}

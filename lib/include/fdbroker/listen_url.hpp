@@ -50,6 +50,19 @@ struct FDBROKER_API ListenUrl {
 // Throws std::system_error(EINVAL) whose what() names the URL and the problem.
 FDBROKER_API ListenUrl parse_listen_url(std::string_view url);
 
+// A listen URL or a datagram one: udp://HOST:PORT and udp6://[ADDR]:PORT have the
+// address syntax of their tcp:// and tcp6:// twins (`url` holds that twin) and
+// name a SOCK_DGRAM socket. One parser for fdbrokerctl's `put --listen` and the
+// broker's `bind` rules and requests.
+struct FDBROKER_API SocketUrl {
+  ListenUrl url;
+  int socket_type = SOCK_STREAM;  // SOCK_DGRAM for udp:// and udp6://
+};
+// Errors: EINVAL, as try_parse_listen_url.
+[[nodiscard]] FDBROKER_API result<SocketUrl> try_parse_socket_url(std::string_view url) noexcept;
+// Throws std::system_error(EINVAL) whose what() names the URL and the problem.
+FDBROKER_API SocketUrl parse_socket_url(std::string_view url);
+
 // The URL of the unix socket at filesystem `path`, as configuration files write
 // it: absolute or relative (unlike "unix:" URLs), "@name" for an abstract socket.
 // Errors: EINVAL (empty, "@" alone, a NUL byte, longer than 107 bytes).
