@@ -176,10 +176,6 @@ void Acceptor::on_readable() {
       continue;
     }
     if (auto groups = try_peer_groups(sock.get())) peer.groups = std::move(*groups);
-    // After admission, so that a refused connection costs no /proc read.
-    PeerUnit unit = resolve_peer_unit(sock.get(), peer.pid, pidfd_use_);
-    peer.unit = std::move(unit.unit);
-    peer.cgroup = std::move(unit.cgroup);
     peer.label = identity_label(peer.pid, peer.uid, peer.gid);
     uid_t uid = peer.uid;
     ++open_;

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The broker socket's accepting side: takes clients in from the listening
 // socket, up to limits.max_connections (and max_connections_per_uid per uid),
-// and hands each one, with its kernel-verified identity (credentials, groups,
-// and its unit and cgroup: peer_unit.hpp), to a callback. When the
+// and hands each one, with its kernel-verified identity (credentials and
+// groups; its unit is read later, when needed: peer_unit.hpp), to a callback. When the
 // fd table is full (EMFILE/ENFILE) it refuses the waiting clients through a
 // reserve descriptor instead of spinning or leaving them hang; when it must rest
 // (at the connection limit, ENOBUFS) it pauses and resumes by itself.
@@ -20,7 +20,6 @@
 #include "connection.hpp"
 #include "event_loop.hpp"
 #include "failure.hpp"
-#include "peer_unit.hpp"
 #include "policy.hpp"
 #include "request_counters.hpp"
 
@@ -91,7 +90,6 @@ class Acceptor {
   UidConnections uid_connections_;
   ReportLimiter no_fds_warnings_{UidConnections::warning_interval};
   std::uint64_t open_ = 0;
-  PidfdUse pidfd_use_ = pidfd_use_from_environment();
   bool watching_ = false;
   bool paused_ = false;
   bool stopped_ = true;  // before start(), after stop() and close()

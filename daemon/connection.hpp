@@ -53,6 +53,9 @@ class Connection {
   [[nodiscard]] ConnectionId id() const noexcept { return id_; }
   [[nodiscard]] int fd() const noexcept { return sock_.get(); }
   [[nodiscard]] const ClientIdentity& peer() const noexcept { return peer_; }
+  // The identity to complete with its unit and cgroup (Broker::identify), once.
+  [[nodiscard]] ClientIdentity& identity_to_complete() noexcept { return peer_; }
+  bool unit_read = false;  // peer().unit and .cgroup have been read
 
   enum class Sent { now, queued, too_large, failed };
 
@@ -87,7 +90,8 @@ class Connection {
   std::deque<QueuedReply> take_queue() noexcept { return std::move(queue_); }
 
   // State the broker keeps per connection (a waiting request: waiters.hpp).
-  bool waiting = false;                // a get/take waits (wait_ms) for its entry: read no further
+  bool waiting = false;  // a get/take waits (wait_ms) for its entry: read no further
+  bool opening = false;  // an open runs on a worker (worker_pool.hpp): read no further
   EventLoop::TimerId stuck_timer = 0;  // armed while replies are queued
   std::uint32_t events = 0;            // what epoll watches now
   bool eof = false;                    // the peer will send no more requests
@@ -96,6 +100,9 @@ class Connection {
   bool winding_down = false;
   bool refusing = false;  // a waiting request was refused: the rest are too
   bool closed = false;
+
+  // A request is in progress (waiting or opening): no more are read until it is answered.
+  [[nodiscard]] bool busy() const noexcept { return waiting || opening; }
 
  private:
   unique_fd sock_;
