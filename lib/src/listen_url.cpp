@@ -184,6 +184,12 @@ result<ListenUrl> try_parse_listen_url(std::string_view text) noexcept {
   }
 }
 
+std::string SocketUrl::str() const {
+  std::string text = url.str();
+  if (socket_type == SOCK_DGRAM && text.rfind("tcp", 0) == 0) text.replace(0, 3, "udp");
+  return text;
+}
+
 result<SocketUrl> try_parse_socket_url(std::string_view text) noexcept {
   try {
     SocketUrl socket;

@@ -57,6 +57,9 @@ FDBROKER_API ListenUrl parse_listen_url(std::string_view url);
 struct FDBROKER_API SocketUrl {
   ListenUrl url;
   int socket_type = SOCK_STREAM;  // SOCK_DGRAM for udp:// and udp6://
+
+  // The canonical form: url.str(), with udp:// or udp6:// for a datagram socket.
+  [[nodiscard]] std::string str() const;
 };
 // Errors: EINVAL, as try_parse_listen_url.
 [[nodiscard]] FDBROKER_API result<SocketUrl> try_parse_socket_url(std::string_view url) noexcept;
