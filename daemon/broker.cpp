@@ -66,6 +66,16 @@ bool peer_done_sending(int sock) {
   return !record_queued(sock);
 }
 
+// Whether any rule, of any kind, names units: then every decision needs the
+// peer's unit (Broker::identify), else only hello, open and bind do.
+bool names_units(const Config& config) {
+  auto named = [](const auto& rules) {
+    return std::any_of(rules.begin(), rules.end(),
+                       [](const auto& r) { return !r.who.units.empty(); });
+  };
+  return named(config.rules) || named(config.files) || named(config.binds);
+}
+
 Acceptor::Limits acceptor_limits(const EffectiveLimits& limits) {
   return {limits.max_connections, limits.max_connections_per_uid};
 }
@@ -119,6 +129,7 @@ Broker::Broker(EventLoop& loop, unique_fd listener, std::string unlink_path, con
           counters_.connections),
       waiters_(loop, [this](ConnectionId id,
                             std::unique_ptr<Request> req) { on_wait_expired(id, std::move(req)); }),
+      openers_(loop, WorkerPool::Options{}),
       buffer_(max_message_bytes + 1) {
   fds_.reserve(max_fds_per_message);
 }
@@ -175,6 +186,7 @@ std::vector<Failure> Broker::start() {
   if (!problems.empty()) return problems;
   files_ = std::move(*files);
   binds_ = std::make_shared<const BindPolicy>(config_.binds);
+  units_named_ = names_units(config_);
   for (const auto& e : entries) spdlog::info("static entry '{}': {}", e.name, e.fds_json);
   install_static(std::move(entries));
   if (auto failed = acceptor_.start()) problems.push_back(std::move(*failed));
@@ -199,6 +211,7 @@ std::vector<Failure> Broker::reload(const Config& config, EffectiveLimits limits
   policy_ = Policy(config.rules, config.owner_rights, ::geteuid());
   files_ = std::move(*files);
   binds_ = std::make_shared<const BindPolicy>(config.binds);
+  units_named_ = names_units(config);
   install_static(std::move(entries));
   acceptor_.set_limits(acceptor_limits(limits_));
   return problems;
@@ -217,10 +230,21 @@ bool Broker::take_in(unique_fd sock, ClientIdentity peer) {
   }
   c->events = EPOLLIN;
   connections_.emplace(id, std::move(conn));
-  spdlog::debug("client connected: {} unit={} cgroup='{}'", c->peer().label,
-                c->peer().unit ? "'" + *c->peer().unit + "'" : std::string("none"),
-                c->peer().cgroup);
+  spdlog::debug("client connected: {}", c->peer().label);
   return true;
+}
+
+const ClientIdentity& Broker::identify(Connection& c) {
+  if (!c.unit_read) {
+    c.unit_read = true;
+    PeerUnit unit = resolve_peer_unit(c.fd(), c.peer().pid, pidfd_use_);
+    ClientIdentity& peer = c.identity_to_complete();
+    peer.unit = std::move(unit.unit);
+    peer.cgroup = std::move(unit.cgroup);
+    spdlog::debug("client {}: unit {}, cgroup '{}'", peer.label, peer.unit.value_or("(none)"),
+                  peer.cgroup);
+  }
+  return c.peer();
 }
 
 Connection* Broker::find(ConnectionId id) const {
@@ -231,7 +255,7 @@ Connection* Broker::find(ConnectionId id) const {
 void Broker::update_interest(Connection& c) {
   if (c.closed) return;
   bool want_in =
-      !c.waiting && !c.eof && !drained(c) && c.queued() < config_.limits.max_queued_replies;
+      !c.busy() && !c.eof && !drained(c) && c.queued() < config_.limits.max_queued_replies;
   if (want_in && closes_over_quota(c.peer().uid)) {
     // Too many of this uid's descriptors wait for the closer (a hanging file
     // system?): read none of its requests, each of which may carry 253 more,
@@ -321,7 +345,7 @@ void Broker::write_replies(Connection& c) {
     c.stuck_timer = 0;
     if (c.has_queued()) note_queued(c);  // a fresh deadline for what is left
   }
-  if (!c.has_queued() && (c.eof || drained(c)) && !c.waiting) {
+  if (!c.has_queued() && (c.eof || drained(c)) && !c.busy()) {
     close_connection(c, c.eof ? "end of requests" : "drained");
     return;
   }
@@ -332,7 +356,7 @@ bool Broker::read_requests(Connection& c, bool draining) {
   const int bound = draining ? requests_per_drain_round : requests_per_wakeup;
   int handled = 0;
   for (; handled < bound; ++handled) {
-    if (c.closed || c.waiting || c.eof || (drained(c) && !draining) ||
+    if (c.closed || c.busy() || c.eof || (drained(c) && !draining) ||
         c.queued() >= config_.limits.max_queued_replies ||
         (!draining && closes_over_quota(c.peer().uid))) {
       break;
@@ -351,7 +375,7 @@ bool Broker::read_requests(Connection& c, bool draining) {
     if (got->size == 0 && fds_.empty() && !got->payload_truncated && !got->fds_truncated &&
         peer_done_sending(c.fd())) {
       c.eof = true;  // the peer closed (or shut down) its sending side
-      if (!c.has_queued() && !c.waiting) close_connection(c, "end of requests");
+      if (!c.has_queued() && !c.busy()) close_connection(c, "end of requests");
       return false;
     }
     try {
@@ -435,6 +459,12 @@ void Broker::dispatch(Connection& c, Request& req) {
       break;
     case Op::upgrade:
       do_upgrade(c, req);
+      break;
+    case Op::open:
+      do_open(c, req);
+      break;
+    case Op::bind:
+      do_bind(c, req);
       break;
   }
 }

@@ -28,11 +28,14 @@
 #include "fd_description.hpp"
 #include "fd_store.hpp"
 #include "file_rules.hpp"
+#include "open_beneath.hpp"
+#include "peer_unit.hpp"
 #include "policy.hpp"
 #include "reply_writer.hpp"
 #include "request.hpp"
 #include "request_counters.hpp"
 #include "waiters.hpp"
+#include "worker_pool.hpp"
 
 namespace fdbroker::daemon {
 
@@ -129,6 +132,10 @@ class Broker {
   // Connections (broker.cpp).
   bool take_in(unique_fd sock, ClientIdentity peer);
   [[nodiscard]] Connection* find(ConnectionId id) const;
+  // `c`'s peer with its unit and cgroup, read the first time they are needed
+  // (peer_unit.hpp): for hello, open and bind, and for every decision while a
+  // rule names units (units_named_).
+  const ClientIdentity& identify(Connection& c);
   void on_connection(Connection& c, std::uint32_t events);
   // Reads and answers up to requests_per_wakeup requests (requests_per_drain_round
   // when `draining`). Returns true if it stopped at that bound (more may be waiting).
@@ -167,6 +174,12 @@ class Broker {
   void do_list(Connection& c, const Request& req);
   void do_stats(Connection& c, const Request& req);
   void do_upgrade(Connection& c, const Request& req);
+
+  // On behalf of privilege-separated clients (broker_open_bind.cpp).
+  void do_open(Connection& c, const Request& req);
+  void finish_open(ConnectionId id, const Request& req, const FileRule& rule,
+                   Outcome<Opened>& result, const FdFacts& facts);
+  void do_bind(Connection& c, const Request& req);
 
   // Waiting (get/take with wait_ms; broker_ops.cpp).
   void park(Connection& c, const Request& req, std::chrono::milliseconds wait);
@@ -210,10 +223,13 @@ class Broker {
   Config config_;
   EffectiveLimits limits_;
   Policy policy_;
+  bool units_named_ = false;  // some rule of any kind names units (names_units())
+  PidfdUse pidfd_use_ = pidfd_use_from_environment();
   // The rules of open and bind requests, swapped whole at a reload. Shared: an
   // open running on a worker thread keeps the rules and root fds it decided by.
   std::shared_ptr<const FilePolicy> files_;
   std::shared_ptr<const BindPolicy> binds_;
+  Resolver resolver_ = default_resolver();
   FdStore store_;
   // name → StaticEntry::opening
   std::map<std::string, std::string, std::less<>> static_openings_;
@@ -225,6 +241,7 @@ class Broker {
   std::vector<ConnPtr> dying_;  // closed during this handler; freed at the next one
   Waiters waiters_;
   ReplyWriter replies_;
+  WorkerPool openers_;  // runs opens (broker_open_bind.cpp)
   EventLoop::TimerId expiry_timer_ = 0;
   Clock::time_point expiry_at_ = Clock::time_point::max();
   EventLoop::TimerId closer_timer_ = 0;  // rechecks connections paused by closes_over_quota()

@@ -35,7 +35,7 @@ void Broker::drain(ConnectionId keep, std::string farewell, std::function<void()
     ::shutdown(c->fd(), SHUT_RD);
     wind_down(*c);
     if (c->closed) continue;
-    if (!c->has_queued()) {
+    if (!c->has_queued() && !c->busy()) {  // busy: an open under way, answered when done
       close_connection(*c, "drained");
     } else {
       update_interest(*c);  // closed once its replies are out (write_replies)

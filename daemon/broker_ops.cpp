@@ -26,7 +26,7 @@ std::int64_t ms_until(Clock::time_point when, Clock::time_point now) {
 
 bool Broker::allowed(Connection& c, unsigned perm, const Request& req, const StoredEntry* entry) {
   const uid_t* owner = entry != nullptr && !entry->is_static ? &entry->owner : nullptr;
-  Decision d = policy_.check(c.peer(), perm, req.name, owner);
+  Decision d = policy_.check(units_named_ ? identify(c) : c.peer(), perm, req.name, owner);
   if (!d.allowed) {
     spdlog::info("denied {} '{}' to {}: {}", perm_name(perm), req.name, c.peer().label, d.reason);
     return false;
@@ -44,23 +44,24 @@ bool Broker::allowed(Connection& c, unsigned perm, const Request& req, const Sto
 // ---------------------------------------------------------------- operations
 
 void Broker::do_hello(Connection& c, const Request& req) {
+  const ClientIdentity& peer = identify(c);
   counters_.count(req, 0);
   std::string& reply = replies_.begin(req.id);
   reply += "\"ok\":true,\"server\":\"fdbrokerd\",\"version\":\"" FDBROKER_VERSION_STRING
            "\",\"protocol\":1,\"peer\":{\"uid\":";
-  append_uint(reply, c.peer().uid);
+  append_uint(reply, peer.uid);
   reply += ",\"gid\":";
-  append_uint(reply, c.peer().gid);
+  append_uint(reply, peer.gid);
   reply += ",\"pid\":";
-  append_int(reply, c.peer().pid);
+  append_int(reply, peer.pid);
   reply += ",\"unit\":";
-  if (c.peer().unit) {
-    append_json_string(reply, *c.peer().unit);
+  if (peer.unit) {
+    append_json_string(reply, *peer.unit);
   } else {
     reply += "null";
   }
   reply += ",\"cgroup\":";
-  append_json_string(reply, c.peer().cgroup);
+  append_json_string(reply, peer.cgroup);
   reply += "}}";
   send_reply(c);
 }
@@ -266,10 +267,11 @@ void Broker::do_list(Connection& c, const Request& req) {
     if (after != entries.end() && (it == entries.end() || after->first > it->first)) it = after;
     if (after == entries.end()) it = after;
   }
+  const ClientIdentity& peer = units_named_ ? identify(c) : c.peer();
   auto visible = [&](const StoredEntry& e) {
     if (e.expiry && *e.expiry <= now) return false;
     const uid_t* owner = e.is_static ? nullptr : &e.owner;
-    return policy_.check(c.peer(), perm_get, e.name, owner).allowed;
+    return policy_.check(peer, perm_get, e.name, owner).allowed;
   };
   counters_.count(req, 0);
   std::string& reply = replies_.begin(req.id);

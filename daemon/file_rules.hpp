@@ -18,24 +18,12 @@
 #include <vector>
 
 #include "failure.hpp"
+#include "open_beneath.hpp"
 #include "principals.hpp"
 
 namespace fdbroker::daemon {
 
 struct ClientIdentity;  // policy.hpp
-
-// Which file types a rule lets the broker open (`types`).
-enum FileType : unsigned { type_file = 1, type_fifo = 2, type_socket = 4, type_device = 8 };
-
-// What the first allowing rule imposes on the open: types, mount crossing, and
-// the mode and ownership of a file the broker creates.
-struct Containment {
-  unsigned types = type_file;
-  bool same_mount = false;
-  mode_t mode = 0600;
-  std::optional<uid_t> owner;
-  std::optional<gid_t> group;
-};
 
 enum FileRight : unsigned { right_read = 1, right_write = 2, right_create = 4 };
 

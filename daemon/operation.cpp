@@ -10,15 +10,22 @@ namespace {
 struct OpRow {
   Op op;
   const char* name;
-  unsigned perm;  // what a rule grants for it; 0: no rule can (the broker decides)
+  unsigned perm;  // what a rule grants for it; 0: no rule of `rules` can
 };
 
 // In the order of Op, so that a row is found by its Op's value.
 constexpr OpRow op_table[] = {
-    {Op::hello, "hello", 0},          {Op::get, "get", perm_get},
-    {Op::take, "take", perm_take},    {Op::put, "put", perm_put},
-    {Op::del, "delete", perm_delete}, {Op::list, "list", 0},
-    {Op::stats, "stats", perm_stats}, {Op::upgrade, "upgrade", 0},
+    {Op::hello, "hello", 0},
+    {Op::get, "get", perm_get},
+    {Op::take, "take", perm_take},
+    {Op::put, "put", perm_put},
+    {Op::del, "delete", perm_delete},
+    {Op::list, "list", 0},
+    {Op::stats, "stats", perm_stats},
+    {Op::upgrade, "upgrade", 0},
+    // Decided by the `files` and `bind` rules, not by `rules`.
+    {Op::open, "open", 0},
+    {Op::bind, "bind", 0},
 };
 static_assert(std::size(op_table) == op_count);
 

@@ -12,8 +12,8 @@
 
 namespace fdbroker::daemon {
 
-enum class Op : std::uint8_t { hello, get, take, put, del, list, stats, upgrade };
-inline constexpr std::size_t op_count = 8;
+enum class Op : std::uint8_t { hello, get, take, put, del, list, stats, upgrade, open, bind };
+inline constexpr std::size_t op_count = 10;
 
 // Operations a rule can grant or deny (bit set).
 enum Perm : unsigned {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "entry_name.hpp"
+#include "open_request.hpp"
 
 namespace fdbroker::daemon {
 
@@ -43,6 +44,12 @@ enum Key : std::uint8_t {
   k_limit,
   k_cursor,
   k_binary,
+  k_path,
+  k_flags,
+  k_mode,
+  k_address,
+  k_backlog,
+  k_reuseport,
   k_count,
   k_unknown = 255
 };
@@ -56,9 +63,12 @@ Key key_of(std::string_view k) {
     case 4:
       if (k == "name") return k_name;
       if (k == "meta") return k_meta;
+      if (k == "path") return k_path;
+      if (k == "mode") return k_mode;
       break;
     case 5:
       if (k == "limit") return k_limit;
+      if (k == "flags") return k_flags;
       break;
     case 6:
       if (k == "ttl_ms") return k_ttl_ms;
@@ -69,6 +79,11 @@ Key key_of(std::string_view k) {
     case 7:
       if (k == "wait_ms") return k_wait_ms;
       if (k == "replace") return k_replace;
+      if (k == "address") return k_address;
+      if (k == "backlog") return k_backlog;
+      break;
+    case 9:
+      if (k == "reuseport") return k_reuseport;
       break;
     case 17:
       if (k == "expect_generation") return k_expect_generation;
@@ -294,6 +309,46 @@ std::optional<Failure> want_int(const Value& v, const char* key, std::int64_t lo
   return std::nullopt;
 }
 
+std::optional<Failure> interpret_open(Fields& f, Request& req) {
+  const Value& path = f[k_path];
+  if (path.kind == Value::absent) return bad("missing field 'path'");
+  if (path.kind != Value::string) return bad("field 'path' must be a string");
+  if (auto failure = check_open_path(path.text)) return failure;
+  req.path.assign(path.text);
+  const Value& flags = f[k_flags];
+  if (flags.kind != Value::absent) {
+    if (flags.kind != Value::array) return bad("field 'flags' must be an array of strings");
+    if (auto failure = parse_open_flags(*flags.dom, req.open)) return failure;
+  }
+  const Value& mode = f[k_mode];
+  if (mode.kind != Value::absent) {
+    if (mode.kind != Value::string) return bad("field 'mode' must be an octal string");
+    if (!req.open.create) return bad("field 'mode' needs the flag 'create'");
+    mode_t bits = 0;
+    if (auto failure = parse_create_mode(mode.text, bits)) return failure;
+    req.open.mode = bits;
+  }
+  return std::nullopt;
+}
+
+std::optional<Failure> interpret_bind(Fields& f, Request& req) {
+  const Value& address = f[k_address];
+  if (address.kind == Value::absent) return bad("missing field 'address'");
+  if (address.kind != Value::string || address.text.empty() ||
+      address.text.size() > max_address_bytes) {
+    return bad("field 'address' must be a URL of at most " + std::to_string(max_address_bytes) +
+               " bytes");
+  }
+  req.address.assign(address.text);
+  if (auto failure = want_int(f[k_backlog], "backlog", 1, 65535, req.backlog)) return failure;
+  const Value& reuseport = f[k_reuseport];
+  if (reuseport.kind != Value::absent) {
+    if (reuseport.kind != Value::boolean) return bad("field 'reuseport' must be a boolean");
+    req.reuseport = reuseport.boolean_value;
+  }
+  return std::nullopt;
+}
+
 std::optional<Failure> interpret(Fields& f, Request& req) {
   // The id first, so that every later error can echo it.
   const Value& id = f[k_id];
@@ -373,6 +428,10 @@ std::optional<Failure> interpret(Fields& f, Request& req) {
       }
       break;
     }
+    case Op::open:
+      return interpret_open(f, req);
+    case Op::bind:
+      return interpret_bind(f, req);
     case Op::list: {
       const Value& prefix = f[k_prefix];
       if (prefix.kind != Value::absent) {
@@ -402,6 +461,11 @@ std::optional<Failure> parse_request(std::string_view text, Request& req) {
   req.cursor.clear();
   req.meta = "{}";
   req.binary.clear();
+  req.path.clear();
+  req.open = OpenSpec{};
+  req.address.clear();
+  req.backlog = 128;
+  req.reuseport = false;
   req.wait_ms = req.ttl_ms = req.expect_generation = -1;
   req.limit = 100;
   req.replace = false;

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "failure.hpp"
+#include "open_beneath.hpp"
 #include "operation.hpp"
 
 namespace fdbroker::daemon {
@@ -23,6 +24,8 @@ namespace fdbroker::daemon {
 inline constexpr std::size_t max_id_bytes = 1024;
 // Longest part of an unknown `op` that its error message repeats.
 inline constexpr std::size_t max_echoed_op = 64;
+// Longest `address` of a bind.
+inline constexpr std::size_t max_address_bytes = 256;
 // Longest `binary` path (PATH_MAX).
 inline constexpr std::size_t max_path_bytes = 4096;
 
@@ -43,10 +46,15 @@ struct Request {
   std::string id;       // the id's JSON text, echoed verbatim; empty: none
   std::string name;
   std::string prefix;
-  std::string cursor;         // empty: none
-  std::string meta = "{}";    // compact JSON object
-  std::string binary;         // upgrade: the fdbrokerd to run (empty: the running one's)
-  std::int64_t wait_ms = -1;  // -1: absent
+  std::string cursor;          // empty: none
+  std::string meta = "{}";     // compact JSON object
+  std::string binary;          // upgrade: the fdbrokerd to run (empty: the running one's)
+  std::string path;            // open: an absolute path (open_request.hpp)
+  OpenSpec open;               // open: flags and mode
+  std::string address;         // bind: a tcp://, tcp6://, udp:// or udp6:// URL
+  std::int64_t backlog = 128;  // bind
+  bool reuseport = false;      // bind
+  std::int64_t wait_ms = -1;   // -1: absent
   std::int64_t ttl_ms = -1;
   std::int64_t expect_generation = -1;
   std::int64_t limit = 100;

@@ -11,7 +11,11 @@
 //  - the fast scanner accepts only valid JSON, and agrees with the full parser
 //    (the same text forced onto the DOM path gives the same request);
 //  - a parsed request, written back as JSON, parses to the same request.
+#include <fcntl.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -21,6 +25,7 @@
 #include "entry_name.hpp"
 #include "fuzz_check.hpp"
 #include "json_text.hpp"
+#include "open_request.hpp"
 #include "request.hpp"
 
 using namespace fdbroker::daemon;
@@ -44,7 +49,12 @@ bool same_request(const Request& a, const Request& b) {
   return a.op == b.op && a.has_op == b.has_op && a.name == b.name && a.prefix == b.prefix &&
          a.cursor == b.cursor && a.meta == b.meta && a.binary == b.binary &&
          a.wait_ms == b.wait_ms && a.ttl_ms == b.ttl_ms &&
-         a.expect_generation == b.expect_generation && a.limit == b.limit && a.replace == b.replace;
+         a.expect_generation == b.expect_generation && a.limit == b.limit &&
+         a.replace == b.replace && a.path == b.path && a.open.access == b.open.access &&
+         a.open.append == b.open.append && a.open.create == b.open.create &&
+         a.open.excl == b.open.excl && a.open.trunc == b.open.trunc &&
+         a.open.nonblock == b.open.nonblock && a.open.mode == b.open.mode &&
+         a.address == b.address && a.backlog == b.backlog && a.reuseport == b.reuseport;
 }
 
 // The same JSON value, or both numbers that are not integers (a float id keeps its
@@ -80,6 +90,24 @@ void check_fields(const Request& req) {
   FUZZ_CHECK(valid_prefix(req.prefix), "prefix valid");
   FUZZ_CHECK(req.cursor.empty() || valid_name(req.cursor), "cursor empty or a valid name");
   FUZZ_CHECK(req.binary.empty() || req.binary.front() == '/', "binary absolute");
+  if (req.op == Op::open) {
+    FUZZ_CHECK(!fdbroker::daemon::check_open_path(req.path), "an open's path passes its grammar");
+    const auto& o = req.open;
+    FUZZ_CHECK(o.access == O_RDONLY || o.access == O_WRONLY || o.access == O_RDWR,
+               "one access mode");
+    FUZZ_CHECK(!o.excl || o.create, "excl only with create");
+    FUZZ_CHECK(!o.trunc || o.access != O_RDONLY, "trunc never read-only");
+    FUZZ_CHECK(!o.mode || (o.create && *o.mode <= 0777), "mode only with create, at most 0777");
+  } else {
+    FUZZ_CHECK(req.path.empty(), "no path on other ops");
+  }
+  if (req.op == Op::bind) {
+    FUZZ_CHECK(!req.address.empty() && req.address.size() <= fdbroker::daemon::max_address_bytes,
+               "a bind's address is 1-256 bytes");
+    FUZZ_CHECK(req.backlog >= 1 && req.backlog <= 65535, "backlog 1..65535");
+  } else {
+    FUZZ_CHECK(req.address.empty(), "no address on other ops");
+  }
   json meta = json::parse(req.meta, nullptr, false);
   FUZZ_CHECK(meta.is_object(), "meta is a JSON object");
   FUZZ_CHECK(meta.dump() == req.meta, "meta is compact JSON");
@@ -99,6 +127,27 @@ std::string rewrite(const Request& req) {
   if (req.expect_generation != -1) j["expect_generation"] = req.expect_generation;
   if (req.op == Op::list) j["limit"] = req.limit;
   if (req.replace) j["replace"] = true;
+  if (req.op == Op::open) {
+    j["path"] = req.path;
+    const std::string all = fdbroker::daemon::open_flags_text(req.open);  // "rdwr,create"
+    json flags = json::array();
+    for (std::size_t start = 0; start <= all.size();) {
+      std::size_t comma = std::min(all.find(',', start), all.size());
+      flags.push_back(all.substr(start, comma - start));
+      start = comma + 1;
+    }
+    j["flags"] = flags;
+    if (req.open.mode) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "0%o", static_cast<unsigned>(*req.open.mode));
+      j["mode"] = mode;
+    }
+  }
+  if (req.op == Op::bind) {
+    j["address"] = req.address;
+    j["backlog"] = req.backlog;
+    j["reuseport"] = req.reuseport;
+  }
   std::string text = j.dump();
   if (!req.id.empty()) text.insert(1, "\"id\":" + req.id + ",");
   return text;

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 from broker_fixture import NOBODY, Broker, default_config, drop_privileges, running_broker
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from stall_fuse import FUSE_FLUSH, FUSE_GETATTR, StallFuse  # noqa: E402
+from stall_fuse import FUSE_FLUSH, FUSE_GETATTR, FUSE_LOOKUP, StallFuse  # noqa: E402
 
 RESPONSIVE_WITHIN = 1.0  # seconds: issue 9's bound for another client's hello
 
@@ -543,3 +543,57 @@ def test_upgrade_completes_with_descriptors_queued_behind_a_hanging_close(tmp_pa
         assert_responsive(broker)  # the successor outlives the old broker and its spawner
     finally:
         stop_upgraded(first, successor)
+
+
+# ---------------------------------------------------------------- open on request
+
+
+def open_rule_config(root: str):
+    def make(socket_path: str) -> dict[str, Any]:
+        c = default_config(socket_path)
+        c["files"] = [{"name": "fuse", "root": root, "match": ["*"], "users": ["root", "nobody"],
+                       "allow": ["read"]}]
+        return c
+
+    return make
+
+
+def test_open_on_a_stalled_mount_holds_a_worker_never_the_broker() -> None:
+    """An `open` whose file system stops answering waits on a worker thread: other
+    clients are answered meanwhile, the connection that asked gets its reply once
+    the mount is aborted, and one whose client left gets none and leaks nothing."""
+    with StallFuse() as fs:
+        gen = running_broker(open_rule_config(fs.mountpoint))
+        broker = next(gen)
+        passed = False
+        try:
+            fs.stall()
+            waiting = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            waiting.connect(broker.socket)
+            waiting.send(json.dumps({"op": "open", "id": 1, "path": fs.path(0)}).encode())
+            # Behind it on the same connection: answered after it, in order.
+            waiting.send(json.dumps({"op": "hello", "id": 2}).encode())
+            leaving = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            leaving.connect(broker.socket)
+            leaving.send(json.dumps({"op": "open", "id": 3, "path": fs.path(1)}).encode())
+            wait_stalled(fs, FUSE_LOOKUP, at_least=2)
+            for _ in range(3):
+                assert_responsive(broker)
+            leaving.close()  # gone before its open returns
+            assert_responsive(broker)
+            fs.abort()
+            waiting.settimeout(10)
+            first = json.loads(waiting.recv(65537))
+            second = json.loads(waiting.recv(65537))
+            assert first["id"] == 1 and not first["ok"], first
+            assert first["error"] in ("ECONNABORTED", "ENOTCONN", "EIO"), first
+            assert second == {**second, "id": 2, "ok": True}, second
+            waiting.close()
+            assert f"open '{fs.path(0)}'" in broker.log()
+            passed = True
+        finally:
+            fs.abort()
+            if passed:
+                next(gen, None)  # fd count back at the baseline, clean stop
+            else:
+                gen.close()

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include "request.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include <cerrno>
@@ -139,4 +140,93 @@ TEST(Request, DuplicateKeysLastWins) {
   auto p = parse(R"({"op":"get","name":"a","name":"b"})");
   ASSERT_EQ(p.err, 0);
   EXPECT_EQ(p.req.name, "b");
+}
+
+TEST(Request, OpenReadsPathFlagsAndModeOnEitherPath) {
+  auto plain = parse(R"({"op":"open","id":1,"path":"/srv/a b/c.key"})");
+  ASSERT_EQ(plain.err, 0) << plain.message;
+  EXPECT_TRUE(takes_fast_path(R"({"op":"open","id":1,"path":"/srv/a b/c.key"})"));
+  EXPECT_EQ(plain.req.op, Op::open);
+  EXPECT_EQ(plain.req.path, "/srv/a b/c.key");
+  EXPECT_EQ(plain.req.open.access, O_RDONLY);  // the default
+  EXPECT_FALSE(plain.req.open.create);
+
+  auto full = parse(
+      R"({"op":"open","path":"/srv/j\u00e9b","flags":["rdwr","create","excl","append","nonblock"],"mode":"0640"})");
+  ASSERT_EQ(full.err, 0) << full.message;
+  EXPECT_EQ(full.req.path,
+            "/srv/j\xc3\xa9"
+            "b");
+  EXPECT_EQ(full.req.open.access, O_RDWR);
+  EXPECT_TRUE(full.req.open.create && full.req.open.excl && full.req.open.append &&
+              full.req.open.nonblock);
+  EXPECT_FALSE(full.req.open.trunc);
+  ASSERT_TRUE(full.req.open.mode.has_value());
+  EXPECT_EQ(*full.req.open.mode, 0640u);
+
+  // A reused Request forgets the previous open's fields.
+  Request req;
+  ASSERT_FALSE(parse_request(R"({"op":"open","path":"/a","flags":["wronly","trunc"]})", req));
+  EXPECT_TRUE(req.open.trunc);
+  ASSERT_FALSE(parse_request(R"({"op":"hello"})", req));
+  EXPECT_TRUE(req.path.empty());
+  EXPECT_FALSE(req.open.trunc);
+  EXPECT_EQ(req.open.access, O_RDONLY);
+}
+
+TEST(Request, MalformedOpensAreEinvalWithAMessage) {
+  const char* bad[] = {
+      R"({"op":"open"})",
+      R"({"op":"open","path":"rel"})",
+      R"({"op":"open","path":"/"})",
+      R"({"op":"open","path":"/a/"})",
+      R"({"op":"open","path":"/a//b"})",
+      R"({"op":"open","path":"/a/./b"})",
+      R"({"op":"open","path":"/a/.."})",
+      R"({"op":"open","path":"/a\tb"})",
+      R"({"op":"open","path":"/a\u007fb"})",
+      R"({"op":"open","path":"/a\u0000b"})",
+      R"({"op":"open","path":"/a","flags":[]})",
+      R"({"op":"open","path":"/a","flags":["rdonly","rdwr"]})",
+      R"({"op":"open","path":"/a","flags":["path"]})",
+      R"({"op":"open","path":"/a","flags":["tmpfile"]})",
+      R"({"op":"open","path":"/a","flags":["wronly","excl"]})",
+      R"({"op":"open","path":"/a","flags":["trunc","rdonly"]})",
+      R"({"op":"open","path":"/a","flags":"rdonly"})",
+      R"({"op":"open","path":"/a","mode":"0600"})",
+      R"({"op":"open","path":"/a","flags":["wronly","create"],"mode":"1000"})",
+      R"({"op":"open","path":"/a","flags":["wronly","create"],"mode":"08"})",
+      R"({"op":"open","path":"/a","flags":["wronly","create"],"mode":""})",
+      R"({"op":"open","path":"/a","flags":["wronly","create"],"mode":"00600"})",
+  };
+  for (const char* text : bad) {
+    auto p = parse(text);
+    EXPECT_EQ(p.err, EINVAL) << text;
+    EXPECT_FALSE(p.message.empty()) << text;
+  }
+  auto p = parse(R"({"op":"open","path":"/)" + std::string(4096, 'a') + R"("})");
+  EXPECT_EQ(p.err, EINVAL);
+  auto longest = parse(R"({"op":"open","path":"/)" + std::string(4095, 'a') + R"("})");
+  EXPECT_EQ(longest.err, 0) << longest.message;
+}
+
+TEST(Request, BindReadsAddressBacklogAndReuseport) {
+  auto p = parse(R"({"op":"bind","address":"tcp://[::]:443","backlog":5,"reuseport":true})");
+  ASSERT_EQ(p.err, 0) << p.message;
+  EXPECT_EQ(p.req.op, Op::bind);
+  EXPECT_EQ(p.req.address, "tcp://[::]:443");
+  EXPECT_EQ(p.req.backlog, 5);
+  EXPECT_TRUE(p.req.reuseport);
+  auto defaults = parse(R"({"op":"bind","address":"udp://127.0.0.1:53"})");
+  ASSERT_EQ(defaults.err, 0);
+  EXPECT_EQ(defaults.req.backlog, 128);
+  EXPECT_FALSE(defaults.req.reuseport);
+  for (const char* text :
+       {R"({"op":"bind"})", R"({"op":"bind","address":""})", R"({"op":"bind","address":5})",
+        R"({"op":"bind","address":"tcp://*:1","backlog":0})",
+        R"({"op":"bind","address":"tcp://*:1","backlog":65536})",
+        R"({"op":"bind","address":"tcp://*:1","reuseport":1})"}) {
+    EXPECT_EQ(parse(text).err, EINVAL) << text;
+  }
+  EXPECT_EQ(parse(R"({"op":"bind","address":")" + std::string(257, 'a') + R"("})").err, EINVAL);
 }
