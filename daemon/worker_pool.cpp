@@ -91,6 +91,9 @@ WorkerPool::~WorkerPool() {
     dropped.insert(dropped.end(), std::make_move_iterator(state_->done.begin()),
                    std::make_move_iterator(state_->done.end()));
     state_->done.clear();
+    // No thread writes to it once `stopping` is set (under this lock): closed
+    // now, not whenever the last thread returns.
+    state_->wakeup.reset();
   }
   state_->work.notify_all();
   // `dropped` goes here: jobs that never ran, or ran and were never finished.

@@ -558,6 +558,20 @@ def open_rule_config(root: str):
     return make
 
 
+OPEN_SYSCALLS = {257, 437}  # x86-64 openat, openat2
+
+
+def threads_opening(pid: int) -> int:
+    """How many of `pid`'s threads are inside openat/openat2 now."""
+    count = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError, ValueError):
+            with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+                if int(f.read().split()[0]) in OPEN_SYSCALLS:
+                    count += 1
+    return count
+
+
 def test_open_on_a_stalled_mount_holds_a_worker_never_the_broker() -> None:
     """An `open` whose file system stops answering waits on a worker thread: other
     clients are answered meanwhile, the connection that asked gets its reply once
@@ -576,7 +590,14 @@ def test_open_on_a_stalled_mount_holds_a_worker_never_the_broker() -> None:
             leaving = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             leaving.connect(broker.socket)
             leaving.send(json.dumps({"op": "open", "id": 3, "path": fs.path(1)}).encode())
-            wait_stalled(fs, FUSE_LOOKUP, at_least=2)
+            # The first lookup reaches the daemon; the second waits in the kernel
+            # behind it (FUSE serializes lookups in one directory): two workers
+            # are inside the open system call.
+            wait_stalled(fs, FUSE_LOOKUP)
+            deadline = time.monotonic() + 5
+            while threads_opening(broker.pid) < 2:
+                assert time.monotonic() < deadline, "the second open never started"
+                time.sleep(0.01)
             for _ in range(3):
                 assert_responsive(broker)
             leaving.close()  # gone before its open returns
