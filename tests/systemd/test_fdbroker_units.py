@@ -43,9 +43,9 @@ def free_gid() -> int:
     return next(gid for gid in range(900, 1000) if gid not in used)
 
 
-def broker_config(entries) -> str:
-    return json.dumps({"socket": {"path": SOCKET}, "log_level": "debug", "entries": entries},
-                      indent=2)
+def broker_config(entries, extra=None) -> str:
+    return json.dumps({"socket": {"path": SOCKET}, "log_level": "debug", "entries": entries,
+                       **(extra or {})}, indent=2)
 
 
 @pytest.fixture
@@ -53,7 +53,8 @@ def broker_machine(boot, fdbrokerd, unit_dir):
     """broker_machine(service_extra=..., entries=..., start=...) -> Machine with
     fdbroker.socket listening (and whatever `start` adds)."""
 
-    def start(service_extra: str = "", entries=STATIC_ENTRIES, start=("fdbroker.socket",)):
+    def start(service_extra: str = "", entries=STATIC_ENTRIES, start=("fdbroker.socket",),
+              config=None, files=None):
         gid = free_gid()
         dropin = f"[Service]\nExecStart=\nExecStart={fdbrokerd} --config {CONFIG}\n"
         for sanitizer in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):  # a sanitizer build's settings
@@ -70,7 +71,8 @@ def broker_machine(boot, fdbrokerd, unit_dir):
             files={
                 # fdbroker.socket's SocketGroup=, as fdbroker.sysusers would create it.
                 "/etc/group": Path("/etc/group").read_text() + f"fdbroker:x:{gid}:\n",
-                CONFIG: broker_config(entries),
+                CONFIG: broker_config(entries, config),
+                **(files or {}),
             })
         machine.fdbroker_gid = gid
         return machine
