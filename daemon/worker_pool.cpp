@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -22,32 +23,43 @@ struct WorkerPool::State {
     std::unique_ptr<Job> job;
     uid_t uid;
   };
+  struct Counts {
+    std::size_t pending = 0;  // queued, running or done but not finished
+    std::size_t running = 0;
+  };
 
   Options options;
   std::mutex mutex;
-  std::condition_variable work;
+  std::condition_variable work;  // a job was queued, or a uid's running job returned
   std::deque<Item> queue;
   std::deque<Item> done;  // ran; finish() due on the loop
-  std::unordered_map<uid_t, std::size_t> per_uid;
-  std::size_t running = 0;
+  std::unordered_map<uid_t, Counts> per_uid;
   bool stopping = false;
   unique_fd wakeup;  // eventfd: readable when `done` is not empty
+
+  // The oldest job whose uid may run one more.
+  std::deque<Item>::iterator next() {
+    return std::find_if(queue.begin(), queue.end(), [this](const Item& item) {
+      return per_uid[item.uid].running < options.max_running_per_uid;
+    });
+  }
 
   void worker() {
     std::unique_lock lock(mutex);
     for (;;) {
       if (stopping) return;
-      if (queue.empty()) {
+      auto it = next();
+      if (it == queue.end()) {
         work.wait(lock);
         continue;
       }
-      Item item = std::move(queue.front());
-      queue.pop_front();
-      ++running;
+      Item item = std::move(*it);
+      queue.erase(it);
+      ++per_uid[item.uid].running;
       lock.unlock();
       item.job->run();
       lock.lock();
-      --running;
+      --per_uid[item.uid].running;
       if (stopping) {
         // The pool is gone: nobody will finish this job. Its destructor
         // releases what it holds, here, off any loop.
@@ -58,6 +70,7 @@ struct WorkerPool::State {
       done.push_back(std::move(item));
       std::uint64_t one = 1;
       (void)!::write(wakeup.get(), &one, sizeof one);
+      work.notify_all();  // a job of this uid may run now
     }
   }
 };
@@ -102,22 +115,23 @@ WorkerPool::~WorkerPool() {
 bool WorkerPool::submit(std::unique_ptr<Job>& job, uid_t uid) {
   {
     std::lock_guard lock(state_->mutex);
-    std::size_t& mine = state_->per_uid[uid];
-    if (state_->queue.size() >= state_->options.max_queued || mine >= state_->options.max_per_uid) {
-      if (mine == 0) state_->per_uid.erase(uid);
+    State::Counts& mine = state_->per_uid[uid];
+    if (state_->queue.size() >= state_->options.max_queued ||
+        mine.pending >= state_->options.max_pending_per_uid) {
+      if (mine.pending == 0) state_->per_uid.erase(uid);
       return false;
     }
-    ++mine;
+    ++mine.pending;
     state_->queue.push_back({std::move(job), uid});
   }
-  state_->work.notify_one();
+  state_->work.notify_all();
   return true;
 }
 
 std::size_t WorkerPool::pending() const {
   std::lock_guard lock(state_->mutex);
   std::size_t n = 0;
-  for (const auto& [uid, count] : state_->per_uid) n += count;
+  for (const auto& [uid, counts] : state_->per_uid) n += counts.pending;
   return n;
 }
 
@@ -130,7 +144,7 @@ void WorkerPool::on_done() {
     finished.swap(state_->done);
     for (const auto& item : finished) {
       auto it = state_->per_uid.find(item.uid);
-      if (it != state_->per_uid.end() && --it->second == 0) state_->per_uid.erase(it);
+      if (it != state_->per_uid.end() && --it->second.pending == 0) state_->per_uid.erase(it);
     }
   }
   // finish() may submit more work or destroy whatever it likes, but not the

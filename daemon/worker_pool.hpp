@@ -7,9 +7,11 @@
 // would freeze every client. Here it holds one worker thread, and the loop goes
 // on serving everyone else.
 //
-// How it stays bounded: a fixed number of threads; a queue of at most
-// max_queued jobs (submit() refuses more); at most max_per_uid jobs queued or
-// running per uid, so one uid whose opens hang cannot occupy every thread.
+// How it stays bounded, and fair: a fixed number of threads; at most
+// max_running_per_uid of them run one uid's jobs at once, so that one uid whose
+// opens hang cannot occupy every thread (its further jobs wait, and other uids'
+// jobs pass them); a queue of at most max_queued jobs, max_pending_per_uid of
+// one uid (submit() refuses more).
 #pragma once
 
 #include <sys/types.h>
@@ -36,7 +38,8 @@ class WorkerPool {
   struct Options {
     unsigned threads = 4;
     std::size_t max_queued = 1024;
-    std::size_t max_per_uid = 2;
+    std::size_t max_pending_per_uid = 256;
+    std::size_t max_running_per_uid = 2;
   };
 
   // Creates the threads (signals blocked in them: the loop takes them). Throws
@@ -49,7 +52,7 @@ class WorkerPool {
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   // Queues `job` for `uid`. False (and `job` left untouched) when the queue is
-  // full or `uid` has max_per_uid jobs queued or running.
+  // full or `uid` has max_pending_per_uid jobs not finished yet.
   [[nodiscard]] bool submit(std::unique_ptr<Job>& job, uid_t uid);
 
   // Jobs queued, running or done but not yet finished.

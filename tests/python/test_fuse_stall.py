@@ -548,10 +548,12 @@ def test_upgrade_completes_with_descriptors_queued_behind_a_hanging_close(tmp_pa
 # ---------------------------------------------------------------- open on request
 
 
-def open_rule_config(root: str):
+def open_rule_config(root: str, plain: str):
     def make(socket_path: str) -> dict[str, Any]:
         c = default_config(socket_path)
-        c["files"] = [{"name": "fuse", "root": root, "match": ["*"], "users": ["root", "nobody"],
+        c["files"] = [{"name": "fuse", "root": root, "match": ["*"], "users": ["root"],
+                       "allow": ["read"]},
+                      {"name": "plain", "root": plain, "match": ["*"], "users": ["nobody"],
                        "allow": ["read"]}]
         return c
 
@@ -572,12 +574,18 @@ def threads_opening(pid: int) -> int:
     return count
 
 
-def test_open_on_a_stalled_mount_holds_a_worker_never_the_broker() -> None:
+def test_open_on_a_stalled_mount_holds_a_worker_never_the_broker(tmp_path) -> None:
     """An `open` whose file system stops answering waits on a worker thread: other
-    clients are answered meanwhile, the connection that asked gets its reply once
-    the mount is aborted, and one whose client left gets none and leaks nothing."""
+    clients are answered meanwhile; a uid's further opens wait behind its hung
+    ones (it holds at most two workers) while another uid's open passes them; the
+    connections that asked get their replies once the mount is aborted, and one
+    whose client left gets none and leaks nothing."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "file").write_text("plain\n")
+    os.chmod(tmp_path, 0o755)
     with StallFuse() as fs:
-        gen = running_broker(open_rule_config(fs.mountpoint))
+        gen = running_broker(open_rule_config(fs.mountpoint, str(plain)))
         broker = next(gen)
         passed = False
         try:
@@ -600,16 +608,46 @@ def test_open_on_a_stalled_mount_holds_a_worker_never_the_broker() -> None:
                 time.sleep(0.01)
             for _ in range(3):
                 assert_responsive(broker)
+            # root's third open waits for one of its two workers...
+            third = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            third.connect(broker.socket)
+            third.send(json.dumps({"op": "open", "id": 4, "path": fs.path(2)}).encode())
+            assert not select.select([third], [], [], 0.3)[0], "root's third open was answered"
+            assert threads_opening(broker.pid) == 2
+            # ...while nobody's open passes it, on a free worker.
+            r, w = os.pipe()
+            child = os.fork()
+            if child == 0:
+                try:
+                    os.close(r)
+                    drop_privileges(NOBODY, NOBODY)
+                    reply, fds = exchange(broker, {"op": "open", "path": str(plain / "file")},
+                                          timeout=RESPONSIVE_WITHIN)
+                    os.write(w, json.dumps({**reply, "read": os.read(fds[0], 10).decode()
+                                            if fds else ""}).encode())
+                    os._exit(0)
+                except BaseException as e:
+                    os.write(w, json.dumps({"child": repr(e)}).encode())
+                    os._exit(1)
+            os.close(w)
+            with os.fdopen(r, "rb") as f:
+                got = json.loads(f.read())
+            os.waitpid(child, 0)
+            assert got.get("ok") and got["read"] == "plain\n", got
             leaving.close()  # gone before its open returns
             assert_responsive(broker)
             fs.abort()
             waiting.settimeout(10)
+            third.settimeout(10)
             first = json.loads(waiting.recv(65537))
             second = json.loads(waiting.recv(65537))
+            queued = json.loads(third.recv(65537))
             assert first["id"] == 1 and not first["ok"], first
             assert first["error"] in ("ECONNABORTED", "ENOTCONN", "EIO"), first
             assert second == {**second, "id": 2, "ok": True}, second
+            assert queued["id"] == 4 and not queued["ok"], queued
             waiting.close()
+            third.close()
             assert f"open '{fs.path(0)}'" in broker.log()
             passed = True
         finally:

@@ -87,29 +87,33 @@ TEST(WorkerPool, RunsOffTheLoopAndFinishesOnIt) {
   EXPECT_EQ(pool.pending(), 0u);
 }
 
-TEST(WorkerPool, AHangingJobHoldsOneThreadAndOthersGoOn) {
+TEST(WorkerPool, AUidWhoseJobsHangHoldsItsShareOfThreadsAndOthersPassIt) {
   EventLoop loop;
-  WorkerPool pool(loop, {.threads = 2, .max_queued = 16, .max_per_uid = 1});
+  WorkerPool pool(loop, {.threads = 2, .max_running_per_uid = 1});
   Pipe stall = pipe_pair();
-  Record hung, quick;
+  Record hung, behind, quick;
   auto h = job(hung, hang_on(stall, hung));
   ASSERT_TRUE(pool.submit(h, 1));
   ASSERT_TRUE(started(hung, 1));
+  // uid 1's next job waits for its running one; uid 2's pass it, on the other thread.
+  auto b = job(behind);
+  ASSERT_TRUE(pool.submit(b, 1));
   for (int i = 0; i < 5; ++i) {
     auto q = job(quick);
     ASSERT_TRUE(pool.submit(q, 2));
     ASSERT_TRUE(run_until(loop, [&] { return quick.finished == i + 1; }));
   }
   EXPECT_EQ(hung.ran, 0);
-  EXPECT_EQ(pool.pending(), 1u);
+  EXPECT_EQ(behind.ran, 0);
+  EXPECT_EQ(pool.pending(), 2u);
   stall.write.reset();  // the "file system" answers at last
-  ASSERT_TRUE(run_until(loop, [&] { return hung.finished == 1; }));
+  ASSERT_TRUE(run_until(loop, [&] { return hung.finished == 1 && behind.finished == 1; }));
   EXPECT_EQ(pool.pending(), 0u);
 }
 
 TEST(WorkerPool, RefusesBeyondItsBoundsAndLeavesTheJobToTheCaller) {
   EventLoop loop;
-  WorkerPool pool(loop, {.threads = 1, .max_queued = 2, .max_per_uid = 2});
+  WorkerPool pool(loop, {.threads = 1, .max_queued = 2, .max_pending_per_uid = 2});
   Pipe stall = pipe_pair();
   Record r;
   auto a = job(r, hang_on(stall, r));
@@ -138,7 +142,7 @@ TEST(WorkerPool, DestroyingThePoolNeverWaitsForAHangingJob) {
   std::size_t fds_before = open_fd_count();
   {
     EventLoop loop;
-    WorkerPool pool(loop, {.threads = 1, .max_queued = 4, .max_per_uid = 4});
+    WorkerPool pool(loop, {.threads = 1, .max_queued = 4});
     auto hanging = job(r, hang_on(stall, r));
     auto queued = job(r);
     ASSERT_TRUE(pool.submit(hanging, 1));
