@@ -4,12 +4,17 @@
 // resolvers (openat2, and the component walk that FDBROKER_RESOLVER=walk forces).
 // The resolution's own corner cases (races, mounts, every symlink shape) are in
 // tests/unit/open_beneath_test.cpp; here is what a client sees.
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "broker_harness.hpp"
 #include "test_util.hpp"
@@ -359,4 +364,61 @@ TEST(BrokerOpenConfig, RootsOnProcOrSysfsOrSymlinksAreRefusedAtLoad) {
     EXPECT_NE(std::system(command.c_str()), 0) << root;
     ::unlink(path.c_str());
   }
+}
+
+TEST_P(BrokerOpen, ARenameRaceNeverHandsOutAFileFromOutsideTheRoot) {
+  // race/d is a directory holding f, race/x a symlink to a directory outside the
+  // root holding another f; a thread swaps the two names (RENAME_EXCHANGE) as
+  // fast as it can while a client opens race/d/f through the broker.
+  fs::create_directories(tree.at("spool/race/d"));
+  fs::create_directories(tree.at("outside"));
+  write_file(tree.at("spool/race/d/f"), "inside\n", 0644);
+  write_file(tree.at("outside/f"), "outside\n", 0644);
+  ASSERT_EQ(::symlink(tree.at("outside").c_str(), tree.at("spool/race/x").c_str()), 0);
+  struct stat inside {};
+  ASSERT_EQ(::stat(tree.at("spool/race/d/f").c_str(), &inside), 0);
+  json cfg = config();
+  cfg["files"].push_back({{"name", "race"},
+                          {"root", tree.at("spool/race")},
+                          {"match", {"d/f"}},
+                          {"users", {"root"}},
+                          {"allow", {"read"}}});
+  BrokerProcess broker(cfg);
+  auto s = broker.connect();
+  ASSERT_TRUE(call(s.get(), {{"op", "hello"}}).ok());
+  std::size_t baseline = broker.fd_count();
+  std::atomic<bool> stop{false};
+  std::atomic<int> swaps{0};
+  std::thread swapper([&] {
+    int dir = ::open(tree.at("spool/race").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    while (!stop) {
+      if (::syscall(SYS_renameat2, dir, "d", dir, "x", RENAME_EXCHANGE) == 0) ++swaps;
+    }
+    ::close(dir);
+  });
+  int granted = 0, refused = 0;
+  for (int i = 0; i < 2000; ++i) {
+    Reply r = call(s.get(), open_request(tree.at("spool/race/d/f")));
+    if (r.ok()) {
+      ASSERT_EQ(r.fds.size(), 1u);
+      struct stat got {};
+      ASSERT_EQ(::fstat(r.fds[0].get(), &got), 0);
+      EXPECT_EQ(got.st_dev, inside.st_dev);
+      EXPECT_EQ(got.st_ino, inside.st_ino) << "a file from outside the root";
+      ++granted;
+    } else {
+      // The symlink in the path (ELOOP), a missing name mid-swap (ENOENT), or a
+      // resolution that kept changing (EAGAIN).
+      EXPECT_TRUE(r.error() == "ELOOP" || r.error() == "ENOENT" || r.error() == "EAGAIN" ||
+                  r.error() == "ENOTDIR")
+          << r.body.dump();
+      ++refused;
+    }
+  }
+  stop = true;
+  swapper.join();
+  EXPECT_GT(swaps.load(), 1000);
+  EXPECT_GT(granted, 0);
+  EXPECT_GT(refused, 0);
+  EXPECT_TRUE(broker.settles_at(baseline));
 }
