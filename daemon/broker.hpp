@@ -177,8 +177,9 @@ class Broker {
 
   // On behalf of privilege-separated clients (broker_open_bind.cpp).
   void do_open(Connection& c, const Request& req);
-  void finish_open(ConnectionId id, const Request& req, const FileRule& rule,
-                   Outcome<Opened>& result, const FdFacts& facts);
+  // `who`: the client as the audit lines name it (audit_label).
+  void finish_open(ConnectionId id, const Request& req, const std::string& who,
+                   const FileRule& rule, Outcome<Opened>& result, const FdFacts& facts);
   void do_bind(Connection& c, const Request& req);
 
   // Waiting (get/take with wait_ms; broker_ops.cpp).

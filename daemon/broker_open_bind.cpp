@@ -78,9 +78,11 @@ void Broker::do_open(Connection& c, const Request& req) {
   }
   ConnectionId id = c.id();
   auto pending = std::make_shared<Request>(req);  // what the reply needs: id, path
+  std::string who = audit_label(c.peer());        // the client may be gone by then
   std::unique_ptr<WorkerPool::Job> job = std::make_unique<OpenJob>(
-      files_, std::move(grant).value(), req.open, resolver_, [this, id, pending](OpenJob& done) {
-        finish_open(id, *pending, done.rule(), done.result(), done.facts());
+      files_, std::move(grant).value(), req.open, resolver_,
+      [this, id, pending, who = std::move(who)](OpenJob& done) {
+        finish_open(id, *pending, who, done.rule(), done.result(), done.facts());
       });
   if (!openers_.submit(job, c.peer().uid)) {
     spdlog::info("open '{}' [{}] by {}: refused: too many opens in progress", req.path, flags,
@@ -92,16 +94,22 @@ void Broker::do_open(Connection& c, const Request& req) {
   update_interest(c);  // requests behind this one wait their turn in the socket
 }
 
-void Broker::finish_open(ConnectionId id, const Request& req, const FileRule& rule,
-                         Outcome<Opened>& result, const FdFacts& facts) {
+void Broker::finish_open(ConnectionId id, const Request& req, const std::string& who,
+                         const FileRule& rule, Outcome<Opened>& result, const FdFacts& facts) {
   Connection* c = find(id);
   const std::string flags = open_flags_text(req.open);
+  if (!result.ok()) {
+    spdlog::info("open '{}' [{}] by {}: rule '{}': failed: {}", req.path, flags, who, rule.name,
+                 result.failure().why);
+  } else {
+    spdlog::info("open '{}' [{}] by {}: granted by rule '{}'{}{}", req.path, flags, who, rule.name,
+                 result->created ? " (created)" : "",
+                 c == nullptr ? "; the client left before the reply" : "");
+  }
   if (c == nullptr) {
-    // The client is gone: the descriptor goes to the closer (it may be on a
-    // file system whose close hangs). A file created for it stays.
+    // The descriptor goes to the closer (it may be on a file system whose
+    // close hangs). A file created for the client stays.
     if (result.ok()) {
-      spdlog::info("open '{}' [{}]: client gone before the reply{}", req.path, flags,
-                   result->created ? "; the file it created stays" : "");
       std::vector<unique_fd> fds;
       fds.push_back(std::move(result->fd));
       close_later(fds, Closer::no_uid);
@@ -110,12 +118,8 @@ void Broker::finish_open(ConnectionId id, const Request& req, const FileRule& ru
   }
   c->opening = false;
   if (!result.ok()) {
-    spdlog::info("open '{}' [{}] by {}: rule '{}': failed: {}", req.path, flags,
-                 audit_label(c->peer()), rule.name, result.failure().why);
     send_error(*c, req, result.failure().err, result.failure().why);
   } else {
-    spdlog::info("open '{}' [{}] by {}: granted by rule '{}'{}", req.path, flags,
-                 audit_label(c->peer()), rule.name, result->created ? " (created)" : "");
     std::vector<unique_fd> fds;
     fds.push_back(std::move(result->fd));
     auto set = std::make_shared<const FdSet>(std::move(fds));
