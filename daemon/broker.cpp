@@ -241,8 +241,9 @@ const ClientIdentity& Broker::identify(Connection& c) {
     ClientIdentity& peer = c.identity_to_complete();
     peer.unit = std::move(unit.unit);
     peer.cgroup = std::move(unit.cgroup);
-    spdlog::debug("client {}: unit {}, cgroup '{}'", peer.label, peer.unit.value_or("(none)"),
-                  peer.cgroup);
+    spdlog::debug("client {}: unit {}, cgroup '{}'{}{}", peer.label, peer.unit.value_or("(none)"),
+                  peer.cgroup, unit.pidfd_error != 0 ? "; no pidfd: " : "",
+                  unit.pidfd_error != 0 ? errno_name_or_eio(unit.pidfd_error) : "");
   }
   return c.peer();
 }

@@ -3,7 +3,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <systemd/sd-login.h>
 #include <unistd.h>
@@ -13,8 +12,6 @@
 #include <cstring>
 
 #include <fdbroker/unique_fd.hpp>
-
-#include "json_text.hpp"
 
 // Linux 6.5; glibc 2.36's headers predate it (as SCM_PIDFD in scm_rights.cpp).
 #ifndef SO_PEERPIDFD
@@ -119,8 +116,9 @@ PeerUnit resolve_peer_unit(int sock, pid_t pid, PidfdUse use) {
       out.cgroup = read_cgroup_of(pid).value_or("");
     } else {
       // EMFILE/ENFILE, or the peer is gone (EINVAL before Linux 6.16):
-      // nothing is known about it.
-      spdlog::debug("no pidfd for pid {}: {}", pid, errno_name_or_eio(err));
+      // nothing is known about it. (Not logged here: with no descriptor free,
+      // the caller logs once it has one.)
+      out.pidfd_error = err;
     }
     return out;
   }

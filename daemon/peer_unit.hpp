@@ -27,8 +27,10 @@ struct PeerUnit {
   // The cgroup v2 path ("/system.slice/nginx.service"); "" if unknown. Without a
   // pidfd it comes from the SO_PEERCRED pid unverified: for information only.
   std::string cgroup;
-  // Whether the kernel gave a pidfd for the peer.
+  // Whether the kernel gave a pidfd for the peer; if not, why (0: not asked, or
+  // an old kernel: ENOPROTOOPT is not an error).
   bool pidfd = false;
+  int pidfd_error = 0;
 };
 
 // Whether SO_PEERPIDFD is asked for. `never` is for tests only: it takes the

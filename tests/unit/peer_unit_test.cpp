@@ -169,6 +169,7 @@ TEST(ResolvePeerUnit, NoRoomForThePidfdLeavesTheUnitUnknown) {
   PeerUnit got = resolve_peer_unit(a.get(), ::getpid(), PidfdUse::when_available);
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
   EXPECT_FALSE(got.pidfd);
+  EXPECT_EQ(got.pidfd_error, EMFILE);
   EXPECT_EQ(got.unit, std::nullopt);
   EXPECT_EQ(got.cgroup, "");
   EXPECT_EQ(open_fd_count(), before);
