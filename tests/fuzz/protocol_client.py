@@ -26,8 +26,8 @@ import stat
 import time
 from typing import Any
 
-from protocol_gen import (HOT_NAMES, MAX_FDS, MAX_MESSAGE, STATIC_NAMES, Expect, FdPool, Gen, Request,
-                          errno_name, visible_name)
+from protocol_gen import (HOT_NAMES, MAX_FDS, MAX_MESSAGE, SPOOL_MODE, STATIC_NAMES, Expect, FdPool, Gen,
+                          Request, errno_name, visible_name)
 
 ERROR_NAME = re.compile(r"E[A-Z0-9]+")
 RECV_BUFFER = 1 << 20          # far above what a reply may be, to see oversized ones
@@ -86,7 +86,7 @@ class Conn:
 class Fuzzer:
     def __init__(self, *, seed: int, seconds: float, socket_path: str, files_dir: str, listener_ino: int,
                  max_wait_ms: int, client_timeout_ms: int, epoch_steps: int, control: tuple[int, int] | None,
-                 exclude: set[str]) -> None:
+                 exclude: set[str], tree: str = "/nonexistent", port_lo: int = 1) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         self.seconds = seconds
@@ -99,7 +99,11 @@ class Fuzzer:
         self.exclude = exclude
         self.uid = os.getuid()
         self.pid = os.getpid()
-        self.gen = Gen(self.rng, self.uid, max_wait_ms)
+        self.gen = Gen(self.rng, self.uid, max_wait_ms, tree, port_lo)
+        self.tree = tree
+        # Sockets from bind replies kept a while (so that binds meet EADDRINUSE); which
+        # are kept depends on the request's sequence number, not on the rng.
+        self.held: collections.deque[int] = collections.deque()
         self.last_generation: dict[str, int] = {}
         self.gen.generation_of = lambda name: self.last_generation.get(name, 0)
         self.files_dir = files_dir
@@ -389,15 +393,18 @@ class Fuzzer:
         else:
             self.stats["ok_" + (req.op or "unknown")] += 1
         self.check_id(conn, p, reply)
-        # Descriptors: only a successful get or take carries them, as many as it describes.
+        # Descriptors: only a successful get, take, open or bind carries them, as many as
+        # it describes (open and bind: exactly one).
         if fds:
             self.check(ok is True, f"an error reply carried {len(fds)} descriptors", conn)
-            self.check(req.op in ("get", "take") or (req.op is None and p.sent_fds == 0),
+            self.check(req.op in ("get", "take", "open", "bind") or (req.op is None and p.sent_fds == 0),
                        f"a reply to {req.op or 'a request with descriptors'} carried {len(fds)} descriptors", conn)
             self.check(isinstance(reply.get("fds"), list) and len(reply["fds"]) == len(fds),
                        f"{len(fds)} descriptors attached, 'fds' describes {len(reply.get('fds') or [])}", conn)
-        elif ok and req.op in ("get", "take") and not req.expect.anything:
+        elif ok and req.op in ("get", "take", "open", "bind") and not req.expect.anything:
             self.check(False, f"a successful {req.op} carried no descriptors", conn)
+        if ok and req.op in ("open", "bind"):
+            self.check(len(fds) == 1, f"a successful {req.op} carried {len(fds)} descriptors, not one", conn)
         # What the request itself fixes.
         e = req.expect
         if not e.anything:
@@ -463,6 +470,10 @@ class Fuzzer:
             self.last_generation[req.name] = g
         elif op in ("get", "take"):
             self.check_entry(conn, p, reply, fds)
+        elif op == "open":
+            self.check_open(conn, p, reply, fds)
+        elif op == "bind":
+            self.check_bind(conn, p, reply, fds)
         elif op == "delete":
             self.check(reply.get("name") == req.name, f"delete: name {reply.get('name')!r} != {req.name!r}", conn)
         elif op == "list":
@@ -531,6 +542,84 @@ class Fuzzer:
         if req.op == "take":
             self.taken[g] = time.monotonic()
         self.last_generation[name] = g
+
+    def check_open(self, conn: Conn, p: Pending, reply: dict[str, Any], fds: list[int]) -> None:
+        """The file asked for, with the flags asked for, by the rule that must grant it."""
+        req = p.req
+        flags = req.flags
+        self.stats["open_ok"] += 1
+        self.check(reply.get("path") == req.path, f"open: path {reply.get('path')!r} != {req.path!r}", conn)
+        self.check(reply.get("rule") == req.rule, f"open {req.path!r}: rule {reply.get('rule')!r}, "
+                                                  f"expected {req.rule!r}", conn)
+        created = reply.get("created")
+        self.check(isinstance(created, bool), f"open: 'created' is {created!r}", conn)
+        self.check(not created or "create" in flags, f"open {req.path!r}: created without 'create'", conn)
+        self.check(created or "excl" not in flags, f"open {req.path!r}: create+excl succeeded, created false", conn)
+        descs = reply.get("fds")
+        self.check(isinstance(descs, list) and len(descs) == 1, f"open: 'fds' is {descs!r}", conn)
+        fd = fds[0]
+        st = os.fstat(fd)
+        d = descs[0] if isinstance(descs[0], dict) else {}
+        self.check(kind_of(fd, st) == "file" and d.get("kind") == "file",
+                   f"open {req.path!r}: a {kind_of(fd, st)} described as {d.get('kind')!r}", conn)
+        want = "rw" if "rdwr" in flags else "w" if "wronly" in flags else "r"
+        self.check(access_of(fd) == want, f"open {req.path!r} {sorted(flags)}: access {access_of(fd)!r}", conn)
+        self.check("access" not in d or d["access"] == want, f"open: described access {d.get('access')!r}", conn)
+        fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+        self.check(bool(fl & os.O_APPEND) == ("append" in flags), f"open {req.path!r}: O_APPEND is "
+                                                                  f"{bool(fl & os.O_APPEND)}", conn)
+        self.check(bool(fl & os.O_NONBLOCK) == ("nonblock" in flags), f"open {req.path!r}: O_NONBLOCK is "
+                                                                      f"{bool(fl & os.O_NONBLOCK)}", conn)
+        try:
+            named = os.lstat(req.path)
+        except OSError as e:
+            named = None
+            self.check(False, f"open {req.path!r} succeeded, but lstat of it says {errno_name(e.errno)}", conn)
+        self.check(named is not None and (named.st_dev, named.st_ino) == (st.st_dev, st.st_ino),
+                   f"open {req.path!r}: the descriptor is not the file of that name", conn)
+        if "trunc" in flags:
+            self.check(st.st_size == 0, f"open {req.path!r} with trunc: size {st.st_size}", conn)
+        if created:
+            self.stats["open_created"] += 1
+            want_mode = (req.mode if req.mode is not None else SPOOL_MODE) & SPOOL_MODE
+            self.check(stat.S_IMODE(st.st_mode) == want_mode and st.st_uid == 0,
+                       f"open {req.path!r}: created with mode {stat.S_IMODE(st.st_mode):o} uid {st.st_uid}, "
+                       f"expected {want_mode:o} uid 0 (the broker's)", conn)
+
+    def check_bind(self, conn: Conn, p: Pending, reply: dict[str, Any], fds: list[int]) -> None:
+        """A socket of the type asked for, bound to the address, listening if tcp."""
+        req = p.req
+        self.stats["bind_ok"] += 1
+        self.check(reply.get("address") == req.address, f"bind: address {reply.get('address')!r}, "
+                                                        f"expected {req.address!r}", conn)
+        self.check(reply.get("rule") == req.rule, f"bind {req.address}: rule {reply.get('rule')!r}, "
+                                                  f"expected {req.rule!r}", conn)
+        descs = reply.get("fds")
+        self.check(isinstance(descs, list) and len(descs) == 1 and isinstance(descs[0], dict)
+                   and descs[0].get("kind") == "socket", f"bind: 'fds' is {descs!r}", conn)
+        fd = fds[0]
+        s = socket.socket(fileno=os.dup(fd))
+        try:
+            tcp = req.address.startswith("tcp")
+            self.check(s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == (socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+                       and s.family == socket.AF_INET, f"bind {req.address}: a socket of the wrong type", conn)
+            self.check(s.getsockname() == ("127.0.0.1", req.port), f"bind {req.address}: bound to {s.getsockname()}",
+                       conn)
+            self.check(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == (1 if tcp else 0),
+                       f"bind {req.address}: listening is {s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)}",
+                       conn)
+            self.check(bool(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)) == req.reuseport,
+                       f"bind {req.address}: SO_REUSEPORT is not {req.reuseport}", conn)
+        finally:
+            s.close()
+        if p.seq % 3 == 0:
+            self.held.append(os.dup(fd))
+            if len(self.held) > 4:
+                os.close(self.held.popleft())
+
+    def release_held(self) -> None:
+        while self.held:
+            os.close(self.held.popleft())
 
     # ------------------------------------------------------------ actions
 
@@ -702,6 +791,7 @@ class Fuzzer:
             for c in self.conns + self.draining:
                 self.close(c)
             self.pool.close()
+            self.release_held()
         return dict(self.stats)
 
     def quiesce(self, epoch: int, final: bool = False) -> None:
@@ -722,6 +812,7 @@ class Fuzzer:
         self.conns.clear()
         self.draining.clear()
         self.pool.close()  # it holds connections to the broker too
+        self.release_held()
         self.stats["epochs"] += 1
         if self.control is not None:
             rfd, wfd = self.control
