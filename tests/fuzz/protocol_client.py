@@ -377,7 +377,7 @@ class Fuzzer:
         except Violation as v:
             raise Violation(f"{v}\n  request #{p.seq} ({p.req.label}, {p.sent_fds} fds, sent "
                             f"{now - p.sent_at:.3f} s before): {preview(p.req.data, 300)}\n"
-                            f"  reply: {preview(data, 300)}", conn) from None
+                            f"  reply: {preview(data, 300)}" + tail(p.req.data, data), conn) from None
 
     def check_reply(self, conn: Conn, p: Pending, data: bytes, fds: list[int], now: float) -> bool:
         req = p.req
@@ -393,6 +393,8 @@ class Fuzzer:
         else:
             self.stats["ok_" + (req.op or "unknown")] += 1
         self.check_id(conn, p, reply)
+        if req.op in ("open", "bind") and not req.expect.anything:
+            self.stats[f"{req.op}_{'ok' if ok else err}"] += 1
         # Descriptors: only a successful get, take, open or bind carries them, as many as
         # it describes (open and bind: exactly one).
         if fds:
@@ -547,7 +549,6 @@ class Fuzzer:
         """The file asked for, with the flags asked for, by the rule that must grant it."""
         req = p.req
         flags = req.flags
-        self.stats["open_ok"] += 1
         self.check(reply.get("path") == req.path, f"open: path {reply.get('path')!r} != {req.path!r}", conn)
         self.check(reply.get("rule") == req.rule, f"open {req.path!r}: rule {reply.get('rule')!r}, "
                                                   f"expected {req.rule!r}", conn)
@@ -589,7 +590,6 @@ class Fuzzer:
     def check_bind(self, conn: Conn, p: Pending, reply: dict[str, Any], fds: list[int]) -> None:
         """A socket of the type asked for, bound to the address, listening if tcp."""
         req = p.req
-        self.stats["bind_ok"] += 1
         self.check(reply.get("address") == req.address, f"bind: address {reply.get('address')!r}, "
                                                         f"expected {req.address!r}", conn)
         self.check(reply.get("rule") == req.rule, f"bind {req.address}: rule {reply.get('rule')!r}, "
@@ -831,6 +831,16 @@ class Fuzzer:
 
 
 # ---------------------------------------------------------------- helpers
+
+def tail(request: bytes, reply: bytes) -> str:
+    """The ends of a long request and reply (where the fields after a long id are)."""
+    text = ""
+    if len(request) > 300:
+        text += f"\n  request's end: {request[-300:]!r}"
+    if len(reply) > 300:
+        text += f"\n  reply's end: {reply[-300:]!r}"
+    return text
+
 
 def to_float(x: Any) -> float:
     try:

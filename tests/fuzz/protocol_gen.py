@@ -453,7 +453,8 @@ class Gen:
             fields.append(("flags", text))
         access = [f for f in flags if f in ("rdonly", "wronly", "rdwr")]
         well = (len(set(access)) == 1 and all(f in self.FLAG_WORDS for f in flags)
-                and ("excl" not in flags or "create" in flags) and ("trunc" not in flags or access[0] != "rdonly"))
+                and ("excl" not in flags or "create" in flags)
+                and (not {"trunc", "append"} & set(flags) or access[0] != "rdonly"))
         invalid |= not well
         # Mode: only with create; "0" to "0777" in at most 4 octal digits.
         mode = None
