@@ -566,6 +566,8 @@ class Fuzzer:
         want = "rw" if "rdwr" in flags else "w" if "wronly" in flags else "r"
         self.check(access_of(fd) == want, f"open {req.path!r} {sorted(flags)}: access {access_of(fd)!r}", conn)
         self.check("access" not in d or d["access"] == want, f"open: described access {d.get('access')!r}", conn)
+        self.check("path" not in d or d["path"] == req.path, f"open {req.path!r}: described path {d.get('path')!r}",
+                   conn)
         fl = fcntl.fcntl(fd, fcntl.F_GETFL)
         self.check(bool(fl & os.O_APPEND) == ("append" in flags), f"open {req.path!r}: O_APPEND is "
                                                                   f"{bool(fl & os.O_APPEND)}", conn)
