@@ -766,8 +766,27 @@ class Fuzzer:
                     self.check(not c.outstanding, "no hello reply within 5 s", c)
             self.close(c)
 
+    def act_opens(self) -> None:
+        """Opens on fresh connections at once: more than the broker runs for one uid
+        (EAGAIN), some abandoned before their answer (the broker must close what it
+        opened for them: the fd count at the epoch's end tells)."""
+        for _ in range(self.rng.randint(2, 6)):
+            c = self.connect()
+            self.send(c, self.gen.open_request())
+            if self.rng.random() < 0.3:
+                self.note(c, "> close (abandoned)")
+                self.close(c)
+                continue
+            self.note(c, "> shutdown(SHUT_WR)")
+            try:
+                c.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            c.half_closed = True
+            self.draining.append(c)
+
     ACTIONS = [("request", 40), ("burst", 8), ("wait", 10), ("wake", 4), ("connect", 5), ("half_close", 3),
-               ("abrupt_close", 2), ("stop_reading", 1), ("pause", 6), ("refresh", 2), ("storm", 1)]
+               ("abrupt_close", 2), ("stop_reading", 1), ("pause", 6), ("refresh", 2), ("storm", 1), ("opens", 2)]
 
     # ------------------------------------------------------------ the run
 

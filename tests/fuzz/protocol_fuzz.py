@@ -54,7 +54,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from list_pages import names_to_delete  # noqa: E402
 from notify_start import read_log, settled_count, start_until_ready  # noqa: E402
 from protocol_client import Fuzzer, Violation  # noqa: E402
-from protocol_gen import BIND_PORTS, SPOOL_MODE, TREE_KINDS  # noqa: E402
+from protocol_gen import BIND_PORTS, SPOOL_FILES, SPOOL_MODE, TREE_KINDS  # noqa: E402
 
 HELLO_DEADLINE = 2.0
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
@@ -395,6 +395,22 @@ class Harness:
                     f"before: {extra_n}; new targets: {extra[:20]}" + self.describe_sockets(extra))
         return None
 
+    def check_tree(self) -> str | None:
+        """Opens changed nothing on disk but the spool's files they may create (no
+        file elsewhere, no other name in the spool, nothing left of a failed create)."""
+        found = set()
+        for top, dirs, files in os.walk(self.tree):
+            for name in dirs + files:
+                found.add(os.path.relpath(os.path.join(top, name), self.tree))
+        allowed = set(TREE_KINDS) | {f"spool/{n}" for n in SPOOL_FILES}
+        with self.lock:
+            self.checks += 1
+        extra = sorted(found - allowed)
+        missing = sorted(set(TREE_KINDS) - found)
+        if extra or missing:
+            return f"the tree of open requests changed: new {extra[:10]}, gone {missing[:10]}"
+        return None
+
     def describe_sockets(self, targets: list[str]) -> str:
         """`ss` lines (with the peer's inode and process) of the sockets among `targets`."""
         inodes = [t[len("socket:["):-1] for t in targets if t.startswith("socket:[")]
@@ -458,7 +474,7 @@ class Harness:
                 line, buffer = buffer.split(b"\n", 1)
                 msg = json.loads(line)
                 if "quiesce" in msg:
-                    problem = self.clear_and_check_fds(msg["quiesce"])
+                    problem = self.clear_and_check_fds(msg["quiesce"]) or self.check_tree()
                     if problem:
                         self.fail(problem)
                         os.write(p2c_w, b"stop: fd count\n")

@@ -436,6 +436,10 @@ class Gen:
                                 if r.random() < (0.5 if creating and f in ("create", "trunc") else 0.12)]
             if creating and "create" not in flags and r.random() < 0.7:
                 flags.append("create")
+            if r.random() < 0.8:
+                # Mostly well-formed: no excl without create, no trunc or append read-only.
+                flags = [f for f in flags if not (f == "excl" and "create" not in flags)
+                         and not (f in ("trunc", "append") and access == "rdonly")]
             if r.random() < 0.05:
                 flags.append(access)  # the same access twice: fine
             r.shuffle(flags)
@@ -561,6 +565,17 @@ class Gen:
         req.address = f"{kind}://127.0.0.1:{port_n}"
         req.op_expect = Expect.state("EADDRINUSE")
         return False
+
+    def open_request(self) -> Request:
+        """An open with an id, mostly well-formed (for act_opens)."""
+        self.seq += 1
+        fields = [("op", '"open"'), ("id", str(self.seq))]
+        req = Request(b"", "opens", Expect(), op="open", id_mode="exact", id_value=self.seq)
+        invalid = self.open_fields(req, fields)
+        req.data = self.render(fields)
+        req.invalid = invalid
+        req.expect = self.expectation(req, invalid, 0)
+        return req
 
     # ------------------------------------------------------------ requests
 
