@@ -603,8 +603,9 @@ class Fuzzer:
         s = socket.socket(fileno=os.dup(fd))
         try:
             tcp = req.address.startswith("tcp")
-            self.check(s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == (socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
-                       and s.family == socket.AF_INET, f"bind {req.address}: a socket of the wrong type", conn)
+            want_type = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
+            self.check(s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == want_type and s.family == socket.AF_INET,
+                       f"bind {req.address}: a socket of the wrong type", conn)
             self.check(s.getsockname() == ("127.0.0.1", req.port), f"bind {req.address}: bound to {s.getsockname()}",
                        conn)
             self.check(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == (1 if tcp else 0),

@@ -6,7 +6,9 @@ non-root client, with the protocol's promises checked throughout.
   tests/fuzz/protocol_fuzz.py --fdbrokerd build/asan/daemon/fdbrokerd [--seed N] [--seconds S]
   (or scripts/fuzz-protocol, which builds first)
 
-This process (root) writes a configuration into a temporary directory, starts the
+This process (root) builds a tree of files for `open` requests (make_tree), picks
+8 free ports on 127.0.0.1 for `bind` requests, writes a configuration with `files`
+and `bind` rules for both into a temporary directory, starts the
 broker on it, waits for READY=1 on a notify socket and takes the broker's
 descriptor count (/proc/<pid>/fd) as the baseline. It then forks the fuzzing
 client, which drops to a uid with rules on a few prefixes (protocol_client.py and
@@ -15,7 +17,9 @@ protocol_gen.py), and meanwhile:
     answered within 2 s, every 200-500 ms;
   - watches the broker's log (its stderr) for sanitizer reports;
   - at the end of every epoch (the client closed everything), deletes every entry
-    as root and checks that the broker's descriptor count is back to its baseline;
+    as root and checks that the broker's descriptor count is back to its baseline
+    (it keeps no copy of what it opened or bound), and that opens changed nothing
+    in the tree but the spool's files;
   - at the end, stops the broker with SIGTERM and expects exit status 0.
 Exit status 0: nothing found; 1: a violation (printed with the seed, the command
 that replays it and the last messages of the failing connection); 2: usage or setup.
@@ -241,9 +245,12 @@ class Harness:
             s.recv(65536)
         os.close(r)
         os.close(w)
-        for m in ({"op": "get", "name": "warmup"}, {"op": "list"}, {"op": "stats"}, {"op": "delete", "name": "warmup"},
-                  {"op": "open", "path": f"{self.tree}/pub/a.txt"}):  # the workers of open start at the first
+        for m in ({"op": "get", "name": "warmup"}, {"op": "list"}, {"op": "stats"}, {"op": "delete", "name": "warmup"}):
             exchange(self.socket, m, 10)
+        # The workers of open start at the first (root's own rule "warmup").
+        reply = exchange(self.socket, {"op": "open", "path": f"{self.tree}/pub/a.txt"}, 10)
+        if reply.get("rule") != "warmup":
+            raise RuntimeError(f"the warm-up open was not granted: {reply}")
         self.baseline = settled_count(self.fd_count, 0.3)
         self.baseline_links = fd_links(self.pid)
 
