@@ -21,12 +21,13 @@ import os
 import random
 import re
 import select
+import shutil
 import socket
 import stat
 import time
 from typing import Any
 
-from protocol_gen import (HOT_NAMES, MAX_FDS, MAX_MESSAGE, SPOOL_MODE, STATIC_NAMES, Expect, FdPool, Gen,
+from protocol_gen import (HOT_NAMES, MAX_FDS, MAX_MESSAGE, PLANT_TARGETS, SPOOL_MODE, STATIC_NAMES, Expect, FdPool, Gen,
                           Request, errno_name, visible_name)
 
 ERROR_NAME = re.compile(r"E[A-Z0-9]+")
@@ -104,6 +105,7 @@ class Fuzzer:
         # Sockets from bind replies kept a while (so that binds meet EADDRINUSE); which
         # are kept depends on the request's sequence number, not on the rng.
         self.held: collections.deque[int] = collections.deque()
+        self.plants = 0  # changes made in <tree>/plant so far
         self.last_generation: dict[str, int] = {}
         self.gen.generation_of = lambda name: self.last_generation.get(name, 0)
         self.files_dir = files_dir
@@ -205,6 +207,7 @@ class Fuzzer:
             req.nfds = len(fds)
             req.expect = self.gen.with_fds(req)
         self.seq += 1
+        req.plants = self.plants
         if conn.dead:
             return False
         canary_r = canary_w = -1
@@ -573,13 +576,23 @@ class Fuzzer:
                                                                   f"{bool(fl & os.O_APPEND)}", conn)
         self.check(bool(fl & os.O_NONBLOCK) == ("nonblock" in flags), f"open {req.path!r}: O_NONBLOCK is "
                                                                       f"{bool(fl & os.O_NONBLOCK)}", conn)
-        try:
-            named = os.lstat(req.path)
-        except OSError as e:
-            named = None
-            self.check(False, f"open {req.path!r} succeeded, but lstat of it says {errno_name(e.errno)}", conn)
-        self.check(named is not None and (named.st_dev, named.st_ino) == (st.st_dev, st.st_ino),
-                   f"open {req.path!r}: the descriptor is not the file of that name", conn)
+        if req.rule == "plant":
+            # What is there changes under the broker: the file must be one beneath the
+            # root, reached without a symlink, and singly linked if opened to write.
+            where = os.readlink(f"/proc/self/fd/{fd}")
+            self.check(where.startswith(f"{self.tree}/plant/p") and stat.S_ISREG(st.st_mode),
+                       f"open {req.path!r}: got {where!r}, outside the rule's root or not a file", conn)
+            if want != "r" and self.plants == req.plants:
+                self.check(st.st_nlink == 1, f"open {req.path!r} for writing: {st.st_nlink} links", conn)
+            self.stats["plant_ok"] += 1
+        else:
+            try:
+                named = os.lstat(req.path)
+            except OSError as e:
+                named = None
+                self.check(False, f"open {req.path!r} succeeded, but lstat of it says {errno_name(e.errno)}", conn)
+            self.check(named is not None and (named.st_dev, named.st_ino) == (st.st_dev, st.st_ino),
+                       f"open {req.path!r}: the descriptor is not the file of that name", conn)
         if "trunc" in flags:
             self.check(st.st_size == 0, f"open {req.path!r} with trunc: size {st.st_size}", conn)
         if created:
@@ -786,8 +799,42 @@ class Fuzzer:
             c.half_closed = True
             self.draining.append(c)
 
+    def act_plant(self) -> None:
+        """Changes what a name in <tree>/plant is, between and during opens."""
+        r = self.rng
+        base = f"{self.tree}/plant"
+        for _ in range(r.randint(1, 3)):
+            target = f"{base}/{r.choice(PLANT_TARGETS)}"
+            what = r.choice(["file", "file", "symlink", "symlink", "dir", "fifo", "hardlink", "remove", "rename"])
+            link_to = r.choice(["/etc/shadow", "/etc", "../../pub/a.txt", "../pub/a.txt", "p0", "/proc/self/root",
+                                "x"])
+            other = f"{base}/{r.choice(PLANT_TARGETS)}"
+            self.plants += 1
+            self.stats["plants"] += 1
+            try:
+                if what == "rename":
+                    os.rename(other, target)
+                    continue
+                if os.path.isdir(target) and not os.path.islink(target):
+                    shutil.rmtree(target)
+                elif os.path.lexists(target):
+                    os.unlink(target)
+                if what == "file":
+                    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+                elif what == "symlink":
+                    os.symlink(link_to, target)
+                elif what == "dir":
+                    os.mkdir(target, 0o755)
+                elif what == "fifo":
+                    os.mkfifo(target, 0o644)
+                elif what == "hardlink":
+                    os.link(f"{base}/src", target)
+            except OSError:
+                pass  # a parent that is not a directory now, and the like
+
     ACTIONS = [("request", 40), ("burst", 8), ("wait", 10), ("wake", 4), ("connect", 5), ("half_close", 3),
-               ("abrupt_close", 2), ("stop_reading", 1), ("pause", 6), ("refresh", 2), ("storm", 1), ("opens", 2)]
+               ("abrupt_close", 2), ("stop_reading", 1), ("pause", 6), ("refresh", 2), ("storm", 1), ("opens", 2),
+               ("plant", 3)]
 
     # ------------------------------------------------------------ the run
 

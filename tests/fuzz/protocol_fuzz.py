@@ -144,6 +144,8 @@ def config_for(workdir: str, socket_path: str, uid: int, tree: str = "", port_lo
             {"name": "pub-rw", "root": f"{tree}/pub", "match": ["rw/**"], "users": [uid], "allow": ["read", "write"]},
             {"name": "spool", "root": f"{tree}/spool", "match": ["s[0-7]", "dir", "lnk"], "users": [uid],
              "allow": ["read", "write", "create"], "mode": f"0{SPOOL_MODE:o}"},
+            {"name": "plant", "root": f"{tree}/plant", "match": ["p[0-3]", "p[0-3]/*"], "users": [uid],
+             "allow": ["read", "write", "create"], "mode": f"0{SPOOL_MODE:o}"},
             {"name": "warmup", "root": f"{tree}/pub", "match": ["a.txt"], "users": [0], "allow": ["read"]},
         ],
         "bind": [
@@ -194,6 +196,13 @@ class Harness:
         os.chown(self.files_dir, args.uid, args.gid)
         self.tree = os.path.join(self.workdir, "tree")
         make_tree(self.tree)
+        # The fuzzing uid's own directory, where it plants what it likes (act_plant).
+        plant = os.path.join(self.tree, "plant")
+        os.mkdir(plant, 0o755)
+        with open(os.path.join(plant, "src"), "w"):
+            pass
+        for path in (plant, os.path.join(plant, "src")):
+            os.chown(path, args.uid, args.gid)
         self.port_lo = free_port_range(BIND_PORTS)
         self.proc: subprocess.Popen[bytes] | None = None
         self.baseline = 0
@@ -408,7 +417,9 @@ class Harness:
         found = set()
         for top, dirs, files in os.walk(self.tree):
             for name in dirs + files:
-                found.add(os.path.relpath(os.path.join(top, name), self.tree))
+                rel = os.path.relpath(os.path.join(top, name), self.tree)
+                if rel != "plant" and not rel.startswith("plant/"):  # the fuzzer's own
+                    found.add(rel)
         allowed = set(TREE_KINDS) | {f"spool/{n}" for n in SPOOL_FILES}
         with self.lock:
             self.checks += 1

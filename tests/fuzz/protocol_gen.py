@@ -61,6 +61,14 @@ OPEN_PATHS = sorted(TREE_KINDS) + [f"spool/s{i}" for i in range(10)] + [
     "pub/missing", "pub/missing/x", "pub/sub/c.txt/x", "pub/link/x", "pub/fifo/x", "pub/rw/new", "pub/rw/sub/x",
     "pub/rw/link/x", "pub/deny/none", "pub/.hidden/x", "pub/sub/.x", "spool/S1", "spool/s", "spool/s10",
     "spool/s1/x", "spool/dir/x", "spool/lnk/x", "spool/.s1", "pub-evil/a.txt", "pub/\u00e9", "top.txt"]
+# <tree>/plant belongs to the fuzzing uid, which plants files, symlinks (to
+# /etc/shadow, out of the root, ...), directories, FIFOs and hard links in it while
+# opens run (Fuzzer.act_plant), and has a rule there too:
+#   plant     <tree>/plant p[0-3] p[0-3]/*  allow read write create, mode 0660
+PLANT_NAMES = [f"p{i}" for i in range(4)]
+PLANT_TARGETS = PLANT_NAMES + [f"{n}/x" for n in PLANT_NAMES]
+PLANT_OUTCOMES = {"ok", "ENOENT", "EEXIST", "ELOOP", "EISDIR", "EOPNOTSUPP", "EACCES", "ENOTDIR"}
+OPEN_PATHS += [f"plant/{t}" for t in PLANT_TARGETS] * 2 + ["plant/src", "plant/p4", "plant/p0/.x", "plant/p0/x/y"]
 # `bind`: BIND_PORTS ports from the harness's free port LO on 127.0.0.1, rules in order:
 #   tcp-deny tcp://127.0.0.1:LO+7 deny (users *), tcp-lo tcp://127.0.0.1:LO-LO+7,
 #   udp-lo udp://127.0.0.1:LO-LO+7, tcp-lo-rp tcp://127.0.0.1:LO-LO+1 with reuseport.
@@ -82,6 +90,8 @@ def open_rule(rel: str, rights: set[str]) -> str | None:
         if rights <= {"read", "write"} and rest[0] == "rw":
             return "pub-rw"
         return None
+    if segs[0] == "plant" and rest[0] in PLANT_NAMES and len(rest) <= 2:
+        return "plant"
     if segs[0] == "spool" and len(rest) == 1 and rest[0] in SPOOL_FILES + ["dir", "lnk"]:
         return "spool"
     return None
@@ -90,6 +100,8 @@ def open_rule(rel: str, rights: set[str]) -> str | None:
 def open_outcomes(rel: str, create: bool, excl: bool, writes: bool) -> set[str]:
     """What the file system may answer to an open the rules grant: "ok" or errors."""
     segs = rel.split("/")
+    if segs[0] == "plant":
+        return set(PLANT_OUTCOMES)  # whatever the fuzzer planted
     for i in range(1, len(segs)):
         kind = TREE_KINDS.get("/".join(segs[:i]))
         if kind is None and "/".join(segs[:i]) in [f"spool/{n}" for n in SPOOL_FILES]:
@@ -230,6 +242,7 @@ class Request:
     reuseport: bool = False
     rule: str | None = None               # the rule that must grant it
     op_expect: Expect | None = None       # open/bind without descriptors
+    plants: int = -1                      # Fuzzer.plants when it was sent
 
 
 def json_text_len(value: Any) -> int:
@@ -424,7 +437,7 @@ class Gen:
         invalid |= not ok
         req.path = path
         # Flags: creates mostly where they can be made.
-        creating = rel is not None and rel.startswith("spool/") and r.random() < 0.6
+        creating = rel is not None and rel.startswith(("spool/", "plant/")) and r.random() < 0.6
         x = r.random()
         flags: list[str]
         if x < 0.15:
