@@ -781,9 +781,10 @@ class Fuzzer:
             self.close(c)
 
     def act_opens(self) -> None:
-        """Opens on fresh connections at once: more than the broker runs for one uid
-        (EAGAIN), some abandoned before their answer (the broker must close what it
-        opened for them: the fd count at the epoch's end tells)."""
+        """Opens on fresh connections at once: more than the broker runs at once for
+        one uid (the rest wait their turn), some abandoned before their answer (the
+        broker must close what it opened for them: the fd count at the epoch's end
+        tells)."""
         for _ in range(self.rng.randint(2, 6)):
             c = self.connect()
             self.send(c, self.gen.open_request())
