@@ -74,7 +74,9 @@ std::optional<Failure> parse_open_flags(const nlohmann::json& flags, OpenSpec& s
   if (access == -1) return bad("field 'flags' needs one of rdonly, wronly, rdwr");
   spec.access = access;
   if (spec.excl && !spec.create) return bad("flag 'excl' needs 'create'");
+  // As open_beneath() refuses them: malformed, so EINVAL before any rule is asked.
   if (spec.trunc && access == O_RDONLY) return bad("flag 'trunc' needs 'wronly' or 'rdwr'");
+  if (spec.append && access == O_RDONLY) return bad("flag 'append' needs 'wronly' or 'rdwr'");
   return std::nullopt;
 }
 

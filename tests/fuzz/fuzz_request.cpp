@@ -97,6 +97,7 @@ void check_fields(const Request& req) {
                "one access mode");
     FUZZ_CHECK(!o.excl || o.create, "excl only with create");
     FUZZ_CHECK(!o.trunc || o.access != O_RDONLY, "trunc never read-only");
+    FUZZ_CHECK(!o.append || o.access != O_RDONLY, "append never read-only");
     FUZZ_CHECK(!o.mode || (o.create && *o.mode <= 0777), "mode only with create, at most 0777");
   } else {
     FUZZ_CHECK(req.path.empty(), "no path on other ops");

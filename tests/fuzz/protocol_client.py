@@ -21,13 +21,14 @@ import os
 import random
 import re
 import select
+import shutil
 import socket
 import stat
 import time
 from typing import Any
 
-from protocol_gen import (HOT_NAMES, MAX_FDS, MAX_MESSAGE, STATIC_NAMES, Expect, FdPool, Gen, Request,
-                          errno_name, visible_name)
+from protocol_gen import (HOT_NAMES, MAX_FDS, MAX_MESSAGE, PLANT_TARGETS, SPOOL_MODE, STATIC_NAMES, Expect, FdPool, Gen,
+                          Request, errno_name, visible_name)
 
 ERROR_NAME = re.compile(r"E[A-Z0-9]+")
 RECV_BUFFER = 1 << 20          # far above what a reply may be, to see oversized ones
@@ -86,7 +87,7 @@ class Conn:
 class Fuzzer:
     def __init__(self, *, seed: int, seconds: float, socket_path: str, files_dir: str, listener_ino: int,
                  max_wait_ms: int, client_timeout_ms: int, epoch_steps: int, control: tuple[int, int] | None,
-                 exclude: set[str]) -> None:
+                 exclude: set[str], tree: str = "/nonexistent", port_lo: int = 1) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         self.seconds = seconds
@@ -99,7 +100,12 @@ class Fuzzer:
         self.exclude = exclude
         self.uid = os.getuid()
         self.pid = os.getpid()
-        self.gen = Gen(self.rng, self.uid, max_wait_ms)
+        self.gen = Gen(self.rng, self.uid, max_wait_ms, tree, port_lo)
+        self.tree = tree
+        # Sockets from bind replies kept a while (so that binds meet EADDRINUSE); which
+        # are kept depends on the request's sequence number, not on the rng.
+        self.held: collections.deque[int] = collections.deque()
+        self.plants = 0  # changes made in <tree>/plant so far
         self.last_generation: dict[str, int] = {}
         self.gen.generation_of = lambda name: self.last_generation.get(name, 0)
         self.files_dir = files_dir
@@ -201,6 +207,7 @@ class Fuzzer:
             req.nfds = len(fds)
             req.expect = self.gen.with_fds(req)
         self.seq += 1
+        req.plants = self.plants
         if conn.dead:
             return False
         canary_r = canary_w = -1
@@ -373,7 +380,7 @@ class Fuzzer:
         except Violation as v:
             raise Violation(f"{v}\n  request #{p.seq} ({p.req.label}, {p.sent_fds} fds, sent "
                             f"{now - p.sent_at:.3f} s before): {preview(p.req.data, 300)}\n"
-                            f"  reply: {preview(data, 300)}", conn) from None
+                            f"  reply: {preview(data, 300)}" + tail(p.req.data, data), conn) from None
 
     def check_reply(self, conn: Conn, p: Pending, data: bytes, fds: list[int], now: float) -> bool:
         req = p.req
@@ -389,15 +396,20 @@ class Fuzzer:
         else:
             self.stats["ok_" + (req.op or "unknown")] += 1
         self.check_id(conn, p, reply)
-        # Descriptors: only a successful get or take carries them, as many as it describes.
+        if req.op in ("open", "bind") and not req.expect.anything:
+            self.stats[f"{req.op}_{'ok' if ok else err}"] += 1
+        # Descriptors: only a successful get, take, open or bind carries them, as many as
+        # it describes (open and bind: exactly one).
         if fds:
             self.check(ok is True, f"an error reply carried {len(fds)} descriptors", conn)
-            self.check(req.op in ("get", "take") or (req.op is None and p.sent_fds == 0),
+            self.check(req.op in ("get", "take", "open", "bind") or (req.op is None and p.sent_fds == 0),
                        f"a reply to {req.op or 'a request with descriptors'} carried {len(fds)} descriptors", conn)
             self.check(isinstance(reply.get("fds"), list) and len(reply["fds"]) == len(fds),
                        f"{len(fds)} descriptors attached, 'fds' describes {len(reply.get('fds') or [])}", conn)
-        elif ok and req.op in ("get", "take") and not req.expect.anything:
+        elif ok and req.op in ("get", "take", "open", "bind") and not req.expect.anything:
             self.check(False, f"a successful {req.op} carried no descriptors", conn)
+        if ok and req.op in ("open", "bind"):
+            self.check(len(fds) == 1, f"a successful {req.op} carried {len(fds)} descriptors, not one", conn)
         # What the request itself fixes.
         e = req.expect
         if not e.anything:
@@ -463,6 +475,10 @@ class Fuzzer:
             self.last_generation[req.name] = g
         elif op in ("get", "take"):
             self.check_entry(conn, p, reply, fds)
+        elif op == "open":
+            self.check_open(conn, p, reply, fds)
+        elif op == "bind":
+            self.check_bind(conn, p, reply, fds)
         elif op == "delete":
             self.check(reply.get("name") == req.name, f"delete: name {reply.get('name')!r} != {req.name!r}", conn)
         elif op == "list":
@@ -531,6 +547,98 @@ class Fuzzer:
         if req.op == "take":
             self.taken[g] = time.monotonic()
         self.last_generation[name] = g
+
+    def check_open(self, conn: Conn, p: Pending, reply: dict[str, Any], fds: list[int]) -> None:
+        """The file asked for, with the flags asked for, by the rule that must grant it."""
+        req = p.req
+        flags = req.flags
+        self.check(reply.get("path") == req.path, f"open: path {reply.get('path')!r} != {req.path!r}", conn)
+        self.check(reply.get("rule") == req.rule, f"open {req.path!r}: rule {reply.get('rule')!r}, "
+                                                  f"expected {req.rule!r}", conn)
+        created = reply.get("created")
+        self.check(isinstance(created, bool), f"open: 'created' is {created!r}", conn)
+        self.check(not created or "create" in flags, f"open {req.path!r}: created without 'create'", conn)
+        self.check(created or "excl" not in flags, f"open {req.path!r}: create+excl succeeded, created false", conn)
+        descs = reply.get("fds")
+        self.check(isinstance(descs, list) and len(descs) == 1, f"open: 'fds' is {descs!r}", conn)
+        fd = fds[0]
+        st = os.fstat(fd)
+        d = descs[0] if isinstance(descs[0], dict) else {}
+        self.check(kind_of(fd, st) == "file" and d.get("kind") == "file",
+                   f"open {req.path!r}: a {kind_of(fd, st)} described as {d.get('kind')!r}", conn)
+        want = "rw" if "rdwr" in flags else "w" if "wronly" in flags else "r"
+        self.check(access_of(fd) == want, f"open {req.path!r} {sorted(flags)}: access {access_of(fd)!r}", conn)
+        self.check("access" not in d or d["access"] == want, f"open: described access {d.get('access')!r}", conn)
+        # The description is the path the file has when described: in the plant, a
+        # name the fuzzer may have removed or renamed meanwhile.
+        self.check("path" not in d or d["path"] == req.path
+                   or (req.rule == "plant" and d["path"].startswith(f"{self.tree}/plant/p")),
+                   f"open {req.path!r}: described path {d.get('path')!r}", conn)
+        fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+        self.check(bool(fl & os.O_APPEND) == ("append" in flags), f"open {req.path!r}: O_APPEND is "
+                                                                  f"{bool(fl & os.O_APPEND)}", conn)
+        self.check(bool(fl & os.O_NONBLOCK) == ("nonblock" in flags), f"open {req.path!r}: O_NONBLOCK is "
+                                                                      f"{bool(fl & os.O_NONBLOCK)}", conn)
+        if req.rule == "plant":
+            # What is there changes under the broker: the file must be one beneath the
+            # root, reached without a symlink, and singly linked if opened to write.
+            where = os.readlink(f"/proc/self/fd/{fd}")
+            self.check(where.startswith(f"{self.tree}/plant/p") and stat.S_ISREG(st.st_mode),
+                       f"open {req.path!r}: got {where!r}, outside the rule's root or not a file", conn)
+            if want != "r" and self.plants == req.plants:
+                self.check(st.st_nlink == 1, f"open {req.path!r} for writing: {st.st_nlink} links", conn)
+            self.stats["plant_ok"] += 1
+        else:
+            try:
+                named = os.lstat(req.path)
+            except OSError as e:
+                named = None
+                self.check(False, f"open {req.path!r} succeeded, but lstat of it says {errno_name(e.errno)}", conn)
+            self.check(named is not None and (named.st_dev, named.st_ino) == (st.st_dev, st.st_ino),
+                       f"open {req.path!r}: the descriptor is not the file of that name", conn)
+        if "trunc" in flags:
+            self.check(st.st_size == 0, f"open {req.path!r} with trunc: size {st.st_size}", conn)
+        if created:
+            self.stats["open_created"] += 1
+            want_mode = (req.mode if req.mode is not None else SPOOL_MODE) & SPOOL_MODE
+            self.check(stat.S_IMODE(st.st_mode) == want_mode and st.st_uid == 0,
+                       f"open {req.path!r}: created with mode {stat.S_IMODE(st.st_mode):o} uid {st.st_uid}, "
+                       f"expected {want_mode:o} uid 0 (the broker's)", conn)
+
+    def check_bind(self, conn: Conn, p: Pending, reply: dict[str, Any], fds: list[int]) -> None:
+        """A socket of the type asked for, bound to the address, listening if tcp."""
+        req = p.req
+        self.check(reply.get("address") == req.address, f"bind: address {reply.get('address')!r}, "
+                                                        f"expected {req.address!r}", conn)
+        self.check(reply.get("rule") == req.rule, f"bind {req.address}: rule {reply.get('rule')!r}, "
+                                                  f"expected {req.rule!r}", conn)
+        descs = reply.get("fds")
+        self.check(isinstance(descs, list) and len(descs) == 1 and isinstance(descs[0], dict)
+                   and descs[0].get("kind") == "socket", f"bind: 'fds' is {descs!r}", conn)
+        fd = fds[0]
+        s = socket.socket(fileno=os.dup(fd))
+        try:
+            tcp = req.address.startswith("tcp")
+            want_type = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
+            self.check(s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == want_type and s.family == socket.AF_INET,
+                       f"bind {req.address}: a socket of the wrong type", conn)
+            self.check(s.getsockname() == ("127.0.0.1", req.port), f"bind {req.address}: bound to {s.getsockname()}",
+                       conn)
+            self.check(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == (1 if tcp else 0),
+                       f"bind {req.address}: listening is {s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)}",
+                       conn)
+            self.check(bool(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)) == req.reuseport,
+                       f"bind {req.address}: SO_REUSEPORT is not {req.reuseport}", conn)
+        finally:
+            s.close()
+        if p.seq % 3 == 0:
+            self.held.append(os.dup(fd))
+            if len(self.held) > 4:
+                os.close(self.held.popleft())
+
+    def release_held(self) -> None:
+        while self.held:
+            os.close(self.held.popleft())
 
     # ------------------------------------------------------------ actions
 
@@ -675,8 +783,62 @@ class Fuzzer:
                     self.check(not c.outstanding, "no hello reply within 5 s", c)
             self.close(c)
 
+    def act_opens(self) -> None:
+        """Opens on fresh connections at once: more than the broker runs at once for
+        one uid (the rest wait their turn), some abandoned before their answer (the
+        broker must close what it opened for them: the fd count at the epoch's end
+        tells)."""
+        for _ in range(self.rng.randint(2, 6)):
+            c = self.connect()
+            self.send(c, self.gen.open_request())
+            if self.rng.random() < 0.3:
+                self.note(c, "> close (abandoned)")
+                self.close(c)
+                continue
+            self.note(c, "> shutdown(SHUT_WR)")
+            try:
+                c.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            c.half_closed = True
+            self.draining.append(c)
+
+    def act_plant(self) -> None:
+        """Changes what a name in <tree>/plant is, between and during opens."""
+        r = self.rng
+        base = f"{self.tree}/plant"
+        for _ in range(r.randint(1, 3)):
+            target = f"{base}/{r.choice(PLANT_TARGETS)}"
+            what = r.choice(["file", "file", "symlink", "symlink", "dir", "fifo", "hardlink", "remove", "rename"])
+            link_to = r.choice(["/etc/shadow", "/etc", "../../pub/a.txt", "../pub/a.txt", "p0", "/proc/self/root",
+                                "x"])
+            other = f"{base}/{r.choice(PLANT_TARGETS)}"
+            self.plants += 1
+            self.stats["plants"] += 1
+            try:
+                if what == "rename":
+                    os.rename(other, target)
+                    continue
+                if os.path.isdir(target) and not os.path.islink(target):
+                    shutil.rmtree(target)
+                elif os.path.lexists(target):
+                    os.unlink(target)
+                if what == "file":
+                    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+                elif what == "symlink":
+                    os.symlink(link_to, target)
+                elif what == "dir":
+                    os.mkdir(target, 0o755)
+                elif what == "fifo":
+                    os.mkfifo(target, 0o644)
+                elif what == "hardlink":
+                    os.link(f"{base}/src", target)
+            except OSError:
+                pass  # a parent that is not a directory now, and the like
+
     ACTIONS = [("request", 40), ("burst", 8), ("wait", 10), ("wake", 4), ("connect", 5), ("half_close", 3),
-               ("abrupt_close", 2), ("stop_reading", 1), ("pause", 6), ("refresh", 2), ("storm", 1)]
+               ("abrupt_close", 2), ("stop_reading", 1), ("pause", 6), ("refresh", 2), ("storm", 1), ("opens", 2),
+               ("plant", 3)]
 
     # ------------------------------------------------------------ the run
 
@@ -702,12 +864,16 @@ class Fuzzer:
             for c in self.conns + self.draining:
                 self.close(c)
             self.pool.close()
+            self.release_held()
         return dict(self.stats)
 
     def quiesce(self, epoch: int, final: bool = False) -> None:
         """Every reading connection gets all its replies; then all close, and the
         harness (root) deletes every entry and checks the broker's fd count."""
-        deadline = time.monotonic() + self.max_wait_ms / 1000 + 10
+        # Waits pipelined on one connection are answered one after the other.
+        queued_waits = max((sum(min(p.req.wait_ms or 0, self.max_wait_ms) for p in c.outstanding)
+                            for c in self.conns + self.draining if c.reading and not c.dead), default=0)
+        deadline = time.monotonic() + max(queued_waits, self.max_wait_ms) / 1000 + 10
         while time.monotonic() < deadline:
             pending = [c for c in self.conns + self.draining if c.reading and not c.dead and c.outstanding]
             if not pending and not self.canaries:
@@ -722,6 +888,7 @@ class Fuzzer:
         self.conns.clear()
         self.draining.clear()
         self.pool.close()  # it holds connections to the broker too
+        self.release_held()
         self.stats["epochs"] += 1
         if self.control is not None:
             rfd, wfd = self.control
@@ -740,6 +907,16 @@ class Fuzzer:
 
 
 # ---------------------------------------------------------------- helpers
+
+def tail(request: bytes, reply: bytes) -> str:
+    """The ends of a long request and reply (where the fields after a long id are)."""
+    text = ""
+    if len(request) > 300:
+        text += f"\n  request's end: {request[-300:]!r}"
+    if len(reply) > 300:
+        text += f"\n  reply's end: {reply[-300:]!r}"
+    return text
+
 
 def to_float(x: Any) -> float:
     try:

@@ -6,7 +6,9 @@ non-root client, with the protocol's promises checked throughout.
   tests/fuzz/protocol_fuzz.py --fdbrokerd build/asan/daemon/fdbrokerd [--seed N] [--seconds S]
   (or scripts/fuzz-protocol, which builds first)
 
-This process (root) writes a configuration into a temporary directory, starts the
+This process (root) builds a tree of files for `open` requests (make_tree), picks
+8 free ports on 127.0.0.1 for `bind` requests, writes a configuration with `files`
+and `bind` rules for both into a temporary directory, starts the
 broker on it, waits for READY=1 on a notify socket and takes the broker's
 descriptor count (/proc/<pid>/fd) as the baseline. It then forks the fuzzing
 client, which drops to a uid with rules on a few prefixes (protocol_client.py and
@@ -15,7 +17,9 @@ protocol_gen.py), and meanwhile:
     answered within 2 s, every 200-500 ms;
   - watches the broker's log (its stderr) for sanitizer reports;
   - at the end of every epoch (the client closed everything), deletes every entry
-    as root and checks that the broker's descriptor count is back to its baseline;
+    as root and checks that the broker's descriptor count is back to its baseline
+    (it keeps no copy of what it opened or bound), and that opens changed nothing
+    in the tree but the spool's files;
   - at the end, stops the broker with SIGTERM and expects exit status 0.
 Exit status 0: nothing found; 1: a violation (printed with the seed, the command
 that replays it and the last messages of the failing connection); 2: usage or setup.
@@ -54,6 +58,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from list_pages import names_to_delete  # noqa: E402
 from notify_start import read_log, settled_count, start_until_ready  # noqa: E402
 from protocol_client import Fuzzer, Violation  # noqa: E402
+from protocol_gen import BIND_PORTS, SPOOL_FILES, SPOOL_MODE, TREE_KINDS  # noqa: E402
 
 HELLO_DEADLINE = 2.0
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
@@ -62,7 +67,52 @@ MAX_WAIT_MS = 4000
 CLIENT_TIMEOUT_MS = 5000
 
 
-def config_for(workdir: str, socket_path: str, uid: int) -> dict[str, Any]:
+def make_tree(tree: str) -> None:
+    """The files `open` requests are aimed at (protocol_gen.TREE_KINDS says what is
+    where), all root's: read by the broker for the fuzzing uid."""
+    os.mkdir(tree, 0o755)
+    for rel, kind in sorted(TREE_KINDS.items()):
+        path = os.path.join(tree, rel)
+        if kind == "dir":
+            os.mkdir(path, 0o755)
+    for rel, kind in sorted(TREE_KINDS.items()):
+        path = os.path.join(tree, rel)
+        if kind == "file":
+            with open(path, "w") as f:
+                f.write(f"{rel}\n")
+            os.chmod(path, 0o600 if rel.endswith(".key") else 0o644)
+        elif kind == "fifo":
+            os.mkfifo(path, 0o666)
+    for rel, kind in sorted(TREE_KINDS.items()):
+        path = os.path.join(tree, rel)
+        if kind == "symlink":
+            os.symlink({"pub/link": "/etc/passwd", "pub/rw/link": "../a.txt"}.get(rel, "../pub/a.txt"), path)
+        elif kind == "hardlink" and not os.path.exists(path):
+            # other/h.txt and pub/rw/hard: one file, two names.
+            with open(os.path.join(tree, "other/h.txt"), "w") as f:
+                f.write("two names\n")
+            os.link(os.path.join(tree, "other/h.txt"), os.path.join(tree, "pub/rw/hard"))
+
+
+def free_port_range(count: int) -> int:
+    """The first of `count` consecutive ports on 127.0.0.1 that nothing holds now,
+    tcp or udp (below the ephemeral range, where the fuzzer's own sockets go)."""
+    import random
+    rng = random.Random()
+    for _ in range(200):
+        lo = rng.randrange(20000, 32000 - count)
+        try:
+            for port in range(lo, lo + count):
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    with socket.socket(socket.AF_INET, kind) as s:
+                        s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return lo
+    raise RuntimeError("no free port range on 127.0.0.1")
+
+
+def config_for(workdir: str, socket_path: str, uid: int, tree: str = "", port_lo: int = 0) -> dict[str, Any]:
     static_file = os.path.join(workdir, "static.txt")
     with open(static_file, "w") as f:
         f.write("a static entry\n")
@@ -85,6 +135,28 @@ def config_for(workdir: str, socket_path: str, uid: int) -> dict[str, Any]:
              "access": [{"users": [uid], "allow": ["get"]}]},
             {"name": "s/sock", "type": "unix", "path": os.path.join(workdir, "static.sock"),
              "socket_type": "stream", "access": [{"users": [uid], "allow": ["get"]}]},
+        ],
+        # protocol_gen.py (TREE_KINDS, open_rule, bind_fields) mirrors these.
+        "files": [
+            {"name": "pub-deny", "root": f"{tree}/pub", "match": ["deny/**"], "users": ["*"],
+             "deny": ["read", "write", "create"]},
+            {"name": "pub-ro", "root": f"{tree}/pub", "match": ["**"], "users": [uid], "allow": ["read"]},
+            {"name": "pub-rw", "root": f"{tree}/pub", "match": ["rw/**"], "users": [uid], "allow": ["read", "write"]},
+            {"name": "spool", "root": f"{tree}/spool", "match": ["s[0-7]", "dir", "lnk"], "users": [uid],
+             "allow": ["read", "write", "create"], "mode": f"0{SPOOL_MODE:o}"},
+            {"name": "plant", "root": f"{tree}/plant", "match": ["p[0-3]", "p[0-3]/*"], "users": [uid],
+             "allow": ["read", "write", "create"], "mode": f"0{SPOOL_MODE:o}"},
+            {"name": "warmup", "root": f"{tree}/pub", "match": ["a.txt"], "users": [0], "allow": ["read"]},
+        ],
+        "bind": [
+            {"name": "tcp-deny", "address": f"tcp://127.0.0.1:{port_lo + BIND_PORTS - 1}", "users": ["*"],
+             "deny": ["bind"]},
+            {"name": "tcp-lo", "address": f"tcp://127.0.0.1:{port_lo}-{port_lo + BIND_PORTS - 1}", "users": [uid],
+             "allow": ["bind"]},
+            {"name": "udp-lo", "address": f"udp://127.0.0.1:{port_lo}-{port_lo + BIND_PORTS - 1}", "users": [uid],
+             "allow": ["bind"]},
+            {"name": "tcp-lo-rp", "address": f"tcp://127.0.0.1:{port_lo}-{port_lo + 1}", "users": [uid],
+             "allow": ["bind"], "reuseport": True},
         ],
     }
 
@@ -122,6 +194,16 @@ class Harness:
         self.files_dir = os.path.join(self.workdir, "files")
         os.mkdir(self.files_dir, 0o700)
         os.chown(self.files_dir, args.uid, args.gid)
+        self.tree = os.path.join(self.workdir, "tree")
+        make_tree(self.tree)
+        # The fuzzing uid's own directory, where it plants what it likes (act_plant).
+        plant = os.path.join(self.tree, "plant")
+        os.mkdir(plant, 0o755)
+        with open(os.path.join(plant, "src"), "w"):
+            pass
+        for path in (plant, os.path.join(plant, "src")):
+            os.chown(path, args.uid, args.gid)
+        self.port_lo = free_port_range(BIND_PORTS)
         self.proc: subprocess.Popen[bytes] | None = None
         self.baseline = 0
         self.baseline_links: dict[str, str] = {}
@@ -137,7 +219,7 @@ class Harness:
     # ------------------------------------------------------------ broker
 
     def start_broker(self) -> None:
-        config = config_for(self.workdir, self.socket, self.args.uid)
+        config = config_for(self.workdir, self.socket, self.args.uid, self.tree, self.port_lo)
         config_path = os.path.join(self.workdir, "fdbroker.json")
         # The fuzzing uid holds many connections at times (sockets connected to the
         # broker inside entries, storms of short connections): far below this, but it
@@ -174,6 +256,10 @@ class Harness:
         os.close(w)
         for m in ({"op": "get", "name": "warmup"}, {"op": "list"}, {"op": "stats"}, {"op": "delete", "name": "warmup"}):
             exchange(self.socket, m, 10)
+        # The workers of open start at the first (root's own rule "warmup").
+        reply = exchange(self.socket, {"op": "open", "path": f"{self.tree}/pub/a.txt"}, 10)
+        if reply.get("rule") != "warmup":
+            raise RuntimeError(f"the warm-up open was not granted: {reply}")
         self.baseline = settled_count(self.fd_count, 0.3)
         self.baseline_links = fd_links(self.pid)
 
@@ -325,6 +411,24 @@ class Harness:
                     f"before: {extra_n}; new targets: {extra[:20]}" + self.describe_sockets(extra))
         return None
 
+    def check_tree(self) -> str | None:
+        """Opens changed nothing on disk but the spool's files they may create (no
+        file elsewhere, no other name in the spool, nothing left of a failed create)."""
+        found = set()
+        for top, dirs, files in os.walk(self.tree):
+            for name in dirs + files:
+                rel = os.path.relpath(os.path.join(top, name), self.tree)
+                if rel != "plant" and not rel.startswith("plant/"):  # the fuzzer's own
+                    found.add(rel)
+        allowed = set(TREE_KINDS) | {f"spool/{n}" for n in SPOOL_FILES}
+        with self.lock:
+            self.checks += 1
+        extra = sorted(found - allowed)
+        missing = sorted(set(TREE_KINDS) - found)
+        if extra or missing:
+            return f"the tree of open requests changed: new {extra[:10]}, gone {missing[:10]}"
+        return None
+
     def describe_sockets(self, targets: list[str]) -> str:
         """`ss` lines (with the peer's inode and process) of the sockets among `targets`."""
         inodes = [t[len("socket:["):-1] for t in targets if t.startswith("socket:[")]
@@ -347,7 +451,8 @@ class Harness:
         print(f"protocol_fuzz: seed {self.seed}, {args.seconds} s, uid {args.uid}, broker {args.fdbrokerd}", flush=True)
         self.start_broker()
         listener_ino = self.listener_inode()
-        print(f"protocol_fuzz: broker pid {self.pid} ready, {self.baseline} descriptors; workdir {self.workdir}",
+        print(f"protocol_fuzz: broker pid {self.pid} ready, {self.baseline} descriptors; workdir {self.workdir}; "
+              f"bind ports {self.port_lo}-{self.port_lo + BIND_PORTS - 1}",
               flush=True)
         c2p_r, c2p_w = os.pipe()
         p2c_r, p2c_w = os.pipe()
@@ -387,7 +492,7 @@ class Harness:
                 line, buffer = buffer.split(b"\n", 1)
                 msg = json.loads(line)
                 if "quiesce" in msg:
-                    problem = self.clear_and_check_fds(msg["quiesce"])
+                    problem = self.clear_and_check_fds(msg["quiesce"]) or self.check_tree()
                     if problem:
                         self.fail(problem)
                         os.write(p2c_w, b"stop: fd count\n")
@@ -414,7 +519,8 @@ class Harness:
             fuzzer = Fuzzer(seed=self.seed, seconds=self.args.seconds, socket_path=self.socket,
                             files_dir=self.files_dir, listener_ino=listener_ino, max_wait_ms=MAX_WAIT_MS,
                             client_timeout_ms=CLIENT_TIMEOUT_MS, epoch_steps=self.args.epoch_steps,
-                            control=(in_fd, out_fd), exclude=set(self.args.exclude))
+                            control=(in_fd, out_fd), exclude=set(self.args.exclude), tree=self.tree,
+                            port_lo=self.port_lo)
             try:
                 stats = fuzzer.run()
                 result: dict[str, Any] = {"ok": True, "stats": stats}

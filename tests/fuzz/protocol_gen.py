@@ -40,7 +40,134 @@ HOT_NAMES = ["f/a", "f/b", "f/c", "f/d", "f/e"]
 # and declares static entries f/static (a file, under f/), s/file (a file) and
 # s/sock (a listening unix socket), the last two with an access rule for get.
 STATIC_NAMES = {"f/static": "file", "s/file": "file", "s/sock": "socket"}
-OPS = ["hello", "get", "take", "put", "delete", "list", "stats"]
+OPS = ["hello", "get", "take", "put", "delete", "list", "stats", "open", "bind"]
+
+# `open`: the tree the harness builds (protocol_fuzz.py make_tree) at <tree>, what is
+# where (relative to <tree>), and its `files` rules for the fuzzing uid, in file order:
+#   pub-deny  <tree>/pub  deny/**        deny read write create
+#   pub-ro    <tree>/pub  **             allow read
+#   pub-rw    <tree>/pub  rw/**          allow read write
+#   spool     <tree>/spool s[0-7] dir lnk allow read write create, mode 0660
+TREE_KINDS = {
+    "pub": "dir", "pub/a.txt": "file", "pub/secret.key": "file", "pub/sub": "dir", "pub/sub/c.txt": "file",
+    "pub/link": "symlink", "pub/fifo": "fifo", "pub/.hidden": "file", "pub/rw": "dir", "pub/rw/w.txt": "file",
+    "pub/rw/hard": "hardlink", "pub/rw/sub": "dir", "pub/rw/link": "symlink", "pub/deny": "dir",
+    "pub/deny/x.txt": "file", "spool": "dir", "spool/dir": "dir", "spool/lnk": "symlink", "other": "dir",
+    "other/h.txt": "hardlink",
+}
+SPOOL_FILES = [f"s{i}" for i in range(8)]  # the only names a create may make: the spool stays small
+SPOOL_MODE = 0o660
+OPEN_PATHS = sorted(TREE_KINDS) + [f"spool/s{i}" for i in range(10)] + [
+    "pub/missing", "pub/missing/x", "pub/sub/c.txt/x", "pub/link/x", "pub/fifo/x", "pub/rw/new", "pub/rw/sub/x",
+    "pub/rw/link/x", "pub/deny/none", "pub/.hidden/x", "pub/sub/.x", "spool/S1", "spool/s", "spool/s10",
+    "spool/s1/x", "spool/dir/x", "spool/lnk/x", "spool/.s1", "pub-evil/a.txt", "pub/\u00e9", "top.txt"]
+# <tree>/plant belongs to the fuzzing uid, which plants files, symlinks (to
+# /etc/shadow, out of the root, ...), directories, FIFOs and hard links in it while
+# opens run (Fuzzer.act_plant), and has a rule there too:
+#   plant     <tree>/plant p[0-3] p[0-3]/*  allow read write create, mode 0660
+PLANT_NAMES = [f"p{i}" for i in range(4)]
+PLANT_TARGETS = PLANT_NAMES + [f"{n}/x" for n in PLANT_NAMES]
+PLANT_OUTCOMES = {"ok", "ENOENT", "EEXIST", "ELOOP", "EISDIR", "EOPNOTSUPP", "EACCES", "ENOTDIR"}
+OPEN_PATHS += [f"plant/{t}" for t in PLANT_TARGETS] * 2 + ["plant/src", "plant/p4", "plant/p0/.x", "plant/p0/x/y"]
+# `bind`: BIND_PORTS ports from the harness's free port LO on 127.0.0.1, rules in order:
+#   tcp-deny tcp://127.0.0.1:LO+7 deny (users *), tcp-lo tcp://127.0.0.1:LO-LO+7,
+#   udp-lo udp://127.0.0.1:LO-LO+7, tcp-lo-rp tcp://127.0.0.1:LO-LO+1 with reuseport.
+BIND_PORTS = 8
+OPEN_ERRORS_ANY = ("EAGAIN",)  # too many opens of this uid under way, or a rename race
+
+
+def open_rule(rel: str, rights: set[str]) -> str | None:
+    """The `files` rule that grants `rights` on <tree>/<rel>, or None (EACCES)."""
+    segs = rel.split("/")
+    rest = segs[1:]
+    if not rest or any(s.startswith(".") for s in rest):
+        return None  # the root itself, or a dot segment that no glob here matches
+    if segs[0] == "pub":
+        if rest[0] == "deny":
+            return None  # deny/** matches deny itself too, and denies every right
+        if rights <= {"read"}:
+            return "pub-ro"
+        if rights <= {"read", "write"} and rest[0] == "rw":
+            return "pub-rw"
+        return None
+    if segs[0] == "plant" and rest[0] in PLANT_NAMES and len(rest) <= 2:
+        return "plant"
+    if segs[0] == "spool" and len(rest) == 1 and rest[0] in SPOOL_FILES + ["dir", "lnk"]:
+        return "spool"
+    return None
+
+
+def open_outcomes(rel: str, create: bool, excl: bool, writes: bool) -> set[str]:
+    """What the file system may answer to an open the rules grant: "ok" or errors."""
+    segs = rel.split("/")
+    if segs[0] == "plant":
+        return set(PLANT_OUTCOMES)  # whatever the fuzzer planted
+    for i in range(1, len(segs)):
+        kind = TREE_KINDS.get("/".join(segs[:i]))
+        if kind is None and "/".join(segs[:i]) in [f"spool/{n}" for n in SPOOL_FILES]:
+            kind = "maybe-file"
+        if kind is None:
+            return {"ENOENT"}
+        if kind == "symlink":
+            return {"ELOOP"}
+        if kind == "maybe-file":
+            return {"ENOTDIR", "ENOENT"}
+        if kind != "dir":
+            return {"ENOTDIR"}
+    kind = TREE_KINDS.get(rel)
+    if rel in [f"spool/{n}" for n in SPOOL_FILES]:
+        return {"ok", "EEXIST"} if excl else {"ok"} if create else {"ok", "ENOENT"}
+    if kind is None:
+        return {"ok"} if create else {"ENOENT"}
+    if kind == "symlink":
+        return {"EEXIST", "ELOOP"} if create and excl else {"ELOOP"}
+    if kind == "dir":
+        return {"EISDIR", "EEXIST"} if create else {"EISDIR"}
+    if kind == "fifo":
+        return {"EOPNOTSUPP"}
+    if kind == "hardlink":
+        return {"EACCES"} if writes else {"ok"}
+    return {"ok"}
+
+
+def parse_bind_url(text: str) -> tuple[str, str, str, int] | None:
+    """(kind "tcp"/"udp", family "4"/"6", normal host, port) as the broker reads a
+    bind address; None if it is not one (EINVAL)."""
+    import ipaddress
+    schemes = {"tcp://": ("tcp", False), "tcp6://": ("tcp", True), "udp://": ("udp", False),
+               "udp6://": ("udp", True)}
+    for scheme, (kind, six) in schemes.items():
+        if text.startswith(scheme):
+            rest = text[len(scheme):]
+            break
+    else:
+        return None
+    host, colon, port_text = rest.rpartition(":")
+    if not colon or not (1 <= len(port_text) <= 5) or not port_text.isascii() or not port_text.isdigit():
+        return None
+    port = int(port_text)
+    if port > 65535:
+        return None
+    bracketed = len(host) >= 2 and host[0] == "[" and host[-1] == "]"
+    if bracketed:
+        host = host[1:-1]
+    elif ":" in host:
+        return None
+    inet6 = six or bracketed
+    if host in ("", "*"):
+        host = "::" if inet6 else "0.0.0.0"
+    elif host == "localhost":
+        host = "::1" if inet6 else "127.0.0.1"
+    try:
+        if inet6:
+            host = str(ipaddress.IPv6Address(host)) if "%" not in host else host
+        else:
+            if host.count(".") != 3 or not all(p.isdigit() and len(p) <= 3 for p in host.split(".")):
+                return None
+            ipaddress.IPv4Address(host)
+    except ValueError:
+        return None
+    return kind, "6" if inet6 else "4", host, port
 
 
 def valid_prefix(s: str) -> bool:
@@ -106,6 +233,16 @@ class Request:
     fixed: bool = False             # the outcome does not depend on descriptors (EPROTO, EMSGSIZE)
     nfds: int = 0                   # how many descriptors to attach
     optional_reply: bool = False    # set by the sender: an empty record before SHUT_WR
+    # open and bind, when well-formed: what a success must show.
+    path: str | None = None
+    flags: frozenset[str] = frozenset()   # the open's flags, "rdonly" etc. included
+    mode: int | None = None               # the create mode asked for
+    address: str | None = None            # the canonical URL a bind's reply must give
+    port: int = 0
+    reuseport: bool = False
+    rule: str | None = None               # the rule that must grant it
+    op_expect: Expect | None = None       # open/bind without descriptors
+    plants: int = -1                      # Fuzzer.plants when it was sent
 
 
 def json_text_len(value: Any) -> int:
@@ -117,8 +254,11 @@ def json_text_len(value: Any) -> int:
 class Gen:
     """Generates requests. Consumes the rng the same way whatever the broker does."""
 
-    def __init__(self, rng: random.Random, uid: int, max_wait_ms: int) -> None:
+    def __init__(self, rng: random.Random, uid: int, max_wait_ms: int, tree: str = "/nonexistent",
+                 port_lo: int = 1) -> None:
         self.rng = rng
+        self.tree = tree
+        self.port_lo = port_lo
         self.uid = uid
         self.max_wait_ms = max_wait_ms
         self.seq = 0
@@ -245,6 +385,211 @@ class Gen:
             v = {self.rand_string(r.randint(0, 5)): self.rand_string(r.randint(0, 5)) for _ in range(r.randint(0, 20))}
         return json.dumps(v, ensure_ascii=r.random() < 0.5), v
 
+    # ------------------------------------------------------------ open and bind
+
+    def open_path(self) -> tuple[str, str | None, bool]:
+        """(path, its part below the tree or None if outside it, well-formed)."""
+        r = self.rng
+        x = r.random()
+        if x < 0.8:
+            rel = r.choice(OPEN_PATHS)
+            return f"{self.tree}/{rel}", rel, True
+        if x < 0.86:
+            p = r.choice(["/etc/passwd", "/etc/shadow", "/proc/self/status", "/dev/null", self.tree,
+                          self.tree + "-evil/pub/a.txt", "/" + self.rand_string(r.randint(1, 20), NAME_CHARS[:-2])])
+            return p, None, True
+        if x < 0.89:
+            # Around the 4096-byte bound, in segments the kernel takes (a missing directory).
+            n = r.choice([4095, 4096, 4096, 4097, 5000])
+            head = f"{self.tree}/pub/"
+            body = "/".join(["d" * 200] * 30)[: n - len(head)]
+            body = body.rstrip("/")
+            p = head + body
+            while len(p.encode()) < n:
+                p += "e"
+            return p, (p[len(self.tree) + 1:] if len(p.encode()) <= 4096 else None), len(p.encode()) <= 4096
+        if x < 0.91:
+            seg = "n" * r.choice([255, 256, 300])
+            return f"{self.tree}/pub/{seg}", "pub/" + seg, True
+        rel = r.choice(OPEN_PATHS)
+        bad = r.choice([
+            rel, "", "/", "//", f"{self.tree}/{rel}/", f"{self.tree}//{rel}", f"{self.tree}/./{rel}",
+            f"{self.tree}/pub/../{rel}", f"{self.tree}/{rel}/.", f"{self.tree}/{rel}/..", f"{self.tree}/pub/a\x01",
+            f"{self.tree}/pub/a\x7f", f"{self.tree}/pub/\n", f"{self.tree}/pub/a\x1f.txt", "./" + rel,
+            f"{self.tree}/pub/a.txt\x00", "~/x"])
+        return bad, None, False
+
+    FLAG_WORDS = ["rdonly", "wronly", "rdwr", "append", "create", "excl", "trunc", "nonblock"]
+
+    def open_fields(self, req: Request, fields: list[tuple[str, str]]) -> bool:
+        """Adds path, flags, mode; sets what a reply must be. Returns: malformed."""
+        r = self.rng
+        invalid = False
+        path, rel, ok = self.open_path()
+        x = r.random()
+        if x < 0.97:
+            fields.append(("path", json.dumps(path, ensure_ascii=r.random() < 0.5)))
+        elif x < 0.99:
+            fields.append(("path", r.choice(["1", "null", "[]", "true", json.dumps([path])])))
+            ok = False
+        else:
+            ok = False  # missing
+        invalid |= not ok
+        req.path = path
+        # Flags: creates mostly where they can be made.
+        creating = rel is not None and rel.startswith(("spool/", "plant/")) and r.random() < 0.6
+        x = r.random()
+        flags: list[str]
+        if x < 0.15:
+            flags = ["rdonly"]
+            text = None  # absent: the default
+        elif x < 0.9:
+            access = r.choice(["rdonly", "rdonly", "wronly", "rdwr"])
+            flags = [access] + [f for f in ("append", "create", "excl", "trunc", "nonblock")
+                                if r.random() < (0.5 if creating and f in ("create", "trunc") else 0.12)]
+            if creating and "create" not in flags and r.random() < 0.7:
+                flags.append("create")
+            if r.random() < 0.8:
+                # Mostly well-formed: no excl without create, no trunc or append read-only.
+                flags = [f for f in flags if not (f == "excl" and "create" not in flags)
+                         and not (f in ("trunc", "append") and access == "rdonly")]
+            if r.random() < 0.05:
+                flags.append(access)  # the same access twice: fine
+            r.shuffle(flags)
+            text = json.dumps(flags)
+        elif x < 0.96:
+            flags = r.choice([[], ["rdonly", "wronly"], ["rdwr", "rdonly"], ["RDONLY"], ["read"], ["create"],
+                              ["rdonly", "excl"], ["rdonly", "trunc"], ["wronly", "excl"], ["rdonly", "o_cloexec"],
+                              ["rdonly", ""], ["rdonly", "create", "x"]])
+            text = json.dumps(flags)
+        else:
+            flags = []
+            text = r.choice(['"rdonly"', "null", "1", '["rdonly", 1]', '[["rdonly"]]', '{"rdonly":true}'])
+            invalid = True
+        if text is not None:
+            fields.append(("flags", text))
+        access = [f for f in flags if f in ("rdonly", "wronly", "rdwr")]
+        well = (len(set(access)) == 1 and all(f in self.FLAG_WORDS for f in flags)
+                and ("excl" not in flags or "create" in flags)
+                and (not {"trunc", "append"} & set(flags) or access[0] != "rdonly"))
+        invalid |= not well
+        # Mode: only with create; "0" to "0777" in at most 4 octal digits.
+        mode = None
+        if r.random() < (0.5 if "create" in flags else 0.05):
+            mtext = r.choice(["0640", "0777", "0600", "644", "0", "0020", "7", "0666"] * 3 +
+                             ["0778", "01000", "00777", "8", "", "0o644", "-1", "0x1ff", " 0644", "\u0030"])
+            if r.random() < 0.05:
+                fields.append(("mode", r.choice(["420", "null", "true", "[]"])))
+                invalid = True
+            else:
+                fields.append(("mode", json.dumps(mtext)))
+                good = 1 <= len(mtext) <= 4 and all(c in "01234567" for c in mtext) and int(mtext, 8) <= 0o777
+                invalid |= not good or "create" not in flags
+                mode = int(mtext, 8) if good else None
+        req.mode = mode
+        req.flags = frozenset(flags)
+        if invalid:
+            req.op_expect = Expect.fail("EINVAL")
+            return True
+        rights = set()
+        if "rdonly" in flags or "rdwr" in flags:
+            rights.add("read")
+        if "wronly" in flags or "rdwr" in flags or "trunc" in flags or "append" in flags:
+            rights.add("write")
+        if "create" in flags:
+            rights.add("create")
+        rule = open_rule(rel, rights) if rel is not None else None
+        if rule is None:
+            req.op_expect = Expect.fail("EACCES")
+            return False
+        req.rule = rule
+        outcomes = open_outcomes(rel, "create" in flags, "excl" in flags, "write" in rights)
+        if any(len(seg.encode()) > 255 for seg in rel.split("/")):
+            outcomes.add("ENAMETOOLONG")  # the kernel's answer (not in docs/protocol.md's list)
+        errors = (outcomes - {"ok"}) | set(OPEN_ERRORS_ANY)
+        req.op_expect = Expect(ok="ok" in outcomes, errors=frozenset(errors))
+        return False
+
+    def bind_fields(self, req: Request, fields: list[tuple[str, str]]) -> bool:
+        """Adds address, backlog, reuseport; sets what a reply must be. Returns: malformed."""
+        r = self.rng
+        lo = self.port_lo
+        x = r.random()
+        scheme = r.choice(["tcp://"] * 5 + ["udp://"] * 4 + ["tcp6://", "udp6://"]) if x < 0.93 else \
+            r.choice(["TCP://", "http://", "unix:", "unix://", "sctp://", "tcp:/", "tcp:", "", "udp4://"])
+        x = r.random()
+        host = "127.0.0.1" if x < 0.85 else r.choice(
+            ["localhost", "*", "", "0.0.0.0", "127.0.0.2", "[::1]", "[::ffff:127.0.0.1]", "127.1", "::1",
+             "host.example", "[127.0.0.1]", "[::]", "127.0.0.1 ", "1.2.3.4.5", "[::1"])
+        x = r.random()
+        if x < 0.88:
+            port = str(lo + r.randint(-1, BIND_PORTS))
+        else:
+            port = r.choice(["0", "00", "65535", "65536", "-1", "", "+1", "99999", "1e3", " 80",
+                             str(lo) + "x", "0" + str(lo), str(lo) + "-" + str(lo + 1)])
+        if scheme in ("tcp6://", "udp6://") and r.random() < 0.8:
+            host = r.choice(["[::1]", "[::]", "*", "[::ffff:127.0.0.1]"])
+        address = scheme + host + ":" + port
+        if scheme == "unix:" and r.random() < 0.5:
+            address = r.choice(["unix:/tmp/fdbroker-fuzz-bind.sock", "unix:@fuzz", "unix:"])
+        invalid = False
+        x = r.random()
+        if x < 0.96:
+            fields.append(("address", json.dumps(address)))
+        elif x < 0.985:
+            fields.append(("address", r.choice(["1", "null", "[]", '{"host":"x"}', json.dumps([address])])))
+            invalid = True
+        elif x < 0.99:
+            fields.append(("address", json.dumps("tcp://127.0.0.1:" + "1" * 300)))
+            invalid = True
+        else:
+            invalid = True  # missing
+        if r.random() < 0.2:
+            text, ok = self.int_value(1, 65535)
+            fields.append(("backlog", text))
+            invalid |= not ok
+        reuseport = False
+        if r.random() < 0.3:
+            v = r.choice(["true", "false", "true"]) if r.random() < 0.85 else r.choice(["1", '"true"', "null", "0"])
+            fields.append(("reuseport", v))
+            invalid |= v not in ("true", "false")
+            reuseport = v == "true"
+        req.reuseport = reuseport
+        parsed = parse_bind_url(address) if len(address.encode()) <= 256 else None
+        if invalid or parsed is None or parsed[3] == 0:
+            req.op_expect = Expect.fail("EINVAL")
+            return True
+        kind, family, host_norm, port_n = parsed
+        rule = None
+        if family == "4" and host_norm == "127.0.0.1" and lo <= port_n < lo + BIND_PORTS:
+            if kind == "tcp":
+                if port_n == lo + BIND_PORTS - 1:
+                    rule = None  # tcp-deny
+                elif reuseport:
+                    rule = "tcp-lo-rp" if port_n <= lo + 1 else None
+                else:
+                    rule = "tcp-lo"
+            elif not reuseport:
+                rule = "udp-lo"
+        if rule is None:
+            req.op_expect = Expect.fail("EACCES")
+            return False
+        req.rule, req.port = rule, port_n
+        req.address = f"{kind}://127.0.0.1:{port_n}"
+        req.op_expect = Expect.state("EADDRINUSE")
+        return False
+
+    def open_request(self) -> Request:
+        """An open with an id, mostly well-formed (for act_opens)."""
+        self.seq += 1
+        fields = [("op", '"open"'), ("id", str(self.seq))]
+        req = Request(b"", "opens", Expect(), op="open", id_mode="exact", id_value=self.seq)
+        invalid = self.open_fields(req, fields)
+        req.data = self.render(fields)
+        req.invalid = invalid
+        req.expect = self.expectation(req, invalid, 0)
+        return req
+
     # ------------------------------------------------------------ requests
 
     def key_text(self, key: str) -> str:
@@ -359,6 +704,10 @@ class Gen:
             nfds = 0 if x < 0.04 else r.randint(1, 4) if x < 0.85 else r.randint(5, 40) if x < 0.95 else r.randint(200, MAX_FDS)
         elif r.random() < 0.06:
             nfds = r.choice([1, 2, r.randint(1, MAX_FDS)])
+        if op == "open":
+            invalid |= self.open_fields(req, fields)
+        if op == "bind":
+            invalid |= self.bind_fields(req, fields)
         if op == "list":
             if r.random() < 0.6:
                 p = r.choice(["", "f/", "f/a", "w/", "s/", "f/ro/", "zz", "f/../", "f/\u00e9", "f/" + "p" * 254])
@@ -403,6 +752,9 @@ class Gen:
             return Expect.fail("EINVAL")
         if op in ("hello", "stats", "list"):
             return Expect()
+        if op in ("open", "bind"):
+            assert req.op_expect is not None
+            return req.op_expect
         assert name is not None
         waits = req.wait_ms is not None and req.wait_ms > 0
         miss = "ETIMEDOUT" if waits else "ENOENT"

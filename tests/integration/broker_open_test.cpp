@@ -197,6 +197,7 @@ TEST_P(BrokerOpen, MalformedRequestsAreEinvalBeforeAnyRule) {
       {{"op", "open"}, {"path", key}, {"flags", {"rdonly", 1}}},
       {{"op", "open"}, {"path", key}, {"flags", {"wronly", "excl"}}},
       {{"op", "open"}, {"path", key}, {"flags", {"rdonly", "trunc"}}},
+      {{"op", "open"}, {"path", key}, {"flags", {"rdonly", "append"}}},
       {{"op", "open"}, {"path", key}, {"flags", {"wronly"}}, {"mode", "0600"}},
       {{"op", "open"}, {"path", key}, {"flags", {"wronly", "create"}}, {"mode", "01000"}},
       {{"op", "open"}, {"path", key}, {"flags", {"wronly", "create"}}, {"mode", "0x1"}},

@@ -192,6 +192,7 @@ TEST(Request, MalformedOpensAreEinvalWithAMessage) {
       R"({"op":"open","path":"/a","flags":["tmpfile"]})",
       R"({"op":"open","path":"/a","flags":["wronly","excl"]})",
       R"({"op":"open","path":"/a","flags":["trunc","rdonly"]})",
+      R"({"op":"open","path":"/a","flags":["append","rdonly"]})",
       R"({"op":"open","path":"/a","flags":"rdonly"})",
       R"({"op":"open","path":"/a","mode":"0600"})",
       R"({"op":"open","path":"/a","flags":["wronly","create"],"mode":"1000"})",
