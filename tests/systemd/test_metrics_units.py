@@ -36,7 +36,13 @@ def test_metrics_service_writes_the_prom_file_by_rename(broker_machine, unit_dir
     machine.systemctl("daemon-reload")
     verify = machine.run("systemd-analyze", "verify", "fdbroker-metrics.service",
                          "fdbroker-metrics.timer", check=False)
-    assert verify.returncode == 0, verify
+    assert (verify.returncode, verify.stdout, verify.stderr) == (0, "", ""), verify
+    security = machine.run("systemd-analyze", "security", "--no-pager",
+                           "fdbroker-metrics.service", check=False).stdout
+    overall = re.search(r"Overall exposure level for fdbroker-metrics\.service: ([0-9.]+) (\w+)",
+                        security)
+    assert overall and overall.group(2) in ("SAFE", "OK"), security
+    print(overall.group(0))
 
     prom = machine.path(f"{TEXTFILE_DIR}/fdbroker.prom")
     assert not prom.exists()
