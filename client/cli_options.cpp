@@ -29,7 +29,10 @@ Commands:
                                 unix:@ABSTRACT; or udp://, udp6:// (bound only).
                                 PORT 0 picks a free port (see get).
   delete NAME               remove an entry
-  stats                     show the broker's counters
+  stats [--format F]        show the broker's counters; F = text (default), json
+                            (as --json) or prometheus (the Prometheus text
+                            exposition format, for node_exporter's textfile
+                            collector: fdbroker_* gauges and counters)
   upgrade [--binary PATH]   make the broker run a new fdbrokerd (PATH, absolute;
                             default: its own binary) and hand it every entry;
                             prints the new broker's pid once it is ready
@@ -111,8 +114,10 @@ const std::set<std::string_view>& allowed_options(const std::string& command) {
       "--meta", "--ttl",  "--replace", "--expect-generation"};
   static const std::set<std::string_view> exec{"--get", "--take", "--open", "--bind", "--wait"};
   static const std::set<std::string_view> upgrade{"--binary"};
+  static const std::set<std::string_view> stats{"--format"};
   static const std::set<std::string_view> open{"--mode", "--create", "--excl", "--trunc", "--perm"};
   if (command == "upgrade") return upgrade;
+  if (command == "stats") return stats;
   if (command == "open") return open;
   if (command == "list") return list;
   if (command == "get" || command == "take") return get;
@@ -170,7 +175,7 @@ Options parse_options(const std::vector<std::string>& args) {
       "--limit",  "--wait",    "--fd",     "--file",    "--mode",
       "--listen", "--meta",    "--ttl",    "--replace", "--expect-generation",
       "--get",    "--take",    "--binary", "--open",    "--bind",
-      "--create", "--excl",    "--trunc",  "--perm"};
+      "--create", "--excl",    "--trunc",  "--perm",    "--format"};
   Options o;
   std::vector<std::string> positional;
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -278,6 +283,14 @@ Options parse_options(const std::vector<std::string>& args) {
         e.kind = ExecEntry::Kind::bind;
         e.name = value;
         o.exec_entries.push_back(std::move(e));
+      } else if (arg == "--format") {
+        if (value == "json") {
+          o.json = true;
+        } else if (value == "prometheus") {
+          o.prometheus = true;
+        } else if (value != "text") {
+          throw UsageError("--format: expected text, json or prometheus, not '" + value + "'");
+        }
       } else if (arg == "--create") {
         o.open.create = true;
       } else if (arg == "--excl") {
@@ -310,6 +323,7 @@ Options parse_options(const std::vector<std::string>& args) {
   } else if (!positional.empty()) {
     throw UsageError(c + " takes no arguments, got '" + positional[0] + "'");
   }
+  if (o.prometheus && o.json) throw UsageError("--format prometheus and --json exclude each other");
   if (c == "put" && o.sources.empty()) {
     throw UsageError("put needs at least one --fd, --file or --listen");
   }

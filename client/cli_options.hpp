@@ -46,6 +46,8 @@ struct OpenOptions {
 struct Options {
   std::string socket;  // empty: $FDBROKER_SOCKET or the default path
   bool json = false;
+  // stats --format prometheus: the Prometheus text exposition format instead.
+  bool prometheus = false;
   // --timeout SECONDS: how long the request may take beyond any --wait (and the
   // connect); none by default. Expiry is a transport error: exit 111.
   std::optional<std::chrono::milliseconds> timeout;

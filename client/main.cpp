@@ -5,6 +5,7 @@
 #include "fd_sources.hpp"
 #include "open_flags.hpp"
 #include "output.hpp"
+#include "prometheus.hpp"
 
 #include <fdbroker/client.hpp>
 #include <fdbroker/error.hpp>
@@ -51,7 +52,11 @@ int run(const fdbrokerctl::Options& o) {
     client.remove(o.name);
     print_deleted(std::cout, o.name, o.json);
   } else if (c == "stats") {
-    print_stats(std::cout, client.stats(), o.json);
+    if (o.prometheus) {
+      print_prometheus(std::cout, client.stats());
+    } else {
+      print_stats(std::cout, client.stats(), o.json);
+    }
   } else if (c == "upgrade") {
     std::int64_t pid = client.upgrade(o.binary);
     if (o.json) {

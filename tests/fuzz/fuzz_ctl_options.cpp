@@ -9,7 +9,8 @@
 //    --fd >= 0, --mode r/w/rw, --binary absolute, put with a source, exec with an
 //    entry and a program; open with an absolute PATH, --mode r/w/rw/a, --perm and
 //    --excl only with --create, --perm <= 0777, --trunc not with r; exec --open
-//    with an absolute path and a mode of r/w/rw/a.
+//    with an absolute path and a mode of r/w/rw/a; --format prometheus only for
+//    stats, and not with --json.
 #include <algorithm>
 #include <set>
 #include <string>
@@ -69,6 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                  "--open mode r, w, rw or a");
     }
   }
+  FUZZ_CHECK(!o.prometheus || (c == "stats" && !o.json), "--format prometheus: stats, no --json");
   if (c == "open") {
     FUZZ_CHECK(!o.name.empty() && o.name.front() == '/', "open PATH absolute");
     const auto& m = o.open.mode;
