@@ -97,7 +97,8 @@ _fdbrokerctl() {
 
     if [[ $cur == -* ]]; then
         local opts
-        opts="$(_fdbrokerctl_options) $(_fdbrokerctl_options "$command")"
+        opts=$(_fdbrokerctl_options)
+        [[ -n $command ]] && opts+=" $(_fdbrokerctl_options "$command")"
         [[ $command == exec ]] && opts+=" --"
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
         return
