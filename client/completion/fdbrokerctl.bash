@@ -7,6 +7,10 @@
 #
 # The commands and options below mirror `fdbrokerctl --help`;
 # tests/python/test_completion.py fails when they drift apart.
+#
+# COMPREPLY=($(compgen ...)), bash-completion's own idiom: every word offered here
+# (commands, options, entry names, URL schemes) is free of blanks and glob characters.
+# shellcheck disable=SC2207
 
 _fdbrokerctl_commands="hello list get take put delete stats upgrade open exec"
 

@@ -35,11 +35,12 @@ def bash(body: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def complete(*words: str) -> tuple[list[str], str]:
+def complete(*words: str, line: str | None = None) -> tuple[list[str], str]:
     """COMPREPLY (and bash's stderr) for a TAB after `words`, the last one being the
-    word under the cursor ("" for a fresh word). The words hold no ':' or '=', so
-    bash would split the line into exactly these words."""
-    line = " ".join(words)
+    word under the cursor ("" for a fresh word): the words as bash splits the line
+    (at blanks, and at ':' and '=' too), `line` the line itself when that is not the
+    words joined by blanks."""
+    line = " ".join(words) if line is None else line
     body = f"""
 COMP_WORDS=({" ".join(shlex.quote(w) for w in words)})
 COMP_CWORD={len(words) - 1}
@@ -80,6 +81,16 @@ def test_entry_names_from_the_broker_on_the_command_line(broker: Broker) -> None
     assert complete(ctl, "exec", "--socket", broker.socket, "--take", "d")[0] == ["db"]
     # only one NAME: nothing after it
     assert complete(ctl, "--socket", broker.socket, "get", "db", "")[0] == []
+
+
+def test_entry_names_with_a_colon(broker: Broker) -> None:
+    """bash splits `svc:w` into three words; the completion must still match the whole
+    name and reply with what follows the colon (what bash inserts after it)."""
+    put(broker, "svc:web")
+    ctl = binary("FDBROKERCTL")
+    line = f"{ctl} --socket {broker.socket} get svc:w"
+    replies, _ = complete(ctl, "--socket", broker.socket, "get", "svc", ":", "w", line=line)
+    assert replies == ["web"]
 
 
 def test_unreachable_broker_completes_nothing_quietly(broker: Broker) -> None:
