@@ -118,6 +118,25 @@ def test_file_paths(tmp_path) -> None:
     assert replies == [str(tmp_path / "broker.log")]
 
 
+def test_loaded_on_demand_by_its_installed_name(tmp_path) -> None:
+    """Installed as bash-completion/completions/fdbrokerctl under a data directory
+    (what cmake --install does), bash-completion finds and loads it the first time
+    fdbrokerctl is completed."""
+    completions = tmp_path / "bash-completion" / "completions"
+    completions.mkdir(parents=True)
+    (completions / "fdbrokerctl").write_text(open(SCRIPT).read())
+    body = f"""
+source {shlex.quote(BASH_COMPLETION)}
+XDG_DATA_DIRS={shlex.quote(str(tmp_path))}
+complete -p fdbrokerctl 2>/dev/null && exit 1  # not loaded yet
+__load_completion fdbrokerctl
+complete -p fdbrokerctl
+"""
+    result = subprocess.run(["bash", "--norc", "--noprofile", "-c", body], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result
+    assert result.stdout.strip() == "complete -F _fdbrokerctl fdbrokerctl"
+
+
 def help_tables() -> dict[str, set[str]]:
     """From `fdbrokerctl --help`: each command's options ("" for the global ones):
     every --option its paragraph mentions."""
