@@ -35,6 +35,17 @@ run("install" ${CMAKE_COMMAND} -E env DESTDIR=${destdir}
     ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix_in_destdir})
 message(STATUS "installed into ${prefix}")
 
+# fdbrokerctl's bash completion, under the prefix where bash-completion looks (a
+# file named after the command in a bash-completion/completions directory).
+if(EXISTS ${prefix}/bin/fdbrokerctl)
+  file(GLOB_RECURSE completions ${prefix}/*/bash-completion/completions/fdbrokerctl)
+  list(LENGTH completions count)
+  if(NOT count EQUAL 1)
+    message(FATAL_ERROR "install test: expected fdbrokerctl's bash completion under ${prefix}, "
+                        "found: ${completions}")
+  endif()
+endif()
+
 # pkg-config on its own: the flags must point into the relocated tree.
 find_program(PKG_CONFIG_EXECUTABLE NAMES pkgconf pkg-config REQUIRED)
 file(GLOB_RECURSE pc_files ${prefix}/*/fdbroker.pc)
