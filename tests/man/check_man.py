@@ -7,9 +7,11 @@
   check_man.py options PAGE PROGRAM
       every --option that `PROGRAM --help` prints appears in PAGE, and every
       --option PAGE names is one the help prints (so that neither drifts).
-  check_man.py config-keys PAGE CONFIG
-      every key of CONFIG (the example configuration, JSON with // comments),
-      at any depth except inside "meta" objects (a client's data), appears in PAGE.
+  check_man.py config-keys PAGE CONFIG...
+      every key of each CONFIG, at any depth except inside "meta" objects (a
+      client's data), appears in PAGE. A CONFIG is JSON with // comments (the
+      example configuration) or Markdown, whose ```json blocks are fragments of
+      one (docs/configuration.md: `"files": [...]`).
 """
 
 import json
@@ -106,18 +108,31 @@ def keys_of(value, found):
             keys_of(v, found)
 
 
-def config_keys(page, config):
-    with open(config, encoding="utf-8") as f:
-        doc = json.loads(strip_comments(f.read()))
-    found = set()
-    keys_of(doc, found)
-    if len(found) < 10:
-        fail(f"{config} has too few keys to be the example configuration: {sorted(found)}")
+def config_documents(path):
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if not path.endswith(".md"):
+        return [json.loads(strip_comments(text))]
+    blocks = re.findall(r"^```json\n(.*?)^```", text, re.S | re.M)
+    if not blocks:
+        fail(f"{path} has no ```json block")
+    return [json.loads("{" + strip_comments(b) + "}") for b in blocks]
+
+
+def config_keys(page, configs):
     text = page_text(page)
-    missing = sorted(k for k in found if not re.search(rf"(?<![\w.-]){re.escape(k)}(?![\w-])", text))
-    if missing:
-        fail(f"{page} does not describe these keys of {config}: {missing}")
-    print(f"{page}: all {len(found)} keys of {os.path.basename(config)}")
+    for config in configs:
+        found = set()
+        for doc in config_documents(config):
+            keys_of(doc, found)
+        if len(found) < 10:
+            fail(f"{config} has too few keys to be a configuration: {sorted(found)}")
+        missing = sorted(
+            k for k in found if not re.search(rf"(?<![\w.-]){re.escape(k)}(?![\w-])", text)
+        )
+        if missing:
+            fail(f"{page} does not describe these keys of {config}: {missing}")
+        print(f"{page}: all {len(found)} keys of {config}")
 
 
 def main(argv):
@@ -125,8 +140,8 @@ def main(argv):
         render(argv[2])
     elif len(argv) == 4 and argv[1] == "options":
         options(argv[2], argv[3])
-    elif len(argv) == 4 and argv[1] == "config-keys":
-        config_keys(argv[2], argv[3])
+    elif len(argv) >= 4 and argv[1] == "config-keys":
+        config_keys(argv[2], argv[3:])
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
