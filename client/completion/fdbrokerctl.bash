@@ -21,6 +21,7 @@ _fdbrokerctl_options() {
     list) echo "--limit" ;;
     get | take) echo "--wait" ;;
     put) echo "--fd --file --mode --listen --meta --ttl --replace --expect-generation" ;;
+    stats) echo "--format" ;;
     upgrade) echo "--binary" ;;
     open) echo "--mode --create --excl --trunc --perm" ;;
     exec) echo "--get --take --open --bind --wait" ;;
@@ -70,6 +71,10 @@ _fdbrokerctl() {
     case $prev in
     --socket | --file | --binary | --open)
         _filedir
+        return
+        ;;
+    --format)
+        COMPREPLY=($(compgen -W "text json prometheus" -- "$cur"))
         return
         ;;
     --mode)

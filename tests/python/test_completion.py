@@ -151,6 +151,11 @@ def help_tables() -> dict[str, set[str]]:
         if command:
             tables[command] |= set(re.findall(r"--[a-z][a-z-]*", line))
     tables[""] = set(re.findall(r"^  (--[a-z][a-z-]*)", options_part, re.M))
+    # A command's paragraph may name a global option ("json (as --json)"): that
+    # one is offered everywhere already, not as the command's own.
+    for command in tables:
+        if command:
+            tables[command] -= tables[""]
     return tables
 
 
