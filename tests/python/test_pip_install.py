@@ -38,7 +38,9 @@ def run(args: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [str(a) for a in args], capture_output=True, text=True, stdin=subprocess.DEVNULL, **kwargs
     )
-    assert result.returncode == 0, f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    )
     return result
 
 
@@ -83,7 +85,7 @@ def test_pip_install_into_a_fresh_venv(tmp_path: pathlib.Path) -> None:
 
     # The wheel's RECORD lists every file: uninstalling leaves none of them behind.
     run([python, "-m", "pip", "uninstall", "--yes", "fdbroker"], env=env, cwd=tmp_path)
-    left = [f for f in files if f.exists()] + [
-        d / name for d in site_dirs for name in ("fdbroker", "fdsend.py", "fdsend.pyi") if (d / name).exists()
-    ]
+    left = [f for f in files if f.exists()]
+    for d in site_dirs:
+        left += [d / name for name in ("fdbroker", "fdsend.py", "fdsend.pyi") if (d / name).exists()]
     assert not left, left

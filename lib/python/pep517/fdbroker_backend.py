@@ -30,7 +30,8 @@ import time
 import zipfile
 
 NAME = "fdbroker"
-SOURCE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+# This file is <checkout>/lib/python/pep517/fdbroker_backend.py.
+SOURCE_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
 # PEP 517 hooks: nothing to fetch, ever.
 
@@ -62,7 +63,8 @@ def _metadata(version: str) -> str:
         "License: LGPL-2.1-or-later\n"
         "Requires-Python: >=3.11\n"
         "Classifier: Operating System :: POSIX :: Linux\n"
-        "Classifier: License :: OSI Approved :: GNU Lesser General Public License v2 or later (LGPLv2+)\n"
+        "Classifier: License :: OSI Approved :: "
+        "GNU Lesser General Public License v2 or later (LGPLv2+)\n"
         "Description-Content-Type: text/markdown\n"
         "\n" + readme
     )
@@ -87,6 +89,8 @@ def _wheel_tag() -> str:
 
 def _cmake_build(build_dir: str) -> str:
     """Configures and builds the extension; returns the directory holding the package."""
+    if not shutil.which("cmake"):
+        raise RuntimeError("building fdbroker needs cmake (and what scripts/install-deps installs)")
     env = dict(os.environ)
     configure = [
         "cmake",
@@ -207,9 +211,11 @@ def build_sdist(sdist_directory, config_settings=None):
         info.mtime = epoch
         return info
 
-    with tarfile.open(os.path.join(sdist_directory, sdist_name), "w:gz", format=tarfile.PAX_FORMAT) as tar:
+    sdist_path = os.path.join(sdist_directory, sdist_name)
+    with tarfile.open(sdist_path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(f for f in files if f):
-            tar.add(os.path.join(SOURCE_DIR, name), f"{base}/{name}", recursive=False, filter=normalise)
+            path = os.path.join(SOURCE_DIR, name)
+            tar.add(path, f"{base}/{name}", recursive=False, filter=normalise)
         pkg_info = _metadata(version).encode("utf-8")
         info = normalise(tarfile.TarInfo(f"{base}/PKG-INFO"))
         info.size = len(pkg_info)
