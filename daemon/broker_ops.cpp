@@ -12,6 +12,7 @@
 
 #include "broker.hpp"
 #include "json_text.hpp"
+#include "logging.hpp"
 
 namespace fdbroker::daemon {
 
@@ -26,18 +27,23 @@ std::int64_t ms_until(Clock::time_point when, Clock::time_point now) {
 
 bool Broker::allowed(Connection& c, unsigned perm, const Request& req, const StoredEntry* entry) {
   const uid_t* owner = entry != nullptr && !entry->is_static ? &entry->owner : nullptr;
-  Decision d = policy_.check(units_named_ ? identify(c) : c.peer(), perm, req.name, owner);
+  const ClientIdentity& peer = units_named_ ? identify(c) : c.peer();
+  Decision d = policy_.check(peer, perm, req.name, owner);
+  AuditEvent event;
+  event.op = perm_name(perm);
+  event.peer = &peer;
+  event.name = req.name;
+  if (d.by_rule) event.rule = d.reason;
   if (!d.allowed) {
-    spdlog::info("denied {} '{}' to {}: {}", perm_name(perm), req.name, c.peer().label, d.reason);
+    event.result = "EACCES";
+    audit(event, "denied {} '{}' to {}: {}", perm_name(perm), req.name, peer.label, d.reason);
     return false;
   }
   // Grants that change the store are worth an audit line; reads are the hot
   // path (100k+/s) and only show at debug.
-  if (perm == perm_get || perm == perm_stats) {
-    spdlog::debug("granted {} '{}' to {}: {}", perm_name(perm), req.name, c.peer().label, d.reason);
-  } else {
-    spdlog::info("granted {} '{}' to {}: {}", perm_name(perm), req.name, c.peer().label, d.reason);
-  }
+  event.result = "ok";
+  event.level = perm == perm_get || perm == perm_stats ? spdlog::level::debug : spdlog::level::info;
+  audit(event, "granted {} '{}' to {}: {}", perm_name(perm), req.name, peer.label, d.reason);
   return true;
 }
 
