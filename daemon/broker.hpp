@@ -178,7 +178,7 @@ class Broker {
   // On behalf of privilege-separated clients (broker_open_bind.cpp).
   void do_open(Connection& c, const Request& req);
   // `who`: the client as the audit lines name it (audit_label).
-  void finish_open(ConnectionId id, const Request& req, const std::string& who,
+  void finish_open(ConnectionId id, const Request& req, const ClientIdentity& peer,
                    const FileRule& rule, Outcome<Opened>& result, const FdFacts& facts);
   void do_bind(Connection& c, const Request& req);
 

@@ -16,6 +16,7 @@
 #include "broker.hpp"
 #include "closer.hpp"
 #include "json_text.hpp"
+#include "logging.hpp"
 #include "open_request.hpp"
 
 namespace fdbroker::daemon {
@@ -25,6 +26,18 @@ namespace {
 // "pid=42 uid=1000 gid=1000 unit=nginx.service": who asked, for the audit lines.
 std::string audit_label(const ClientIdentity& peer) {
   return peer.label + " unit=" + (peer.unit ? *peer.unit : std::string("-"));
+}
+
+// The audit event of an open or a bind by `peer` (its path or address is set
+// by the caller).
+AuditEvent event_of(const char* op, const ClientIdentity& peer, std::string_view result,
+                    std::string_view rule = {}) {
+  AuditEvent event;
+  event.op = op;
+  event.peer = &peer;
+  event.result = result;
+  event.rule = rule;
+  return event;
 }
 
 // One open, from the worker back to the loop.
@@ -71,22 +84,26 @@ void Broker::do_open(Connection& c, const Request& req) {
   // about which files exist.
   Outcome<FileGrant> grant = files_->decide(identify(c), req.path, rights);
   if (!grant) {
-    spdlog::info("open '{}' [{}] by {}: refused: {}", req.path, flags, audit_label(c.peer()),
-                 grant.failure().why);
+    AuditEvent event = event_of("open", c.peer(), errno_name(EACCES));
+    event.path = req.path;
+    audit(event, "open '{}' [{}] by {}: refused: {}", req.path, flags, audit_label(c.peer()),
+          grant.failure().why);
     send_error(c, req, EACCES, "open of '" + req.path + "' [" + flags + "] not allowed");
     return;
   }
   ConnectionId id = c.id();
   auto pending = std::make_shared<Request>(req);  // what the reply needs: id, path
-  std::string who = audit_label(c.peer());        // the client may be gone by then
+  ClientIdentity who = c.peer();                  // the client may be gone by then
   std::unique_ptr<WorkerPool::Job> job = std::make_unique<OpenJob>(
       files_, std::move(grant).value(), req.open, resolver_,
       [this, id, pending, who = std::move(who)](OpenJob& done) {
         finish_open(id, *pending, who, done.rule(), done.result(), done.facts());
       });
   if (!openers_.submit(job, c.peer().uid)) {
-    spdlog::info("open '{}' [{}] by {}: refused: too many opens in progress", req.path, flags,
-                 audit_label(c.peer()));
+    AuditEvent event = event_of("open", c.peer(), errno_name(EAGAIN));
+    event.path = req.path;
+    audit(event, "open '{}' [{}] by {}: refused: too many opens in progress", req.path, flags,
+          audit_label(c.peer()));
     send_error(c, req, EAGAIN, "too many opens in progress for this user; retry later");
     return;
   }
@@ -94,17 +111,20 @@ void Broker::do_open(Connection& c, const Request& req) {
   update_interest(c);  // requests behind this one wait their turn in the socket
 }
 
-void Broker::finish_open(ConnectionId id, const Request& req, const std::string& who,
+void Broker::finish_open(ConnectionId id, const Request& req, const ClientIdentity& peer,
                          const FileRule& rule, Outcome<Opened>& result, const FdFacts& facts) {
   Connection* c = find(id);
   const std::string flags = open_flags_text(req.open);
+  AuditEvent event = event_of(
+      "open", peer, result.ok() ? "ok" : errno_name_or_eio(result.failure().err), rule.name);
+  event.path = req.path;
   if (!result.ok()) {
-    spdlog::info("open '{}' [{}] by {}: rule '{}': failed: {}", req.path, flags, who, rule.name,
-                 result.failure().why);
+    audit(event, "open '{}' [{}] by {}: rule '{}': failed: {}", req.path, flags, audit_label(peer),
+          rule.name, result.failure().why);
   } else {
-    spdlog::info("open '{}' [{}] by {}: granted by rule '{}'{}{}", req.path, flags, who, rule.name,
-                 result->created ? " (created)" : "",
-                 c == nullptr ? "; the client left before the reply" : "");
+    audit(event, "open '{}' [{}] by {}: granted by rule '{}'{}{}", req.path, flags,
+          audit_label(peer), rule.name, result->created ? " (created)" : "",
+          c == nullptr ? "; the client left before the reply" : "");
   }
   if (c == nullptr) {
     // The descriptor goes to the closer (it may be on a file system whose
@@ -162,8 +182,10 @@ void Broker::do_bind(Connection& c, const Request& req) {
   Outcome<const BindRule*> rule =
       binds_->decide(identify(c), url->socket_type, url->url, req.reuseport);
   if (!rule) {
-    spdlog::info("bind '{}'{} by {}: refused: {}", req.address, req.reuseport ? " [reuseport]" : "",
-                 audit_label(c.peer()), rule.failure().why);
+    AuditEvent event = event_of("bind", c.peer(), errno_name(EACCES));
+    event.address = req.address;
+    audit(event, "bind '{}'{} by {}: refused: {}", req.address, req.reuseport ? " [reuseport]" : "",
+          audit_label(c.peer()), rule.failure().why);
     send_error(c, req, EACCES, "bind of '" + req.address + "' not allowed");
     return;
   }
@@ -175,13 +197,17 @@ void Broker::do_bind(Connection& c, const Request& req) {
   if (!sock) {
     int err = sock.error().value();
     Failure failed = os_failure("bind " + url->str(), err);
-    spdlog::info("bind '{}' by {}: rule '{}': failed: {}", req.address, audit_label(c.peer()),
-                 (*rule)->name, failed.why);
+    AuditEvent event = event_of("bind", c.peer(), errno_name_or_eio(err), (*rule)->name);
+    event.address = req.address;
+    audit(event, "bind '{}' by {}: rule '{}': failed: {}", req.address, audit_label(c.peer()),
+          (*rule)->name, failed.why);
     send_error(c, req, err, failed.why);
     return;
   }
-  spdlog::info("bind '{}'{} by {}: granted by rule '{}'", req.address,
-               req.reuseport ? " [reuseport]" : "", audit_label(c.peer()), (*rule)->name);
+  AuditEvent event = event_of("bind", c.peer(), "ok", (*rule)->name);
+  event.address = req.address;
+  audit(event, "bind '{}'{} by {}: granted by rule '{}'", req.address,
+        req.reuseport ? " [reuseport]" : "", audit_label(c.peer()), (*rule)->name);
   std::vector<unique_fd> fds;
   fds.push_back(std::move(sock).value());
   auto set = std::make_shared<const FdSet>(std::move(fds));

@@ -12,6 +12,7 @@
 
 #include "broker.hpp"
 #include "json_text.hpp"
+#include "logging.hpp"
 
 namespace fdbroker::daemon {
 
@@ -22,22 +23,39 @@ std::int64_t ms_until(Clock::time_point when, Clock::time_point now) {
   return left > 0 ? left : 0;
 }
 
+// The audit event of a put by `peer` that ends with `err` (0: stored).
+AuditEvent put_event(const ClientIdentity& peer, const Request& req, int err,
+                     spdlog::level::level_enum level = spdlog::level::info) {
+  AuditEvent event;
+  event.level = level;
+  event.op = "put";
+  event.peer = &peer;
+  event.name = req.name;
+  event.result = err == 0 ? "ok" : errno_name_or_eio(err);
+  return event;
+}
+
 }  // namespace
 
 bool Broker::allowed(Connection& c, unsigned perm, const Request& req, const StoredEntry* entry) {
   const uid_t* owner = entry != nullptr && !entry->is_static ? &entry->owner : nullptr;
-  Decision d = policy_.check(units_named_ ? identify(c) : c.peer(), perm, req.name, owner);
+  const ClientIdentity& peer = units_named_ ? identify(c) : c.peer();
+  Decision d = policy_.check(peer, perm, req.name, owner);
+  AuditEvent event;
+  event.op = perm_name(perm);
+  event.peer = &peer;
+  event.name = req.name;
+  if (d.by_rule) event.rule = d.reason;
   if (!d.allowed) {
-    spdlog::info("denied {} '{}' to {}: {}", perm_name(perm), req.name, c.peer().label, d.reason);
+    event.result = "EACCES";
+    audit(event, "denied {} '{}' to {}: {}", perm_name(perm), req.name, peer.label, d.reason);
     return false;
   }
   // Grants that change the store are worth an audit line; reads are the hot
   // path (100k+/s) and only show at debug.
-  if (perm == perm_get || perm == perm_stats) {
-    spdlog::debug("granted {} '{}' to {}: {}", perm_name(perm), req.name, c.peer().label, d.reason);
-  } else {
-    spdlog::info("granted {} '{}' to {}: {}", perm_name(perm), req.name, c.peer().label, d.reason);
-  }
+  event.result = "ok";
+  event.level = perm == perm_get || perm == perm_stats ? spdlog::level::debug : spdlog::level::info;
+  audit(event, "granted {} '{}' to {}: {}", perm_name(perm), req.name, peer.label, d.reason);
   return true;
 }
 
@@ -151,8 +169,8 @@ void Broker::do_put(Connection& c, const Request& req) {
     for (std::size_t i = 0; i < fds_.size(); ++i) {
       std::string why = fuse_reason(facts_[i], mount_table());
       if (why.empty()) continue;
-      spdlog::info("put of '{}' by {} refused: descriptor {} is on {}", req.name, c.peer().label, i,
-                   why);
+      audit(put_event(c.peer(), req, EOPNOTSUPP),
+            "put of '{}' by {} refused: descriptor {} is on {}", req.name, c.peer().label, i, why);
       send_error(c, req, EOPNOTSUPP,
                  "descriptor " + std::to_string(i) + " is on a FUSE file system (" + why +
                      "), which the configuration does not accept (accept_fuse_fds)");
@@ -184,8 +202,9 @@ void Broker::do_put(Connection& c, const Request& req) {
   std::uint64_t fds_after = usage.fds + n - (replacing_own ? old->fds->size() : 0);
   if (entries_after > config_.limits.max_entries_per_uid ||
       fds_after > config_.limits.max_fds_per_uid) {
-    spdlog::info("quota: put of '{}' by {} refused ({} entries, {} fds after it)", req.name,
-                 c.peer().label, entries_after, fds_after);
+    audit(put_event(c.peer(), req, EDQUOT),
+          "quota: put of '{}' by {} refused ({} entries, {} fds after it)", req.name,
+          c.peer().label, entries_after, fds_after);
     send_error(c, req, EDQUOT,
                "quota of uid " + std::to_string(uid) + " exceeded (entries " +
                    std::to_string(config_.limits.max_entries_per_uid) + ", fds " +
@@ -194,8 +213,9 @@ void Broker::do_put(Connection& c, const Request& req) {
   }
   std::uint64_t freed = old != nullptr ? old->fds->size() : 0;
   if (store_.fds_held() + n - freed > limits_.max_fds) {
-    spdlog::warn("put of '{}' by {} refused: {} fds held, the limit is {}", req.name,
-                 c.peer().label, store_.fds_held(), limits_.max_fds);
+    audit(put_event(c.peer(), req, ENOSPC, spdlog::level::warn),
+          "put of '{}' by {} refused: {} fds held, the limit is {}", req.name, c.peer().label,
+          store_.fds_held(), limits_.max_fds);
     send_error(
         c, req, ENOSPC,
         "the broker holds its maximum of descriptors (" + std::to_string(limits_.max_fds) + ")");
@@ -218,8 +238,9 @@ void Broker::do_put(Connection& c, const Request& req) {
     return;  // `e` and its fds go
   }
   std::uint64_t generation = e.generation;
-  spdlog::info("put '{}' generation {} by {}: {} fds{}", req.name, generation, c.peer().label, n,
-               req.ttl_ms > 0 ? ", ttl " + std::to_string(req.ttl_ms) + " ms" : std::string());
+  audit(put_event(c.peer(), req, 0), "put '{}' generation {} by {}: {} fds{}", req.name, generation,
+        c.peer().label, n,
+        req.ttl_ms > 0 ? ", ttl " + std::to_string(req.ttl_ms) + " ms" : std::string());
   if (auto replaced = store_.insert(std::move(e))) drop_entry(std::move(*replaced), nullptr);
   if (req.ttl_ms > 0) schedule_expiry();
 

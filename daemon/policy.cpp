@@ -46,10 +46,10 @@ Decision Policy::check(const ClientIdentity& peer, unsigned perm, std::string_vi
       if (!name_matches) continue;
     }
     if (!principals_match(rule.who, peer)) continue;
-    if (rule.deny & perm) return {false, rule.origin};
+    if (rule.deny & perm) return {false, rule.origin, true};
     if (allowed_by == nullptr) allowed_by = &rule;
   }
-  if (allowed_by != nullptr) return {true, allowed_by->origin};
+  if (allowed_by != nullptr) return {true, allowed_by->origin, true};
   if (owner != nullptr && *owner == peer.uid && (owner_rights_ & perm)) return {true, "owner"};
   return {false, "no rule grants it"};
 }

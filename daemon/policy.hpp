@@ -46,6 +46,7 @@ struct Decision {
   bool allowed = false;
   // Why, for the log line: "admin", "owner", "rules[2]", "no rule grants it".
   std::string_view reason;
+  bool by_rule = false;  // the reason is a rule's origin (not "admin", "owner", ...)
 };
 
 class Policy {

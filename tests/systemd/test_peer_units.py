@@ -14,7 +14,8 @@ import socket
 import pytest
 
 from systemd_harness import unit_text
-from test_fdbroker_units import SOCKET, broker_machine, main_pid, unit_dir  # noqa: F401 (fixtures)
+from test_fdbroker_units import (SOCKET, broker_machine, journal_records, main_pid,  # noqa: F401
+                                 unit_dir)
 
 
 def _kernel_has_peer_pidfd() -> bool:
@@ -97,6 +98,17 @@ def test_a_units_rule_tells_apart_two_services_of_the_same_uid(broker_machine):
     assert allowed["get"]["ok"] is True and allowed["get_fds"] == 1, allowed
     assert (other["get"]["ok"], other["get"]["error"], other["get_fds"]) == (False, "EACCES", 0)
     assert main_pid(machine) == broker  # one broker served both
+
+    # The journal records each decision with the peer's unit, which journalctl
+    # can match on.
+    def decisions(unit):
+        return [(r["FDBROKER_OP"], r["FDBROKER_NAME"], r["FDBROKER_RESULT"], r["FDBROKER_PEER_PID"])
+                for r in journal_records(machine, f"_PID={broker}", f"FDBROKER_PEER_UNIT={unit}")]
+
+    assert machine.wait_for(lambda: decisions(ALLOWED_UNIT), "the grant's record") == [
+        ("get", ENTRY, "ok", str(allowed["pid"]))]
+    assert machine.wait_for(lambda: decisions(OTHER_UNIT), "the denial's record") == [
+        ("get", ENTRY, "EACCES", str(other["pid"]))]
 
 
 def test_the_same_uid_in_no_unit_is_refused(broker_machine):
