@@ -48,6 +48,14 @@ def broker_config(entries, extra=None) -> str:
                        **(extra or {})}, indent=2)
 
 
+def sanitizer_environment() -> str:
+    """Environment= lines passing a sanitizer build's settings (ASAN_OPTIONS: no
+    leak check, which needs ptrace, which the units' SystemCallFilter= denies)
+    into a service that runs one of the built binaries."""
+    return "".join(f'Environment="{name}={os.environ[name]}"\n'
+                   for name in ("ASAN_OPTIONS", "UBSAN_OPTIONS") if name in os.environ)
+
+
 @pytest.fixture
 def broker_machine(boot, fdbrokerd, unit_dir):
     """broker_machine(service_extra=..., entries=..., start=...) -> Machine with
@@ -57,9 +65,7 @@ def broker_machine(boot, fdbrokerd, unit_dir):
               config=None, files=None):
         gid = free_gid()
         dropin = f"[Service]\nExecStart=\nExecStart={fdbrokerd} --config {CONFIG}\n"
-        for sanitizer in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):  # a sanitizer build's settings
-            if sanitizer in os.environ:
-                dropin += f'Environment="{sanitizer}={os.environ[sanitizer]}"\n'
+        dropin += sanitizer_environment()
         dropin += service_extra  # may open another section
         machine = boot(
             units={

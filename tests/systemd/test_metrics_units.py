@@ -13,7 +13,7 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from test_fdbroker_units import broker_machine, unit_dir  # noqa: F401 (fixtures)
+from test_fdbroker_units import broker_machine, sanitizer_environment, unit_dir  # noqa: F401
 
 INSTALLED_DIR = "/var/lib/prometheus/node-exporter"
 TEXTFILE_DIR = "/run/node-exporter"
@@ -25,8 +25,11 @@ def metrics_units(unit_dir, fdbrokerctl) -> dict[str, str]:
     service = service.replace(INSTALLED_DIR, TEXTFILE_DIR)
     service, n = re.subn(r"\S*/fdbrokerctl ", f"{fdbrokerctl} ", service)
     assert n == 1, service
-    return {"fdbroker-metrics.service": service,
-            "fdbroker-metrics.timer": (unit_dir / "fdbroker-metrics.timer").read_text()}
+    units = {"fdbroker-metrics.service": service,
+             "fdbroker-metrics.timer": (unit_dir / "fdbroker-metrics.timer").read_text()}
+    if sanitizer_environment():  # the built fdbrokerctl may be a sanitizer build
+        units["fdbroker-metrics.service.d/50-test.conf"] = "[Service]\n" + sanitizer_environment()
+    return units
 
 
 def test_metrics_service_writes_the_prom_file_by_rename(broker_machine, unit_dir, fdbrokerctl):
