@@ -216,7 +216,7 @@ ConfigResult parse_config(std::string_view text) {
     try {
       json ignored = json::parse(text.begin(), text.end(), nullptr, true, true);
       (void)ignored;
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range: a number overflow
       why = e.what();
     }
     result.errors.push_back("(top level): " + why);
