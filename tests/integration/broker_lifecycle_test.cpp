@@ -509,7 +509,7 @@ TEST(BrokerCommandLine, CheckConfigReportsEveryProblemByKey) {
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.output.find("limits.max_connections:"), std::string::npos) << bad.output;
   EXPECT_NE(bad.output.find("entries[0].address:"), std::string::npos) << bad.output;
-  for (const char* example : {"fdbroker.json", "dev.json"}) {
+  for (const char* example : {"fdbroker.json", "dev.json", "default.json"}) {
     auto good = run_broker(
         {"--check-config", "--config", std::string(FDBROKER_SOURCE_DIR) + "/config/" + example});
     EXPECT_EQ(good.status, 0) << example << ": " << good.output;

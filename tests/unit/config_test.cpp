@@ -223,7 +223,7 @@ TEST(Config, MissingFileIsAnErrorNamingThePath) {
 }
 
 TEST(Config, TheShippedExamplesAreValid) {
-  for (const char* name : {"fdbroker.json", "dev.json"}) {
+  for (const char* name : {"fdbroker.json", "dev.json", "default.json"}) {
     auto r = load_config_file(std::string(FDBROKER_SOURCE_DIR) + "/config/" + name);
     EXPECT_TRUE(r.config.has_value()) << name << ": " << (r.errors.empty() ? "" : r.errors[0]);
   }
