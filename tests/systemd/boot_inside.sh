@@ -13,6 +13,10 @@
 #                      systemd logs there until journald runs (it insists on a tty)
 #   STAGE_DIR/overlay/PATH  bound read-only over /PATH, which must exist
 #                      (e.g. an /etc/group with the group a unit names)
+#   $FDBROKER_TEST_WRITABLE_ROOT=1  / becomes an overlayfs: the machine's root file
+#                      system as its (never written) lower layer, upper and work
+#                      dirs on a private tmpfs; the upper layer is bound
+#                      read-only at /.fdbroker-test-upper (see step W)
 set -eu
 
 stage=$1
@@ -23,6 +27,49 @@ shift
 #    go wrong on such stacked mounts (it remounts by path). Same for /dev below.
 umount -l /proc
 mount -t proc -o nosuid,nodev,noexec proc /proc
+
+# W. A writable root, on request (e.g. for dpkg): an overlayfs whose lower layer
+#    is the machine's root file system (overlayfs never writes its lower layer,
+#    and a lower layer is only ever one file system: none of the machine's other
+#    mounts comes along) and whose upper and work dirs are on a tmpfs of this
+#    namespace, which dies with it. The boot moves into it (pivot_root; the
+#    machine's root is detached) carrying across what the steps below need:
+#    /proc (fresh, step 0), /dev and /sys (their own steps replace or trim
+#    them), and the stage and $FDBROKER_TEST_KEEP directories where they are
+#    not on the root file system (on it, the lower layer shows them already).
+#    The upper layer is bound read-only at /.fdbroker-test-upper, so that the
+#    harness can list what the boot created, changed or deleted (whiteouts).
+upper_at=/.fdbroker-test-upper
+if [ "${FDBROKER_TEST_WRITABLE_ROOT:-}" = 1 ]; then
+  # /run is about to be replaced (step 1), in the new root as well: a free place.
+  mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+  mkdir /run/.upper /run/.work /run/.root
+  # The mount point of the upper layer's own bind: the one entry the upper
+  # layer holds before the boot starts.
+  mkdir -m 0755 "/run/.upper$upper_at"
+  mount -t overlay -o lowerdir=/,upperdir=/run/.upper,workdir=/run/.work \
+    fdbroker-test-root /run/.root
+  mount --move /proc /run/.root/proc
+  mount --rbind /dev /run/.root/dev
+  mount --rbind /sys /run/.root/sys
+  root_dev=$(stat -c %d /)
+  for dir in "$stage" $(echo "${FDBROKER_TEST_KEEP:-}" | tr ':' ' '); do
+    if [ "$(stat -c %d "$dir")" != "$root_dev" ]; then
+      mkdir -p "/run/.root$dir"
+      mount --rbind "$dir" "/run/.root$dir"
+    fi
+  done
+  mount --bind "/run/.upper" "/run/.root$upper_at"
+  mount -o remount,bind,ro "/run/.root$upper_at"
+  # pivot_root with new and old root the same directory stacks the old root
+  # on top of the new one, so that no directory for it has to be made (which
+  # would land in the upper layer); the lazy umount then detaches it, and with
+  # it every machine mount not carried across above.
+  cd /run/.root
+  pivot_root . .
+  umount -l .
+  cd /
+fi
 
 # 1. /run first: units and files are copied from the stage directory, which may
 #    live in the real /tmp that step 4 hides.
@@ -95,11 +142,14 @@ umount -R /sys/fs/cgroup
 mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup
 
 # 6. Nothing else of the machine may be written: systemd as PID 1 bumps sysctls
-#    (fs.nr_open, fs.file-max) and would write /etc on a "first boot".
+#    (fs.nr_open, fs.file-max) and would write /etc on a "first boot". A
+#    writable root (step W) stays writable: its writes land in the upper layer.
 mount --bind /proc/sys /proc/sys
 mount -o remount,bind,ro /proc/sys
 mount -o remount,bind,ro /sys
-mount -o remount,bind,ro /
+if [ "${FDBROKER_TEST_WRITABLE_ROOT:-}" != 1 ]; then
+  mount -o remount,bind,ro /
+fi
 
 # `container=` makes systemd take its "kernel command line" from its own argv
 # (so systemd.unit= below is honoured) and skip host-only setup.

@@ -53,7 +53,8 @@ def fdbrokerctl() -> Path:
 
 @pytest.fixture
 def boot(tmp_path, canaries):
-    """boot(units={name: text}, start=[unit, ...], files={path: text}) -> a running Machine.
+    """boot(units={name: text}, start=[unit, ...], files={path: text},
+    writable_root=False) -> a running Machine (writable_root: see Machine).
 
     Every machine is stopped at teardown; its journal is printed then (pytest
     shows it only for a failed test), and the machine's real /tmp and /var/tmp
@@ -61,8 +62,9 @@ def boot(tmp_path, canaries):
     """
     machines = []
 
-    def start(units, start=(), files=None):
-        machine = Machine(tmp_path / f"machine{len(machines)}", units, list(start), files)
+    def start(units, start=(), files=None, writable_root=False):
+        machine = Machine(tmp_path / f"machine{len(machines)}", units, list(start), files,
+                          writable_root=writable_root)
         machines.append(machine)
         machine.workdir.mkdir()
         machine.boot()

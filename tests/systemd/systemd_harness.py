@@ -3,7 +3,8 @@
 
 One `Machine` is one boot: new PID, mount, cgroup, UTS, IPC and network namespaces made by
 `unshare`, set up by boot_inside.sh (private /run, /tmp, /var/tmp, /dev, cgroup2;
-read-only / and /proc/sys), with systemd as its PID 1 started on a test target
+read-only / and /proc/sys, or with writable_root=True a writable overlay on the
+machine's root whose changes `root_changes()` shows), with systemd as its PID 1 started on a test target
 that has DefaultDependencies=no. It has its own network namespace too (only
 loopback, up), so a unit may bind any port; reach it with run("...") or
 nsenter -n.
@@ -33,6 +34,10 @@ SYSTEMD = "/lib/systemd/systemd"
 TEST_TARGET = "fdbroker-test.target"
 # Started in every boot, so that services log to a journal a test can read.
 JOURNAL_UNITS = ("systemd-journald.socket", "systemd-journald.service")
+# Where boot_inside.sh binds the writable root's upper layer (read-only) inside.
+ROOT_CHANGES = "/.fdbroker-test-upper"
+
+
 def _dirs_hidden_by_private_tmp() -> list[str]:
     """The project's directories that the machine's private /tmp and /var/tmp would
     hide (a checkout or build tree under /tmp, as in a CI clone): boot_inside.sh
@@ -112,16 +117,23 @@ class Machine:
     """A booted systemd. Use as a context manager, or call boot() and stop()."""
 
     def __init__(self, workdir: Path, units: dict[str, str], start: list[str],
-                 files: dict[str, str] | None = None, name: str = "fdbroker-test"):
+                 files: dict[str, str] | None = None, name: str = "fdbroker-test",
+                 writable_root: bool = False):
         """units: name -> text, in /run/systemd/system; start: what the test
         target wants; files: absolute path -> text inside the machine: under
         /run a new file, elsewhere an existing file of the machine's that is
-        replaced (bound over, read-only) in this boot only."""
+        replaced (bound over, read-only) in this boot only.
+
+        writable_root: / is an overlayfs over the machine's root file system
+        instead of that file system read-only, so that e.g. dpkg can run inside;
+        what the boot writes lands in a tmpfs upper layer (root_changes()) and
+        is gone with the machine. /proc/sys and /sys stay read-only."""
         self.workdir = Path(workdir)
         self.units = dict(units)
         self.files = dict(files or {})
         self.start_units = list(start)
         self.prefix = name
+        self.writable_root = writable_root
         self.name = f"{name}-{os.getpid()}-{time.monotonic_ns()}"
         self.pid: int | None = None  # systemd, as the machine's PID namespace sees it: 1
         self._pidfd: int | None = None
@@ -188,6 +200,8 @@ class Machine:
         ]
         env = {**NSENTER_ENV, "FDBROKER_TEST_CONSOLE": os.ttyname(self._console_pty[1]),
                "FDBROKER_TEST_KEEP": ":".join(_dirs_hidden_by_private_tmp())}
+        if self.writable_root:
+            env["FDBROKER_TEST_WRITABLE_ROOT"] = "1"
         with open(self._output, "wb") as output:
             self._unshare = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env,
                                              stdout=output, stderr=subprocess.STDOUT)
@@ -339,6 +353,18 @@ class Machine:
         """A path inside the machine, as this (outside) process reaches it."""
         assert self.pid is not None, "not booted"
         return Path(f"/proc/{self.pid}/root") / inside.lstrip("/")
+
+    def root_changes(self) -> Path:
+        """The writable root's upper layer, as this process reaches it: every
+        path of / that the boot created or changed is there (a changed file
+        whole, a directory with its changed entries), every deleted one is a
+        whiteout (a character device 0/0), and a directory that was removed and
+        made again is opaque (xattr trusted.overlay.opaque=y). Its one entry of
+        its own is the empty mount point .fdbroker-test-upper. Only with
+        writable_root=True; /run, /tmp, /var/tmp, /var/lib/systemd,
+        /var/log/journal and /dev are tmpfs of their own, not in it."""
+        assert self.writable_root, "only a machine booted with writable_root=True has one"
+        return self.path(ROOT_CHANGES)
 
     def add_unit(self, name: str, text: str, reload: bool = True) -> None:
         """Write a unit or drop-in ("x.service.d/y.conf") and daemon-reload."""
