@@ -7,7 +7,6 @@ import os
 import socket
 import stat
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -284,19 +283,3 @@ def test_dpkg_installs_and_purges_a_package_inside_a_writable_root(boot, tmp_pat
     machine.stop()
     assert Path("/var/lib/dpkg/status").read_bytes() == dpkg_status
     assert PROBE not in Path("/etc/group").read_text(encoding="utf-8")
-
-
-def test_writable_root_boot_time_next_to_a_read_only_one(boot, capsys):
-    """Not a limit, a figure: the overlay's cost, printed even when pytest captures."""
-    times = {False: [], True: []}
-    for _ in range(3):
-        for writable in (False, True):
-            started = time.monotonic()
-            machine = boot({}, writable_root=writable)
-            times[writable].append(time.monotonic() - started)
-            machine.stop()
-    with capsys.disabled():
-        for writable, label in ((False, "read-only /"), (True, "writable root")):
-            print(f"\nboot to {label}: " + ", ".join(f"{t:.2f}" for t in times[writable]) + " s",
-                  end="")
-        print()
