@@ -4,8 +4,8 @@
 One `Machine` is one boot: new PID, mount, cgroup, UTS, IPC and network namespaces made by
 `unshare`, set up by boot_inside.sh (private /run, /tmp, /var/tmp, /dev, cgroup2;
 read-only / and /proc/sys, or with writable_root=True a writable overlay on the
-machine's root whose changes `root_changes()` shows), with systemd as its PID 1 started on a test target
-that has DefaultDependencies=no. It has its own network namespace too (only
+machine's root whose changes `root_changes()` shows), with systemd as its PID 1
+started on a test target that has DefaultDependencies=no. It has its own network namespace too (only
 loopback, up), so a unit may bind any port; reach it with run("...") or
 nsenter -n.
 
