@@ -37,6 +37,12 @@ OpenFlags open_flags_from_posix(int oflags) {
   flags.excl = (oflags & O_EXCL) != 0;
   flags.trunc = (oflags & O_TRUNC) != 0;
   flags.nonblock = (oflags & O_NONBLOCK) != 0;
+  // open(2) takes these too (O_APPEND is moot for reading, O_EXCL without O_CREAT
+  // undefined); the broker refuses them with EINVAL: say so before sending.
+  if (flags.access == OpenAccess::read && (flags.append || flags.trunc)) {
+    throw std::invalid_argument("O_APPEND and O_TRUNC need O_WRONLY or O_RDWR");
+  }
+  if (flags.excl && !flags.create) throw std::invalid_argument("O_EXCL needs O_CREAT");
   return flags;
 }
 

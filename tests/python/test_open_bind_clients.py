@@ -181,6 +181,11 @@ def test_client_open_hands_over_the_file(stand_in, tmp_path):
             c.open(str(tmp_path / "missing"))
         with pytest.raises(ValueError):
             c.open(str(path), os.O_WRONLY | os.O_CREAT, 0o1777)
+        # open(2) takes them, the broker would answer EINVAL: refused before sending.
+        for flags in (os.O_RDONLY | os.O_APPEND, os.O_RDONLY | os.O_TRUNC,
+                      os.O_WRONLY | os.O_EXCL):
+            with pytest.raises(ValueError):
+                c.open(str(path), flags)
     assert path.read_text() == "content+"
     assert [r["flags"] for r in stand_in.requests] == [["rdonly"], ["wronly", "append"], ["rdonly"]]
     assert open_fd_count() == before

@@ -157,7 +157,8 @@ struct OpenFlags {
 // and dropped: the broker always applies them. Throws std::invalid_argument for any
 // other bit (O_DIRECTORY, O_PATH, O_TMPFILE, O_DIRECT, O_ASYNC, O_SYNC, ...): the
 // broker could not honour them, and silently dropping one would change what the
-// caller gets.
+// caller gets; and for what the broker refuses with EINVAL although open(2) takes
+// it: O_APPEND or O_TRUNC with O_RDONLY, O_EXCL without O_CREAT.
 FDBROKER_API OpenFlags open_flags_from_posix(int oflags);
 
 // The protocol's names for `flags`, access mode first: {"wronly", "create", "trunc"}.
