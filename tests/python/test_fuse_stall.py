@@ -574,6 +574,29 @@ def threads_opening(pid: int) -> int:
     return count
 
 
+def open_as_nobody(broker: Broker, path: str) -> dict[str, Any]:
+    """The reply to an `open` of path by uid 65534 (in a child), with "read": the
+    file's first bytes through the fd it got; answered within RESPONSIVE_WITHIN."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(r)
+            drop_privileges(NOBODY, NOBODY)
+            reply, fds = exchange(broker, {"op": "open", "path": path}, timeout=RESPONSIVE_WITHIN)
+            os.write(w, json.dumps({**reply, "read": os.read(fds[0], 10).decode()
+                                    if fds else ""}).encode())
+            os._exit(0)
+        except BaseException as e:
+            os.write(w, json.dumps({"child": repr(e)}).encode())
+            os._exit(1)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        got = json.loads(f.read())
+    os.waitpid(child, 0)
+    return got
+
+
 def test_open_on_a_stalled_mount_holds_a_worker_never_the_broker(tmp_path) -> None:
     """An `open` whose file system stops answering waits on a worker thread: other
     clients are answered meanwhile; a uid's further opens wait behind its hung
@@ -615,24 +638,7 @@ def test_open_on_a_stalled_mount_holds_a_worker_never_the_broker(tmp_path) -> No
             assert not select.select([third], [], [], 0.3)[0], "root's third open was answered"
             assert threads_opening(broker.pid) == 2
             # ...while nobody's open passes it, on a free worker.
-            r, w = os.pipe()
-            child = os.fork()
-            if child == 0:
-                try:
-                    os.close(r)
-                    drop_privileges(NOBODY, NOBODY)
-                    reply, fds = exchange(broker, {"op": "open", "path": str(plain / "file")},
-                                          timeout=RESPONSIVE_WITHIN)
-                    os.write(w, json.dumps({**reply, "read": os.read(fds[0], 10).decode()
-                                            if fds else ""}).encode())
-                    os._exit(0)
-                except BaseException as e:
-                    os.write(w, json.dumps({"child": repr(e)}).encode())
-                    os._exit(1)
-            os.close(w)
-            with os.fdopen(r, "rb") as f:
-                got = json.loads(f.read())
-            os.waitpid(child, 0)
+            got = open_as_nobody(broker, str(plain / "file"))
             assert got.get("ok") and got["read"] == "plain\n", got
             leaving.close()  # gone before its open returns
             assert_responsive(broker)
@@ -652,6 +658,62 @@ def test_open_on_a_stalled_mount_holds_a_worker_never_the_broker(tmp_path) -> No
             passed = True
         finally:
             fs.abort()
+            if passed:
+                next(gen, None)  # fd count back at the baseline, clean stop
+            else:
+                gen.close()
+
+
+def test_a_uid_past_256_pending_opens_gets_eagain_and_others_are_served(tmp_path) -> None:
+    """One uid may have 256 opens pending (2 on workers, the rest waiting); beyond
+    that each open is refused at once with EAGAIN, while another uid's open is
+    still served; once the mount is aborted every held open is answered, in full,
+    and the broker's fd count is back at its baseline (the fixture checks it)."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "file").write_text("plain\n")
+    os.chmod(tmp_path, 0o755)
+    held, extra = 256, 14
+    with StallFuse() as fs:
+        gen = running_broker(open_rule_config(fs.mountpoint, str(plain)))
+        broker = next(gen)
+        passed = False
+        clients: list[socket.socket] = []
+        try:
+            fs.stall()
+            # One open per connection (a connection reads no further until its open
+            # is answered); root, whose connections no per-uid limit caps.
+            for i in range(held + extra):
+                client = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                client.connect(broker.socket)
+                client.send(json.dumps({"op": "open", "id": i, "path": fs.path(i)}).encode())
+                clients.append(client)
+            # Which ones are refused depends on the order the broker reads them in;
+            # how many does not.
+            refused: dict[int, dict[str, Any]] = {}
+            deadline = time.monotonic() + 10
+            while len(refused) < extra and time.monotonic() < deadline:
+                ready, _, _ = select.select([c for c in clients if c.fileno() not in refused],
+                                            [], [], 0.5)
+                for client in ready:
+                    refused[client.fileno()] = json.loads(client.recv(65537))
+            assert all(r["error"] == "EAGAIN" for r in refused.values()), refused
+            assert len(refused) == extra, f"{len(refused)} refused, not {extra}"
+            waiting = [c for c in clients if c.fileno() not in refused]
+            assert not select.select(waiting, [], [], 0.3)[0], "a held open was answered"
+            got = open_as_nobody(broker, str(plain / "file"))
+            assert got.get("ok") and got["read"] == "plain\n", got
+            fs.abort()
+            for client in waiting:
+                client.settimeout(10)
+                reply = json.loads(client.recv(65537))
+                assert not reply["ok"] and reply["error"] != "EAGAIN", reply
+            assert "too many opens in progress" in broker.log()
+            passed = True
+        finally:
+            fs.abort()
+            for client in clients:
+                client.close()
             if passed:
                 next(gen, None)  # fd count back at the baseline, clean stop
             else:
