@@ -262,11 +262,10 @@ TEST(ClientProtocol, OpenFlagsFromPosixMapEveryBitOrRefuse) {
   EXPECT_EQ(fdbroker::open_flag_names(g),
             (std::vector<std::string>{"rdwr", "append", "trunc", "nonblock"}));
   EXPECT_EQ(fdbroker::open_flags_from_posix(O_RDONLY).access, fdbroker::OpenAccess::read);
-  for (int bad :
-       {O_ACCMODE, O_RDONLY | O_DIRECTORY, O_PATH, O_RDWR | O_TMPFILE, O_RDONLY | O_DIRECT,
-        O_RDONLY | O_ASYNC, O_WRONLY | O_SYNC, O_RDONLY | O_NOATIME,
-        // open(2) takes these; the broker would answer EINVAL.
-        O_RDONLY | O_APPEND, O_RDONLY | O_TRUNC, O_WRONLY | O_EXCL}) {
+  for (int bad : {O_ACCMODE, O_RDONLY | O_DIRECTORY, O_PATH, O_RDWR | O_TMPFILE,
+                  O_RDONLY | O_DIRECT, O_RDONLY | O_ASYNC, O_WRONLY | O_SYNC, O_RDONLY | O_NOATIME,
+                  // open(2) takes these; the broker would answer EINVAL.
+                  O_RDONLY | O_APPEND, O_RDONLY | O_TRUNC, O_WRONLY | O_EXCL}) {
     EXPECT_THROW(fdbroker::open_flags_from_posix(bad), std::invalid_argument) << bad;
   }
 }
