@@ -366,6 +366,13 @@ class Machine:
         assert self.writable_root, "only a machine booted with writable_root=True has one"
         return self.path(ROOT_CHANGES)
 
+    def changes_named(self, fragment: str) -> list[str]:
+        """The paths of root_changes(), relative to /, whose name contains
+        fragment (its own mount point aside): what a purge may have left."""
+        changes = self.root_changes()
+        return sorted(str(path.relative_to(changes)) for path in changes.rglob("*")
+                      if fragment in path.name and path.name != ROOT_CHANGES.lstrip("/"))
+
     def add_unit(self, name: str, text: str, reload: bool = True) -> None:
         """Write a unit or drop-in ("x.service.d/y.conf") and daemon-reload."""
         path = self.path(f"/run/systemd/system/{name}")

@@ -378,9 +378,9 @@ class Client:
         O_APPEND, O_CREAT, O_EXCL, O_TRUNC, O_NONBLOCK (O_CLOEXEC, O_NOCTTY and
         O_NOFOLLOW are accepted: the broker always applies them; any other flag is
         a ValueError, before anything is sent, as are O_APPEND or O_TRUNC with
-        O_RDONLY and O_EXCL without O_CREAT, which the broker refuses). mode (permission bits, at most
-        0o777) is for a file the broker creates, masked by its rule's mode; only
-        with O_CREAT. Returns an Opened whose fd is yours.
+        O_RDONLY and O_EXCL without O_CREAT, which the broker refuses). mode
+        (permission bits, at most 0o777) is for a file the broker creates, masked
+        by its rule's mode; only with O_CREAT. Returns an Opened whose fd is yours.
 
         Raises PermissionError (EACCES: no rule allows it; the broker decides that
         before looking at the file system), FileNotFoundError, FileExistsError,
